@@ -1,0 +1,1 @@
+"""IoT-LM: shared settings and the `iotlm` command line."""

