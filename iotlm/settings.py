@@ -88,6 +88,27 @@ class WorkerSettings(BaseModel):
         ]
     )
     metrics_port: int = 9108
+    max_gap_s: float = Field(0.1, description="A window holding a sample gap longer than this is not emitted.")
+    consumer_group: str = "iotlm-workers"
+    commit_interval_s: float = Field(1.0, description="How often durably written progress is committed.")
+    max_pending_windows: int = Field(4096, description="Windows queued for inference before consuming pauses.")
+    episode_min_windows: int = Field(2, description="Windows of a new activity needed to close an episode.")
+    model_key: str = Field("iotlm:model:promoted", description="Redis key naming the promoted model.")
+    model_poll_s: float = 2.0
+    alert_cooldown_s: float = Field(300.0, description="The same alert for a device is raised once per this.")
+    fall_freefall_g: float = 0.4
+    fall_impact_g: float = 2.5
+    no_movement_s: float = 900.0
+    no_movement_std: float = Field(0.05, description="m/s^2: acceleration std below this is 'no movement'.")
+    silent_device_s: float = 60.0
+    flat_line_std: float = Field(1e-6, description="m/s^2: an axis this still over a window is a stuck sensor.")
+    saturation_ms2: float = Field(156.0, description="|acc| at or above this (16 g) is a clipped sample.")
+    saturation_fraction: float = 0.2
+    device_rooms: dict[str, str] = Field(default_factory=dict, description="device id -> room.")
+    room_hours: list[dict] = Field(
+        default_factory=list,
+        description='Allowed hours per activity and room: [{"room", "activity", "start_hour", "end_hour"}].',
+    )
 
 
 class Settings(BaseSettings):
