@@ -1,9 +1,115 @@
-"""Commands of this part, added to the root `iotlm` app by `register`."""
+"""`iotlm stack up|status|down`: the local services on 127.0.0.1 (see deploy/stack.py)."""
 
 from __future__ import annotations
 
+import json
+
 import typer
+
+stack_app = typer.Typer(help="The local stack: Kafka, PostgreSQL, Redis, Mosquitto, PGlite TimescaleDB.",
+                        no_args_is_help=True)
+
+
+def _stack():
+    from deploy.stack import Stack
+    from iotlm.settings import Settings
+
+    return Stack(Settings())
+
+
+def _fail(message: str) -> None:
+    from rich.console import Console
+
+    Console(stderr=True).print(f"[bold red]stack:[/] {message}", highlight=False)
+    raise typer.Exit(1)
+
+
+def _print_table(statuses) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table("service", "healthy", "address", "pid", "detail")
+    for s in statuses:
+        table.add_row(s.name, "[green]yes[/]" if s.healthy else "[red]no[/]", s.address,
+                      str(s.pid) if s.pid else "-", s.detail)
+    Console().print(table)
+
+
+@stack_app.command("up")
+def up(
+    service: list[str] = typer.Option(None, "--service", "-s", help="Start only this service (repeatable): "
+                                      "kafka, postgres, redis, mosquitto, timescale."),
+    timescale: bool = typer.Option(False, "--timescale", help="Also start the PGlite TimescaleDB server."),
+    as_json: bool = typer.Option(False, "--json", help="Print the started services and status as JSON."),
+) -> None:
+    """Start the services that are not already healthy and wait for them (default: all but timescale)."""
+    from rich.console import Console
+
+    from deploy.stack import DEFAULT_SERVICES, StackError
+
+    names = list(service or DEFAULT_SERVICES)
+    if timescale and "timescale" not in names:
+        names.append("timescale")
+    stack = _stack()
+    try:
+        if as_json:
+            started = stack.up(names)
+        else:
+            with Console(stderr=True).status(f"starting {', '.join(names)} ..."):
+                started = stack.up(names)
+    except StackError as exc:
+        _fail(str(exc))
+    statuses = stack.status(names)
+    if as_json:
+        typer.echo(json.dumps({"started": started, "services": [s.to_dict() for s in statuses]}))
+    else:
+        Console().print(f"started: {', '.join(started) or 'nothing (already running)'}")
+        _print_table(statuses)
+    if not all(s.healthy for s in statuses):
+        raise typer.Exit(1)
+
+
+@stack_app.command("status")
+def status(
+    service: list[str] = typer.Option(None, "--service", "-s", help="Check only this service (repeatable)."),
+    as_json: bool = typer.Option(False, "--json", help="Print a JSON list, one object per service."),
+) -> None:
+    """Check every service with its own protocol. Exit code 1 when a checked service is down
+    (with no --service, only the default four count: timescale is optional)."""
+    from deploy.stack import DEFAULT_SERVICES, StackError
+
+    stack = _stack()
+    try:
+        statuses = stack.status(service or None)
+    except StackError as exc:
+        _fail(str(exc))
+    if as_json:
+        typer.echo(json.dumps([s.to_dict() for s in statuses]))
+    else:
+        _print_table(statuses)
+    required = set(service or DEFAULT_SERVICES)
+    if not all(s.healthy for s in statuses if s.name in required):
+        raise typer.Exit(1)
+
+
+@stack_app.command("down")
+def down(
+    service: list[str] = typer.Option(None, "--service", "-s", help="Stop only this service (repeatable)."),
+    as_json: bool = typer.Option(False, "--json", help="Print the stopped services as JSON."),
+) -> None:
+    """Stop the services this stack started (never a process it did not start)."""
+    from deploy.stack import StackError
+
+    try:
+        stopped = _stack().down(service or None)
+    except StackError as exc:
+        _fail(str(exc))
+    if as_json:
+        typer.echo(json.dumps({"stopped": stopped}))
+    else:
+        typer.echo(f"stopped: {', '.join(stopped) or 'nothing of ours was running'}")
 
 
 def register(app: typer.Typer) -> None:
-    """Add this part's commands to the root app."""
+    """Add `iotlm stack ...` to the root app."""
+    app.add_typer(stack_app, name="stack")

@@ -41,6 +41,13 @@ class KafkaSettings(BaseModel):
     control_topic: str = "iotlm.control"
     partitions: int = 6
     max_frame_bytes: int = 1_000_000
+    dlq_keep_bytes: int = Field(
+        65_536,
+        description="A rejected payload larger than max_frame_bytes is kept in the DLQ as this many leading "
+        "bytes plus its size and sha256 in headers, so one junk upload cannot bloat the broker.",
+    )
+    producer_linger_ms: int = Field(20, description="How long a producer waits to fill a batch.")
+    producer_batch_bytes: int = Field(262_144, description="Producer batch size per partition.")
 
 
 class IngestSettings(BaseModel):
@@ -55,6 +62,11 @@ class IngestSettings(BaseModel):
         description="Device ids starting with one of these are treated as registered.",
     )
     mqtt_topic: str = "iotlm/frames/#"
+    mqtt_client_id: str = "iotlm-mqtt-bridge"
+    mqtt_qos: int = Field(1, description="QoS of the bridge's subscription: 1 = at least once.")
+    max_future_skew_s: float = Field(
+        86_400.0, description="A frame whose t0 is further ahead of the gateway clock is rejected."
+    )
 
 
 class ModelSettings(BaseModel):
@@ -71,7 +83,32 @@ class StorageSettings(BaseModel):
     postgres_password: str = "iotlm"
     raw_frame_retention_days: int = 30
     prediction_retention_days: int = 365
+    alert_retention_days: int = 365
+    raw_frame_compress_after_days: int = Field(
+        1, description="TimescaleDB lane: raw-frame chunks older than this are compressed."
+    )
+    partition_days_ahead: int = Field(
+        7, description="PostgreSQL lane: daily partitions created ahead of today by `iotlm db maintain`."
+    )
+    lane: str = Field(
+        "postgresql",
+        description="Which server the app stores into: 'postgresql' (database_url) or 'timescale' (timescale_url).",
+    )
+    timescale_single_connection: bool = Field(
+        True, description="The local TimescaleDB is PGlite, which serves one connection at a time: no pool."
+    )
+    write_batch_rows: int = Field(5000, description="Rows per transaction in the writers.")
+    timescale_max_statement_bytes: int = Field(
+        32_000, description="TimescaleDB lane: INSERT statements are split to stay under PGlite's ~64 KiB message limit."
+    )
+    write_retry_initial_s: float = 0.1
+    write_retry_max_s: float = 5.0
+    write_retry_deadline_s: float = Field(
+        120.0, description="A batch that still fails after this long is raised to the caller."
+    )
     state_ttl_s: int = 600
+    redis_key_prefix: str = "iotlm"
+    alert_stream_maxlen: int = Field(100_000, description="Approximate length the alert stream is trimmed to.")
 
 
 class WorkerSettings(BaseModel):

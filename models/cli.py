@@ -1,9 +1,142 @@
-"""Commands of this part, added to the root `iotlm` app by `register`."""
+"""Commands of the models part: `iotlm eval`, `iotlm classify`, `iotlm train ssl|zero-shot|finetune`.
+
+Heavy imports (torch, transformers) happen inside the commands so `iotlm --help` stays fast.
+"""
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+from typing import Optional
+
 import typer
+
+def _settings():
+    from iotlm.settings import Settings
+
+    return Settings()
+
+
+def _print_report(report: dict) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    console = Console()
+    ref = report.get("reference") or {}
+    console.print(
+        f"[bold]{report['dataset']} {report['setting']}[/bold] model {report['model_version']}: "
+        f"accuracy {100 * report['accuracy']:.1f} %, macro-F1 {100 * report['macro_f1']:.1f} %"
+        + (f"  (UniMTS: {ref['accuracy']} % / {ref['macro_f1']} %)" if "accuracy" in ref else "")
+    )
+    table = Table("true \\ predicted", *[label[:10] for label in report["labels"]], "F1")
+    for label, row in zip(report["labels"], report["confusion"]):
+        table.add_row(label, *map(str, row), f"{report['per_class_f1'][label]:.2f}")
+    console.print(table)
+    console.print(f"windows {report['n_windows']}, test subjects {report['test_subjects']}, {report['seconds']} s")
 
 
 def register(app: typer.Typer) -> None:
     """Add this part's commands to the root app."""
+    train_app = typer.Typer(help="Reproduce the shipped motion checkpoints.", no_args_is_help=True)
+
+    @app.command("eval")
+    def eval_command(
+        dataset: str = typer.Option("hapt", help="hapt | basicmotions"),
+        setting: str = typer.Option("zero-shot", help="zero-shot | few-shot | full"),
+        shots: int = typer.Option(10, help="windows per class for few-shot"),
+        model: Optional[str] = typer.Option(None, help="checkpoint directory or name (default: settings)"),
+        limit: Optional[int] = typer.Option(None, help="use about this many windows per split (quick checks)"),
+        epochs: int = typer.Option(15, help="fine-tuning epochs (few-shot, full)"),
+        seed: int = typer.Option(0),
+        as_json: bool = typer.Option(False, "--json", help="print one JSON object"),
+    ) -> None:
+        """Evaluate on held-out test subjects: accuracy, macro-F1, per-class F1, confusion."""
+        import torch
+
+        from models.evaluate import run_evaluation
+
+        torch.set_num_threads(2)
+        report = run_evaluation(dataset, setting, shots, model, limit, epochs, seed, _settings().models.checkpoint_dir)
+        if as_json:
+            print(json.dumps(report))
+        else:
+            _print_report(report)
+
+    @app.command("classify")
+    def classify_command(
+        input: Path = typer.Option(..., "--input", exists=True, help=".npz with acc (N,T,3) m/s^2, optional gyro, sample_rate"),
+        labels: str = typer.Option(..., help="comma-separated label words"),
+        placement: str = typer.Option("unknown", help="body placement: waist, wrist, pocket, ..."),
+        model: Optional[str] = typer.Option(None, help="checkpoint directory or name (default: settings)"),
+        as_json: bool = typer.Option(False, "--json", help="print one JSON object"),
+    ) -> None:
+        """Classify IMU windows against any label set given in words."""
+        import numpy as np
+
+        from models.inference import MotionClassifier
+
+        settings = _settings()
+        names = [label.strip() for label in labels.split(",") if label.strip()]
+        with np.load(input) as z:
+            acc = z["acc"].astype(np.float32)
+            gyro = z["gyro"].astype(np.float32) if "gyro" in z.files else None
+            rate = float(z["sample_rate"])
+        if acc.ndim == 2:
+            acc, gyro = acc[None], None if gyro is None else gyro[None]
+        classifier = MotionClassifier.load(model, device=settings.models.device, checkpoint_dir=settings.models.checkpoint_dir)
+        probabilities = classifier.predict_proba(acc, gyro, rate, names, placement)
+        result = {
+            "labels": names,
+            "predictions": [names[i] for i in probabilities.argmax(1)],
+            "probabilities": probabilities.round(4).tolist(),
+            "model_version": classifier.version,
+        }
+        if as_json:
+            print(json.dumps(result))
+        else:
+            for i, (prediction, row) in enumerate(zip(result["predictions"], probabilities)):
+                print(f"{i}: {prediction} ({row.max():.2f})")
+
+    @train_app.command("ssl")
+    def train_ssl_command(
+        epochs_masked: int = typer.Option(8),
+        epochs_contrastive: int = typer.Option(8),
+        out: Path = typer.Option(Path("runs/ssl-v1"), help="output checkpoint directory"),
+        limit: Optional[int] = typer.Option(None, help="train on this many windows (quick checks)"),
+        seed: int = typer.Option(0),
+        device: str = typer.Option("auto"),
+    ) -> None:
+        """Self-supervised pretraining on unlabelled HAPT train-subject windows."""
+        from models.train import train_ssl
+
+        print(train_ssl(_settings(), out, epochs_masked, epochs_contrastive, limit, seed, device=device))
+
+    @train_app.command("zero-shot")
+    def train_zero_shot_command(
+        out: Optional[Path] = typer.Option(None, help="output directory (default: checkpoints/motion-v1)"),
+        init: Optional[Path] = typer.Option(Path("runs/ssl-v1"), help="SSL checkpoint to start from"),
+        clips: int = typer.Option(6000, help="simulated clips (each recorded at two placements)"),
+        epochs: int = typer.Option(15),
+        max_steps: Optional[int] = typer.Option(None, help="stop after this many steps (quick checks)"),
+        seed: int = typer.Option(0),
+        device: str = typer.Option("auto"),
+    ) -> None:
+        """Align the motion encoder with text on simulated clips (no HAPT labels)."""
+        from models.train import train_zero_shot
+
+        path, _ = train_zero_shot(_settings(), out, init, clips, epochs, seed=seed, device=device, max_steps=max_steps)
+        print(path)
+
+    @train_app.command("finetune")
+    def train_finetune_command(
+        init: Optional[str] = typer.Option(None, help="checkpoint to start from (default: settings default)"),
+        out: Optional[Path] = typer.Option(None, help="output directory (default: checkpoints/motion-v1-hapt)"),
+        epochs: int = typer.Option(15),
+        seed: int = typer.Option(0),
+    ) -> None:
+        """Full fine-tuning on HAPT train subjects (selection on validation subjects), then test."""
+        from models.train import train_finetune
+
+        print(train_finetune(_settings(), init, out, epochs, seed))
+
+    app.add_typer(train_app, name="train")

@@ -38,17 +38,23 @@ else
   "$VENV/bin/pip" install -q --no-deps -e "$ROOT"
 fi
 
-# 3. Kafka from Maven Central (pinned in deploy/kafka/pom.xml).
-if [ -f "$ROOT/deploy/kafka/pom.xml" ] && [ ! -f "$ROOT/deploy/kafka/lib/.complete" ]; then
+# 3. Kafka from Maven Central (pinned in deploy/kafka/pom.xml); refetched when the pom changes.
+KAFKA_LIB="$ROOT/deploy/kafka/lib"
+pom_sha="$(sha256sum "$ROOT/deploy/kafka/pom.xml" | cut -c1-16)"
+if [ "$(cat "$KAFKA_LIB/.complete" 2>/dev/null)" != "$pom_sha" ]; then
   say "fetching Kafka jars from Maven Central"
+  rm -rf "$KAFKA_LIB"
   mvn -q -B -f "$ROOT/deploy/kafka/pom.xml" dependency:copy-dependencies \
-    -DoutputDirectory="$ROOT/deploy/kafka/lib" -DincludeScope=runtime
-  touch "$ROOT/deploy/kafka/lib/.complete"
+    -DoutputDirectory="$KAFKA_LIB" -DincludeScope=runtime
+  echo "$pom_sha" > "$KAFKA_LIB/.complete"
 fi
 
-# 4. TimescaleDB in WASM (PGlite) for the Timescale storage lane.
-if [ -f "$ROOT/deploy/pglite/package.json" ] && [ ! -d "$ROOT/deploy/pglite/node_modules" ]; then
-  say "npm install PGlite + TimescaleDB"
-  (cd "$ROOT/deploy/pglite" && npm install --no-audit --no-fund --silent)
+# 4. TimescaleDB in WASM (PGlite) for the Timescale storage lane; reinstalled when the lock changes.
+PGLITE="$ROOT/deploy/pglite"
+lock_sha="$(sha256sum "$PGLITE/package-lock.json" | cut -c1-16)"
+if [ "$(cat "$PGLITE/node_modules/.iotlm-lock" 2>/dev/null)" != "$lock_sha" ]; then
+  say "npm ci PGlite + TimescaleDB"
+  (cd "$PGLITE" && npm ci --no-audit --no-fund --silent)
+  echo "$lock_sha" > "$PGLITE/node_modules/.iotlm-lock"
 fi
 say "ready: $VENV"

@@ -1,7 +1,9 @@
 """Session fixtures shared by every test folder.
 
 `settings` points the whole suite at its own state folder (so a running demo is left alone);
-`stack` starts the real local services once per session and stops, at the end, only what it started.
+`stack` starts the real local services once per session; `timescale` adds the PGlite TimescaleDB
+server. Both hold a lease on the stack: at the end, the last test session still running (several
+engineers may run tests at once against the same state folder) stops what the tests started.
 """
 
 from __future__ import annotations
@@ -18,10 +20,18 @@ def settings() -> Settings:
 
 @pytest.fixture(scope="session")
 def stack(settings: Settings):
-    """Kafka, PostgreSQL, Redis and Mosquitto, healthy, on 127.0.0.1."""
+    """Kafka, PostgreSQL, Redis and Mosquitto, healthy, on 127.0.0.1 (topics created)."""
     from deploy.stack import Stack
 
-    stack = Stack(settings)
-    started = stack.up()
-    yield stack
-    stack.down(only=started)
+    with Stack(settings).leased() as stack:
+        yield stack
+
+
+@pytest.fixture(scope="session")
+def timescale(settings: Settings):
+    """The PGlite TimescaleDB server, healthy; connect with `settings.timescale_url`
+    (one client at a time: close connections promptly)."""
+    from deploy.stack import Stack
+
+    with Stack(settings).leased(["timescale"]) as stack:
+        yield stack

@@ -1,0 +1,165 @@
+"""Detached service processes that the stack can find again, check, and stop safely.
+
+A service is started in its own session (it outlives the `iotlm stack up` that started it) with
+its output going to a log file. Its PID file records the PID *and* the process start time, so a
+PID reused by the kernel for some unrelated program is never mistaken for ours and never killed.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import psutil
+
+
+def port_is_open(host: str, port: int, timeout_s: float = 0.5) -> bool:
+    """True when something accepts TCP connections on host:port."""
+    try:
+        with socket.create_connection((host, port), timeout=timeout_s):
+            return True
+    except OSError:
+        return False
+
+
+def log_tail(path: Path, lines: int = 30) -> str:
+    """The last lines of a log file, for error messages ('' when there is none)."""
+    try:
+        text = path.read_text(errors="replace")
+    except FileNotFoundError:
+        return ""
+    return "\n".join(text.splitlines()[-lines:])
+
+
+@dataclass(frozen=True)
+class PidRecord:
+    """What a PID file holds: enough to recognise the very process we started."""
+
+    pid: int
+    started_at: float  # psutil create_time, seconds since the epoch
+
+    def process(self) -> psutil.Process | None:
+        """The live process this record names, or None if it is gone or the PID was reused."""
+        try:
+            proc = psutil.Process(self.pid)
+            # create_time is rounded differently across reads; a reused PID differs by far more.
+            if abs(proc.create_time() - self.started_at) > 1.0:
+                return None
+            if proc.status() == psutil.STATUS_ZOMBIE:
+                return None
+            return proc
+        except psutil.Error:
+            return None
+
+
+class DetachedProcess:
+    """One service process, known by its PID file and writing to its log file."""
+
+    def __init__(self, pid_file: Path, log_file: Path) -> None:
+        self.pid_file = pid_file
+        self.log_file = log_file
+
+    def record(self) -> PidRecord | None:
+        try:
+            data = json.loads(self.pid_file.read_text())
+            return PidRecord(pid=int(data["pid"]), started_at=float(data["started_at"]))
+        except (FileNotFoundError, ValueError, KeyError, TypeError):
+            return None
+
+    def running(self) -> psutil.Process | None:
+        """Our process if it is alive; a stale PID file is removed."""
+        record = self.record()
+        if record is None:
+            return None
+        proc = record.process()
+        if proc is None:
+            self.pid_file.unlink(missing_ok=True)
+        return proc
+
+    def start(
+        self,
+        argv: list[str],
+        *,
+        cwd: Path | None = None,
+        env: dict[str, str] | None = None,
+        user: str | None = None,
+    ) -> psutil.Process:
+        """Launch argv detached (new session, no stdin), appending its output to the log file."""
+        self.log_file.parent.mkdir(parents=True, exist_ok=True)
+        self.pid_file.parent.mkdir(parents=True, exist_ok=True)
+        with self.log_file.open("ab") as log:
+            log.write(f"\n==== {time.strftime('%Y-%m-%d %H:%M:%S')} start: {' '.join(argv)}\n".encode())
+            log.flush()
+            popen = subprocess.Popen(
+                argv,
+                cwd=cwd,
+                env=env,
+                user=user,
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+        proc = psutil.Process(popen.pid)
+        self.pid_file.write_text(json.dumps({"pid": popen.pid, "started_at": proc.create_time(), "argv": argv}))
+        # Nobody waits on the Popen object once this CLI exits; the detached child is reparented.
+        popen.returncode = 0
+        return proc
+
+    def request_stop(self, stop_signal: signal.Signals) -> psutil.Process | None:
+        """Send stop_signal to our process group; the process to wait for, or None if none ran."""
+        proc = self.running()
+        if proc is None:
+            self.pid_file.unlink(missing_ok=True)
+            return None
+        self._signal_group(proc.pid, stop_signal)
+        return proc
+
+    def await_stop(self, proc: psutil.Process, grace_s: float) -> None:
+        """Wait for a stop requested earlier; SIGKILL the group after grace_s."""
+        try:
+            proc.wait(timeout=grace_s)
+        except psutil.TimeoutExpired:
+            self._signal_group(proc.pid, signal.SIGKILL)
+            try:
+                proc.wait(timeout=10)
+            except psutil.TimeoutExpired:
+                pass
+        except psutil.Error:
+            pass
+        self.pid_file.unlink(missing_ok=True)
+
+    def stop(self, stop_signal: signal.Signals, grace_s: float) -> bool:
+        """Stop our process (signal, wait, SIGKILL after grace_s). False when nothing of ours ran."""
+        proc = self.request_stop(stop_signal)
+        if proc is None:
+            return False
+        self.await_stop(proc, grace_s)
+        return True
+
+    @staticmethod
+    def _signal_group(pid: int, sig: signal.Signals) -> None:
+        # The service leads its own session, so the group holds its children too (postgres backends).
+        try:
+            if os.getpgid(pid) == pid:
+                os.killpg(pid, sig)
+            else:
+                os.kill(pid, sig)
+        except ProcessLookupError:
+            pass
+
+
+def wait_port_closed(host: str, port: int, timeout_s: float) -> bool:
+    """Wait until nothing listens on host:port; True when it is free."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if not port_is_open(host, port, timeout_s=0.2):
+            return True
+        time.sleep(0.2)
+    return not port_is_open(host, port, timeout_s=0.2)

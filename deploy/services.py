@@ -1,0 +1,423 @@
+"""The local services, one class each: how to prepare, launch and health-check them.
+
+Each service keeps its data under ``{state_dir}/<name>/``, its log in ``{state_dir}/logs/<name>.log``
+and its PID file in ``{state_dir}/run/<name>.pid``. Health is always a real protocol exchange
+(Kafka metadata, ``SELECT 1``, ``PING``, an MQTT CONNACK), never just an open port.
+"""
+
+from __future__ import annotations
+
+import base64
+import grp
+import hashlib
+import os
+import pwd
+import shutil
+import signal
+import stat
+import subprocess
+import tempfile
+import uuid
+from abc import ABC, abstractmethod
+from pathlib import Path
+
+from deploy.process import DetachedProcess, log_tail
+from iotlm.settings import PROJECT_ROOT, Settings
+
+DEPLOY_DIR = PROJECT_ROOT / "deploy"
+KAFKA_DIR = DEPLOY_DIR / "kafka"
+PGLITE_DIR = DEPLOY_DIR / "pglite"
+POSTGRES_BIN = Path("/usr/lib/postgresql/15/bin")
+HEALTH_TIMEOUT_S = 3.0
+
+
+class StackError(RuntimeError):
+    """A service could not be prepared, started or stopped; the message says why and what to do."""
+
+
+class ServiceBusy(StackError):
+    """The service accepted the connection but serves someone else first (PGlite: one client at a
+    time). It is up; the health check just could not get its turn."""
+
+
+class Service(ABC):
+    """One local service process of the stack."""
+
+    name: str
+    stop_signal: signal.Signals = signal.SIGTERM
+    stop_grace_s: float = 15.0
+    run_as: str | None = None  # OS user the process runs as; None keeps ours
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.host = settings.stack.host
+        self.home = settings.state_dir / self.name
+        self.process = DetachedProcess(
+            pid_file=settings.state_dir / "run" / f"{self.name}.pid",
+            log_file=settings.state_dir / "logs" / f"{self.name}.log",
+        )
+
+    @property
+    @abstractmethod
+    def port(self) -> int: ...
+
+    @property
+    def address(self) -> str:
+        return f"{self.host}:{self.port}"
+
+    def prepare(self) -> None:
+        """Create folders, config files and first-run data; safe to call before every start."""
+        self.home.mkdir(parents=True, exist_ok=True)
+
+    @abstractmethod
+    def argv(self) -> list[str]:
+        """The command line of the long-running server process."""
+
+    @abstractmethod
+    def check(self) -> str:
+        """Talk the service's protocol once; return a short detail, raise on any failure."""
+
+    def launch(self) -> None:
+        self.process.start(self.argv(), cwd=self.home, user=self.run_as)
+
+    def _run_step(self, argv: list[str], what: str, stdin: str | None = None) -> None:
+        """Run a one-off setup command (format, initdb), its output appended to the service log."""
+        self.process.log_file.parent.mkdir(parents=True, exist_ok=True)
+        with self.process.log_file.open("ab") as log:
+            log.write(f"\n==== {what}: {' '.join(argv)}\n".encode())
+            log.flush()
+            result = subprocess.run(
+                argv, input=stdin.encode() if stdin else None, stdout=log, stderr=subprocess.STDOUT,
+                user=self.run_as, cwd=self.home, check=False,
+            )
+        if result.returncode != 0:
+            raise StackError(
+                f"{self.name}: {what} failed (exit {result.returncode}); "
+                f"last lines of {self.process.log_file}:\n{log_tail(self.process.log_file)}"
+            )
+
+
+class KafkaBroker(Service):
+    """Kafka 4 in KRaft mode: one node that is both broker and controller, jars from Maven Central."""
+
+    name = "kafka"
+    stop_grace_s = 30.0  # a controlled shutdown flushes logs and resigns leadership first
+
+    @property
+    def port(self) -> int:
+        return self.settings.stack.kafka_port
+
+    @property
+    def config_file(self) -> Path:
+        return self.home / "server.properties"
+
+    def prepare(self) -> None:
+        super().prepare()
+        if not (KAFKA_DIR / "lib" / ".complete").exists():
+            raise StackError(f"kafka: jars missing in {KAFKA_DIR / 'lib'}; run scripts/setup.sh")
+        data = self.home / "data"
+        s = self.settings.stack
+        # Written on every start, so port changes in the settings apply to existing data.
+        self.config_file.write_text(
+            "\n".join(
+                [
+                    "process.roles=broker,controller",
+                    "node.id=1",
+                    f"controller.quorum.voters=1@{self.host}:{s.kafka_controller_port}",
+                    f"listeners=PLAINTEXT://{self.host}:{s.kafka_port},CONTROLLER://{self.host}:{s.kafka_controller_port}",
+                    f"advertised.listeners=PLAINTEXT://{self.host}:{s.kafka_port}",
+                    "controller.listener.names=CONTROLLER",
+                    "inter.broker.listener.name=PLAINTEXT",
+                    "listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT",
+                    f"log.dirs={data}",
+                    # One node: every internal topic has a single replica.
+                    "offsets.topic.replication.factor=1",
+                    "transaction.state.log.replication.factor=1",
+                    "transaction.state.log.min.isr=1",
+                    "share.coordinator.state.topic.replication.factor=1",
+                    "share.coordinator.state.topic.min.isr=1",
+                    # Consumers in tests and demos join at once; no need to wait 3 s for more members.
+                    "group.initial.rebalance.delay.ms=0",
+                    "num.partitions=1",
+                    "auto.create.topics.enable=false",
+                    "",
+                ]
+            )
+        )
+        if not (data / "meta.properties").exists():
+            self._run_step(
+                kafka_java_argv("kafka.tools.StorageTool")
+                + ["format", "--cluster-id", _kafka_cluster_id(), "--config", str(self.config_file), "--ignore-formatted"],
+                "format KRaft storage",
+            )
+
+    def argv(self) -> list[str]:
+        return kafka_java_argv("kafka.Kafka", heap=self.settings.stack.kafka_heap) + [str(self.config_file)]
+
+    def check(self) -> str:
+        from kafka import KafkaAdminClient
+
+        admin = KafkaAdminClient(
+            bootstrap_servers=self.address, client_id="iotlm-stack-health",
+            request_timeout_ms=int(HEALTH_TIMEOUT_S * 1000), bootstrap_timeout_ms=int(HEALTH_TIMEOUT_S * 1000),
+        )
+        try:
+            cluster = admin.describe_cluster()
+        finally:
+            admin.close()
+        return f"cluster {cluster['cluster_id']}, {len(cluster['brokers'])} broker(s)"
+
+
+def kafka_java_argv(main_class: str, heap: str | None = None) -> list[str]:
+    """`java ... main_class` on the Kafka jars, to which the caller appends arguments. Tests and
+    tools use it for e.g. `org.apache.kafka.tools.consumer.ConsoleConsumer --bootstrap-server ...`."""
+    java = shutil.which("java") or "/usr/bin/java"
+    heap_flags = [f"-Xmx{heap}", f"-Xms{heap}"] if heap else ["-Xmx256m"]
+    # The broker logs INFO to its log file; tools keep stdout for their output, warnings on stderr.
+    log_config = KAFKA_DIR / ("log4j2.properties" if main_class == "kafka.Kafka" else "tools-log4j2.properties")
+    return [
+        java, *heap_flags, "-XX:+UseG1GC", "-XX:MaxGCPauseMillis=20", "-Djava.awt.headless=true",
+        f"-Dlog4j2.configurationFile={log_config}",
+        "-cp", f"{KAFKA_DIR / 'lib'}/*", main_class,
+    ]
+
+
+def _kafka_cluster_id() -> str:
+    """A random Kafka Uuid in its base64url form, as `kafka-storage random-uuid` prints it."""
+    while True:
+        text = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+        if not text.startswith("-"):  # Kafka rejects ids that would read as a command-line flag
+            return text
+
+
+class PostgresServer(Service):
+    """Debian's PostgreSQL 15, run as the unprivileged `postgres` OS user, password auth on TCP."""
+
+    name = "postgres"
+    run_as = "postgres"
+    stop_signal = signal.SIGINT  # "fast" shutdown: SIGTERM would wait for every client to leave
+
+    @property
+    def port(self) -> int:
+        return self.settings.stack.postgres_port
+
+    @property
+    def data_root(self) -> Path:
+        """Where the cluster lives: the state dir, or a private temp folder when the `postgres`
+        user cannot reach the state dir (a clone under /root, mode 0700)."""
+        if _reachable_by(self.home.parent, self.run_as):
+            return self.home
+        digest = hashlib.sha256(str(self.home).encode()).hexdigest()[:12]
+        return Path(tempfile.gettempdir()) / f"iotlm-postgres-{digest}"
+
+    def prepare(self) -> None:
+        super().prepare()
+        if not (POSTGRES_BIN / "postgres").exists():
+            raise StackError(f"postgres: {POSTGRES_BIN}/postgres missing; run scripts/setup.sh (apt postgresql-15)")
+        root = self.data_root
+        owner = pwd.getpwnam(self.run_as)
+        for folder in (root, root / "run"):
+            folder.mkdir(parents=True, exist_ok=True)
+            os.chown(folder, owner.pw_uid, owner.pw_gid)
+            folder.chmod(0o700)
+        if root != self.home:
+            (self.home / "WHERE.txt").write_text(f"cluster data lives in {root} (postgres user cannot reach here)\n")
+        data = root / "data"
+        if (data / "PG_VERSION").exists():
+            return
+        s = self.settings.stack
+        password_file = root / "initdb.pw"
+        password_file.write_text(self.settings.storage.postgres_password + "\n")
+        os.chown(password_file, owner.pw_uid, owner.pw_gid)
+        password_file.chmod(0o600)
+        try:
+            self._run_step(
+                [str(POSTGRES_BIN / "initdb"), "-D", str(data), "-U", s.postgres_user, f"--pwfile={password_file}",
+                 "--auth-host=scram-sha-256", "--auth-local=peer", "-E", "UTF8", "--locale=C"],
+                "initdb",
+            )
+        finally:
+            password_file.unlink(missing_ok=True)
+        if s.postgres_db != "postgres":
+            # Single-user mode creates the database before any server listens: no race, no socket.
+            quoted = '"' + s.postgres_db.replace('"', '""') + '"'
+            self._run_step(
+                [str(POSTGRES_BIN / "postgres"), "--single", "-D", str(data), "postgres"],
+                f"create database {s.postgres_db}",
+                stdin=f"CREATE DATABASE {quoted};\n",
+            )
+
+    def argv(self) -> list[str]:
+        run_dir = self.data_root / "run"
+        # A unix socket path is limited to 107 bytes; past that, TCP only.
+        sockets = str(run_dir) if len(str(run_dir)) < 90 else ""
+        return [
+            str(POSTGRES_BIN / "postgres"), "-D", str(self.data_root / "data"), "-p", str(self.port),
+            "-c", f"listen_addresses={self.host}", "-c", f"unix_socket_directories={sockets}",
+            "-c", "logging_collector=off",
+        ]
+
+    def check(self) -> str:
+        import psycopg
+
+        s = self.settings.stack
+        with psycopg.connect(
+            host=self.host, port=self.port, user=s.postgres_user, password=self.settings.storage.postgres_password,
+            dbname=s.postgres_db, connect_timeout=int(HEALTH_TIMEOUT_S), sslmode="disable",
+        ) as conn:
+            conn.execute("SELECT 1").fetchone()
+            version = conn.info.server_version
+            return f"PostgreSQL {version // 10000}.{version % 10000}, database {s.postgres_db}"
+
+
+def _reachable_by(path: Path, user: str | None) -> bool:
+    """True when `user` may traverse every folder from / down to `path` (its nearest existing part)."""
+    if user is None:
+        return True
+    account = pwd.getpwnam(user)
+    groups = {account.pw_gid} | {g.gr_gid for g in grp.getgrall() if user in g.gr_mem}
+    path = path.resolve()
+    for folder in [*reversed(path.parents), path]:
+        if not folder.exists():
+            break
+        st = folder.stat()
+        if st.st_uid == account.pw_uid:
+            bit = stat.S_IXUSR
+        elif st.st_gid in groups:
+            bit = stat.S_IXGRP
+        else:
+            bit = stat.S_IXOTH
+        if not st.st_mode & bit:
+            return False
+    return True
+
+
+class RedisServer(Service):
+    name = "redis"
+
+    @property
+    def port(self) -> int:
+        return self.settings.stack.redis_port
+
+    @property
+    def config_file(self) -> Path:
+        return self.home / "redis.conf"
+
+    def prepare(self) -> None:
+        super().prepare()
+        if not shutil.which("redis-server"):
+            raise StackError("redis: redis-server not found; run scripts/setup.sh (apt redis-server)")
+        self.config_file.write_text(
+            f"bind {self.host}\nport {self.port}\ndir {self.home}\ndaemonize no\nprotected-mode yes\n"
+            'logfile ""\nappendonly no\n'
+        )
+
+    def argv(self) -> list[str]:
+        return [shutil.which("redis-server") or "redis-server", str(self.config_file)]
+
+    def check(self) -> str:
+        import redis
+        from redis.backoff import NoBackoff
+        from redis.retry import Retry
+
+        # One try: redis-py's default retries would turn a health check into half a minute.
+        client = redis.Redis(host=self.host, port=self.port, socket_timeout=HEALTH_TIMEOUT_S,
+                             socket_connect_timeout=HEALTH_TIMEOUT_S, retry=Retry(NoBackoff(), 0))
+        try:
+            if not client.ping():
+                raise StackError("redis: PING got no PONG")
+            return f"Redis {client.info('server')['redis_version']}"
+        finally:
+            client.close()
+
+
+class MosquittoBroker(Service):
+    name = "mosquitto"
+
+    @property
+    def port(self) -> int:
+        return self.settings.stack.mqtt_port
+
+    @property
+    def config_file(self) -> Path:
+        return self.home / "mosquitto.conf"
+
+    def prepare(self) -> None:
+        super().prepare()
+        if not _mosquitto_binary():
+            raise StackError("mosquitto: binary not found; run scripts/setup.sh (apt mosquitto)")
+        self.config_file.write_text(
+            f"listener {self.port} {self.host}\nallow_anonymous true\npersistence false\nlog_dest stdout\n"
+        )
+
+    def argv(self) -> list[str]:
+        return [_mosquitto_binary() or "mosquitto", "-c", str(self.config_file)]
+
+    def check(self) -> str:
+        import paho.mqtt.client as mqtt
+
+        connack: list[mqtt.ReasonCode] = []
+        client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=f"iotlm-health-{uuid.uuid4().hex[:8]}")
+        client.on_connect = lambda _c, _u, _f, reason, _p: connack.append(reason)
+        client.connect(self.host, self.port, keepalive=5)
+        try:
+            for _ in range(int(HEALTH_TIMEOUT_S / 0.1)):
+                client.loop(timeout=0.1)
+                if connack:
+                    break
+        finally:
+            client.disconnect()
+        if not connack:
+            raise StackError("mosquitto: no CONNACK")
+        if connack[0].is_failure:
+            raise StackError(f"mosquitto: CONNACK refused: {connack[0]}")
+        return "MQTT CONNACK ok"
+
+
+def _mosquitto_binary() -> str | None:
+    return shutil.which("mosquitto") or ("/usr/sbin/mosquitto" if Path("/usr/sbin/mosquitto").exists() else None)
+
+
+class TimescaleLite(Service):
+    """TimescaleDB compiled to WASM (PGlite) behind pglite-socket: Postgres wire protocol, one client
+    at a time. Not part of the default stack; the Timescale storage lane asks for it."""
+
+    name = "timescale"
+
+    @property
+    def port(self) -> int:
+        return self.settings.stack.timescale_port
+
+    def prepare(self) -> None:
+        super().prepare()
+        if not (PGLITE_DIR / "node_modules" / "@unni-craftsman" / "pglite").exists():
+            raise StackError(f"timescale: {PGLITE_DIR / 'node_modules'} missing; run scripts/setup.sh (npm install)")
+
+    def argv(self) -> list[str]:
+        return [
+            shutil.which("node") or "node", str(PGLITE_DIR / "server.mjs"),
+            "--data-dir", str(self.home / "data"), "--host", self.host, "--port", str(self.port),
+        ]
+
+    def check(self) -> str:
+        import psycopg
+
+        try:
+            with psycopg.connect(
+                host=self.host, port=self.port, user="postgres", password="any", dbname="postgres",
+                sslmode="disable", connect_timeout=int(HEALTH_TIMEOUT_S),
+            ) as conn:
+                row = conn.execute("SELECT extversion FROM pg_extension WHERE extname = 'timescaledb'").fetchone()
+        except psycopg.OperationalError as exc:
+            if "timeout" in str(exc).lower():
+                raise ServiceBusy("busy: serving another client (PGlite takes one at a time)") from exc
+            raise
+        if row is None:
+            raise StackError("timescale: extension timescaledb is not installed")
+        return f"TimescaleDB {row[0]} (PGlite)"
+
+
+SERVICE_TYPES: dict[str, type[Service]] = {
+    cls.name: cls for cls in (KafkaBroker, PostgresServer, RedisServer, MosquittoBroker, TimescaleLite)
+}
+DEFAULT_SERVICES: tuple[str, ...] = ("kafka", "postgres", "redis", "mosquitto")

@@ -1,0 +1,113 @@
+"""The ingest gate: every entry point (MQTT bridge, raw bytes) hands it bytes and a source name.
+
+Valid frames of admitted devices go to the frames topic, re-encoded as msgpack. Everything else
+goes to the dead-letter topic with the ORIGINAL bytes as value and headers ``reason`` (for people),
+``code`` (for machines), ``source`` and ``received_at``. Nothing is dropped and bad input never
+raises out of :meth:`IngestGate.admit`; only a broken Kafka connection does.
+
+A payload above ``max_frame_bytes`` is dead-lettered as its first ``dlq_keep_bytes`` plus
+``original_size`` and ``original_sha256`` headers instead of whole: raising the DLQ topic's
+``max.message.bytes`` to whatever a client chooses to upload would let one client fill the broker,
+and the prefix plus digest is enough to identify and diagnose the upload.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from collections import Counter
+from dataclasses import dataclass
+from typing import Protocol
+
+from ingest.codec import CONTENT_TYPE_HEADER, CONTENT_TYPES, TRUTH_HEADER, decode, encode
+from ingest.frame import FrameError, FrameLimits
+from ingest.producer import DeviceProducer, Headers
+
+
+class DeviceAdmission(Protocol):
+    """Decides whether a device may send. Swap in a database-backed one when registration exists."""
+
+    def refusal(self, device_id: str) -> str | None:
+        """None when admitted, else why not (a sentence for the DLQ ``reason`` header)."""
+
+
+class SettingsAdmission:
+    """Admission from ``settings.ingest``: an explicit list plus allowed id prefixes."""
+
+    def __init__(self, ingest_settings) -> None:
+        self.registered = frozenset(ingest_settings.registered_devices)
+        self.prefixes = tuple(ingest_settings.allow_prefixes)
+
+    def refusal(self, device_id: str) -> str | None:
+        if device_id in self.registered or device_id.startswith(self.prefixes):
+            return None
+        return (
+            f"unknown device {device_id!r}: not in settings.ingest.registered_devices and no allowed "
+            f"prefix ({', '.join(self.prefixes) or 'none'}); register it to let its frames in"
+        )
+
+
+@dataclass(frozen=True)
+class GateDecision:
+    """What the gate did with one payload."""
+
+    accepted: bool
+    device_id: str | None = None
+    code: str | None = None
+    reason: str | None = None
+
+
+class IngestGate:
+    """Decode, validate, admit, then forward to the frames topic or dead-letter with the reason."""
+
+    def __init__(self, settings, producer: DeviceProducer, admission: DeviceAdmission | None = None) -> None:
+        self.settings = settings
+        self.producer = producer
+        self.admission = admission or SettingsAdmission(settings.ingest)
+        self.limits = FrameLimits.from_settings(settings)
+        self.outcomes: Counter[str] = Counter()  # "accepted" or the rejection code
+
+    def admit(self, raw: bytes, source: str, *, truth: bytes | None = None) -> GateDecision:
+        """Route one payload. ``truth`` is an optional ``iotlm-truth`` header value to carry along."""
+        received_at = ("received_at", f"{time.time():.6f}".encode())
+        device_id = None
+        try:
+            frame = decode(raw, self.limits)
+            device_id = frame.device_id
+            refusal = self.admission.refusal(device_id)
+            if refusal is not None:
+                raise FrameError(refusal, "unknown_device")
+        except FrameError as exc:
+            return self._dead_letter(raw, source, received_at, device_id, exc.code, exc.reason)
+        except Exception as exc:  # a bug of ours must not lose the payload either
+            reason = f"ingest failed to check this payload ({type(exc).__name__}: {exc})"
+            return self._dead_letter(raw, source, received_at, device_id, "internal", reason)
+        headers: Headers = [
+            (CONTENT_TYPE_HEADER, CONTENT_TYPES["msgpack"].encode()),
+            ("source", source.encode()),
+            received_at,
+        ]
+        if truth is not None:
+            headers.append((TRUTH_HEADER, truth))
+        self.producer.send_raw(self.settings.kafka.frames_topic, device_id, encode(frame), headers)
+        self.outcomes["accepted"] += 1
+        return GateDecision(accepted=True, device_id=device_id)
+
+    def _dead_letter(self, raw, source, received_at, device_id, code, reason) -> GateDecision:
+        headers: Headers = [
+            ("reason", reason.encode()),
+            ("code", code.encode()),
+            ("source", source.encode()),
+            received_at,
+        ]
+        value = raw
+        if len(raw) > self.settings.kafka.max_frame_bytes:
+            value = raw[: self.settings.kafka.dlq_keep_bytes]
+            headers += [
+                ("original_size", str(len(raw)).encode()),
+                ("original_sha256", hashlib.sha256(raw).hexdigest().encode()),
+                ("truncated", b"true"),
+            ]
+        self.producer.send_raw(self.settings.kafka.dlq_topic, device_id, value, headers)
+        self.outcomes[code] += 1
+        return GateDecision(accepted=False, device_id=device_id, code=code, reason=reason)

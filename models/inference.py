@@ -1,0 +1,135 @@
+"""MotionClassifier: load a checkpoint, classify IMU windows against any label set given in words.
+
+A checkpoint is a directory `models/checkpoints/<name>/` with `model.safetensors` and `config.json`
+(architecture, rate, window, version, training data, metrics). Scores are scaled cosine similarities
+between the window's embedding and one vector per label, softmaxed over the requested labels:
+- a label that a fine-tuned head knows (same phrase) uses the head's learned prototype;
+- any other label uses its prompt-ensembled text embedding, so every checkpoint answers any label set.
+Text vectors for the default and head labels are stored in the checkpoint, so the usual label set
+needs no language model at run time; other labels load all-MiniLM-L6-v2 once (a few seconds).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from models.encoder import ContrastiveMotionModel, MotionEncoderConfig, placement_index, prepare_motion
+from models.text import label_to_phrase
+
+
+def resolve_device(device: str) -> str:
+    if device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    return device
+
+
+def resolve_checkpoint(path_or_name: str | Path | None, checkpoint_dir: Path | None = None) -> Path:
+    """A directory path, or a name under the settings' checkpoint_dir (None = settings default)."""
+    from iotlm.settings import Settings
+
+    if path_or_name is None or checkpoint_dir is None:
+        models = Settings().models
+        checkpoint_dir = checkpoint_dir or models.checkpoint_dir
+        path_or_name = path_or_name or models.default_model
+    path = Path(path_or_name)
+    if (path / "config.json").exists():
+        return path
+    named = Path(checkpoint_dir) / str(path_or_name)
+    if (named / "config.json").exists():
+        return named
+    raise FileNotFoundError(f"no checkpoint at {path} or {named}")
+
+
+def save_checkpoint(model: ContrastiveMotionModel, directory: Path, meta: dict, text_vectors: dict[str, np.ndarray]) -> Path:
+    """Write model.safetensors + config.json. `text_vectors` maps label phrases to their text vectors."""
+    from safetensors.torch import save_file
+
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    tensors = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+    phrases = sorted(text_vectors)
+    if phrases:
+        tensors["text_vectors"] = torch.from_numpy(np.stack([text_vectors[p] for p in phrases]).astype(np.float32))
+    save_file(tensors, str(directory / "model.safetensors"))
+    config = {
+        **meta,
+        "architecture": {"name": "MotionEncoder", **model.encoder.config.to_dict()},
+        "rate_hz": model.encoder.config.rate_hz,
+        "window_s": model.encoder.config.window_s,
+        "head_labels": model.head_labels,
+        "text_phrases": phrases,
+        "n_parameters": sum(p.numel() for p in model.parameters()),
+    }
+    (directory / "config.json").write_text(json.dumps(config, indent=2) + "\n")
+    return directory
+
+
+class MotionClassifier:
+    def __init__(self, model: ContrastiveMotionModel, config: dict, text_vectors: dict[str, np.ndarray], device: str):
+        self.model = model.to(device).eval()
+        self.config = config
+        self.device = device
+        self.version: str = config["version"]
+        self.rate_hz: float = float(config["rate_hz"])
+        self.window_s: float = float(config["window_s"])
+        self.default_labels: list[str] = list(config["default_labels"])
+        self.text_vectors = dict(text_vectors)  # label phrase -> (384,) unit vector
+        self._text_encoder = None
+
+    @classmethod
+    def load(cls, path_or_name: str | Path | None = None, device: str = "auto", checkpoint_dir: Path | None = None) -> MotionClassifier:
+        from safetensors.torch import load_file
+
+        directory = resolve_checkpoint(path_or_name, checkpoint_dir)
+        config = json.loads((directory / "config.json").read_text())
+        arch = {k: v for k, v in config["architecture"].items() if k != "name"}
+        model = ContrastiveMotionModel(MotionEncoderConfig.from_dict(arch), config.get("head_labels"))
+        tensors = load_file(str(directory / "model.safetensors"))
+        text_vectors = {}
+        if "text_vectors" in tensors:
+            text_vectors = dict(zip(config["text_phrases"], tensors.pop("text_vectors").numpy()))
+        model.load_state_dict(tensors)
+        return cls(model, config, text_vectors, resolve_device(device))
+
+    def label_vectors(self, labels: list[str]) -> torch.Tensor:
+        """(C, 384): the head prototype for labels the head knows, else the label's text vector."""
+        phrases = [label_to_phrase(label) for label in labels]
+        missing = [p for p in phrases if p not in self.text_vectors]
+        if missing:
+            if self._text_encoder is None:
+                from models.text import TextEncoder
+
+                self._text_encoder = TextEncoder()
+            self.text_vectors.update(zip(missing, self._text_encoder.embed_labels(missing)))
+        head = {label_to_phrase(h): i for i, h in enumerate(self.model.head_labels)}
+        rows = [
+            self.model.head[head[p]].detach().cpu() if p in head else torch.from_numpy(self.text_vectors[p])
+            for p in phrases
+        ]
+        return torch.stack(rows).to(self.device)
+
+    @torch.inference_mode()
+    def embed(self, acc: np.ndarray, gyro: np.ndarray | None, rate_hz: float, placement: str = "unknown",
+              batch_size: int = 1024) -> np.ndarray:
+        """(B, T, 3) windows -> (B, 384) unit vectors in the text space."""
+        out = []
+        p = placement_index(placement, self.model.encoder.config.placements)
+        for start in range(0, len(acc), batch_size):
+            g = None if gyro is None else gyro[start : start + batch_size]
+            signal, mask, has_gyro = prepare_motion(acc[start : start + batch_size], g, rate_hz, self.model.encoder.config)
+            place = torch.full((len(signal),), p, dtype=torch.long)
+            emb = self.model.embed(signal.to(self.device), mask.to(self.device), has_gyro.to(self.device), place.to(self.device))
+            out.append(emb.float().cpu().numpy())
+        return np.concatenate(out) if out else np.zeros((0, self.model.encoder.config.embed_dim), np.float32)
+
+    @torch.inference_mode()
+    def predict_proba(self, acc: np.ndarray, gyro: np.ndarray | None, rate_hz: float, labels: list[str],
+                      placement: str = "unknown") -> np.ndarray:
+        """(B, T, 3) acc in m/s^2 (gravity included), optional gyro rad/s -> (B, len(labels)) probabilities."""
+        motion = torch.from_numpy(self.embed(acc, gyro, rate_hz, placement)).to(self.device)
+        logits = self.model.logits(motion, self.label_vectors(labels))
+        return torch.softmax(logits, dim=-1).cpu().numpy()

@@ -1,0 +1,389 @@
+"""Training entry points behind `iotlm train`: SSL pretraining, text-aligned (zero-shot) training on
+simulated clips, and supervised fine-tuning (few-shot or full) on HAPT train subjects.
+
+The shipped checkpoints are reproduced by:
+    iotlm train ssl        -> runs/ssl-v1                      (unlabelled HAPT train subjects)
+    iotlm train zero-shot  -> models/checkpoints/motion-v1     (simulated clips + text; init: ssl-v1)
+    iotlm train finetune   -> models/checkpoints/motion-v1-hapt (HAPT train subjects; init: motion-v1)
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from iotlm.settings import PROJECT_ROOT, Settings
+from models.datasets import HAPT_LABELS, HAPT_TRAIN_SUBJECTS, HAPT_VALIDATION_SUBJECTS
+from models.encoder import ContrastiveMotionModel, MotionEncoderConfig
+from models.inference import MotionClassifier, resolve_device, save_checkpoint
+
+RUNS_DIR = PROJECT_ROOT / "runs"
+MODEL_VERSION = "1.0.0"
+DEFAULT_LABELS = list(HAPT_LABELS) + ["running", "cycling", "jumping", "falling", "lying down", "standing up", "sitting down"]
+
+
+def _setup_torch(seed: int, threads: int | None) -> None:
+    torch.manual_seed(seed)
+    np.random.seed(seed)
+    if threads:
+        torch.set_num_threads(threads)
+
+
+def load_model(path_or_name: str | Path | None, settings: Settings) -> ContrastiveMotionModel:
+    """The ContrastiveMotionModel inside a checkpoint (for continued training)."""
+    return MotionClassifier.load(path_or_name, device="cpu", checkpoint_dir=settings.models.checkpoint_dir).model
+
+
+def train_ssl(
+    settings: Settings,
+    out_dir: Path = RUNS_DIR / "ssl-v1",
+    epochs_masked: int = 8,
+    epochs_contrastive: int = 8,
+    limit: int | None = None,
+    seed: int = 0,
+    threads: int | None = 2,
+    device: str = "auto",
+) -> Path:
+    from models.pretrain import prepared_hapt_unlabelled, pretrain_ssl
+
+    _setup_torch(seed, threads)
+    device = resolve_device(device)
+    config = MotionEncoderConfig()
+    model = ContrastiveMotionModel(config)
+    fit_subjects = [s for s in HAPT_TRAIN_SUBJECTS if s not in HAPT_VALIDATION_SUBJECTS]
+    fit = prepared_hapt_unlabelled(fit_subjects, config)
+    val = prepared_hapt_unlabelled(HAPT_VALIDATION_SUBJECTS, config)
+    if limit:
+        fit = fit[torch.randperm(len(fit))[:limit]]
+    start = time.time()
+    history = pretrain_ssl(model, fit, val, epochs_masked=epochs_masked, epochs_contrastive=epochs_contrastive,
+                           seed=seed, device=device)
+    meta = {
+        "version": f"ssl-{MODEL_VERSION}",
+        "default_labels": DEFAULT_LABELS,
+        "training": {
+            "kind": "ssl (masked reconstruction, then masked + contrastive)",
+            "data": f"HAPT unlabelled windows, subjects {fit_subjects} (validation {list(HAPT_VALIDATION_SUBJECTS)})",
+            "n_windows": len(fit), "seconds": round(time.time() - start, 1), "device": device, "history": history,
+        },
+        "metrics": {},
+    }
+    return save_checkpoint(model.cpu(), out_dir, meta, {})
+
+
+# ---------------------------------------------------------------- simulated clips, text-aligned training
+
+SIM_PLACEMENTS = ("waist", "wrist", "pocket", "chest", "ankle", "head")
+
+
+def build_synthetic_dataset(
+    n_clips: int, seed: int, cache_path: Path, rate_hz: float = 50.0, duration_s: float = 4.0,
+    placements: tuple[str, ...] = SIM_PLACEMENTS,
+) -> dict[str, np.ndarray]:
+    """Simulate clips once to an .npz: one row per (clip, placement) with its clip's descriptions."""
+    if cache_path.exists():
+        with np.load(cache_path, allow_pickle=False) as z:
+            return {k: z[k] for k in z.files}
+    from tqdm import tqdm
+
+    from models.simulator import ACTIVITIES, simulate_clip
+
+    rng = np.random.default_rng(seed)
+    activities = list(ACTIVITIES)
+    acc, gyro, place, activity, clip_of, descriptions, desc_clip = [], [], [], [], [], [], []
+    for i in tqdm(range(n_clips), desc=f"simulating {cache_path.name}"):
+        name = activities[i % len(activities)]  # balanced classes
+        chosen = tuple(rng.choice(placements, size=2, replace=False))  # two devices per simulated person
+        clip = simulate_clip(name, rng, duration_s=duration_s, rate_hz=rate_hz, placements=chosen, random_mount=True)
+        for p in chosen:
+            acc.append(clip.imu[p].acc.astype(np.float32))
+            gyro.append(clip.imu[p].gyro.astype(np.float32))
+            place.append(p)
+            activity.append(activities.index(name))
+            clip_of.append(i)
+        descriptions += list(clip.descriptions)
+        desc_clip += [i] * len(clip.descriptions)
+    n = min(len(a) for a in acc)  # clips may differ by a sample after resampling
+    data = {
+        "acc": np.stack([a[:n] for a in acc]), "gyro": np.stack([g[:n] for g in gyro]),
+        "placement": np.array(place), "activity": np.array(activity), "clip": np.array(clip_of),
+        "activities": np.array(activities), "descriptions": np.array(descriptions), "desc_clip": np.array(desc_clip),
+        "rate_hz": np.array(rate_hz),
+    }
+    cache_path.parent.mkdir(parents=True, exist_ok=True)
+    np.savez(cache_path, **data)
+    return data
+
+
+def multi_positive_clip_loss(logits: torch.Tensor, same: torch.Tensor) -> torch.Tensor:
+    """Symmetric InfoNCE where every text of the same activity counts as a positive (a batch holds
+    many clips of one activity; treating those as negatives would push apart what belongs together)."""
+    target = same.float() / same.float().sum(1, keepdim=True)
+    motion_to_text = -(target * logits.log_softmax(1)).sum(1).mean()
+    text_to_motion = -(target.T * logits.T.log_softmax(1)).sum(1).mean()
+    return (motion_to_text + text_to_motion) / 2
+
+
+def train_zero_shot(
+    settings: Settings,
+    out_dir: Path | None = None,
+    init: Path | None = RUNS_DIR / "ssl-v1",
+    n_clips: int = 6000,
+    epochs: int = 15,
+    batch_size: int = 256,
+    lr: float = 5e-4,
+    real_recon_weight: float = 0.5,
+    seed: int = 0,
+    threads: int | None = 2,
+    device: str = "auto",
+    max_steps: int | None = None,
+) -> tuple[Path, list[dict]]:
+    """Align the motion encoder with text on simulated clips; returns (checkpoint dir, history).
+
+    While aligning, masked reconstruction continues on unlabelled real HAPT train windows so the
+    encoder's features stay grounded in real sensor data (no HAPT label is used)."""
+    import torch.nn.functional as F
+    from tqdm import tqdm
+
+    from models.augment import augment
+    from models.encoder import TOKEN_SAMPLES, placement_index, resample
+    from models.pretrain import MaskedReconstruction, prepared_hapt_unlabelled, span_mask
+    from models.text import TextEncoder, label_to_phrase
+
+    _setup_torch(seed, threads)
+    device = resolve_device(device)
+    out_dir = out_dir or settings.models.checkpoint_dir / "motion-v1"
+    cache = Path.home() / ".cache" / "iotlm" / f"sim_clips_{n_clips}_{seed}.npz"
+    data = build_synthetic_dataset(n_clips, seed, cache)
+    activities = [str(a) for a in data["activities"]]
+
+    model = load_model(init, settings) if init and Path(init, "config.json").exists() else ContrastiveMotionModel(MotionEncoderConfig())
+    model.head_labels, model.head = [], torch.nn.Parameter(torch.zeros(0, model.encoder.config.embed_dim))
+    cfg = model.encoder.config
+
+    text = TextEncoder()
+    descriptions = [str(d) for d in data["descriptions"]]
+    desc_vectors = torch.from_numpy(text.embed(descriptions))  # (D, 384)
+    activity_vectors = torch.from_numpy(text.embed_labels(activities))  # (A, 384) prompt-ensembled names
+    # clip -> its description rows, as a padded table to draw one per window on the fly
+    desc_clip = torch.from_numpy(data["desc_clip"]).long()
+    desc_count = torch.bincount(desc_clip, minlength=n_clips)
+    desc_first = torch.cumsum(desc_count, 0) - desc_count  # descriptions are stored clip by clip
+    clip_of_row = torch.from_numpy(data["clip"]).long()
+
+    # whole clips at the model rate; windows are random crops of them, drawn per batch
+    raw = torch.cat([torch.from_numpy(data["acc"]) / 9.80665, torch.from_numpy(data["gyro"])], dim=-1)
+    clips = resample(raw, float(data["rate_hz"]), cfg.rate_hz)  # (N, L, 6)
+    activity = torch.from_numpy(data["activity"]).long()
+    place = torch.tensor([placement_index(str(p), cfg.placements) for p in data["placement"]])
+    held_out = torch.from_numpy(data["clip"] % 10 == 0)  # 10 % of simulated people, for monitoring
+    fit_rows, val_rows = torch.nonzero(~held_out).squeeze(1), torch.nonzero(held_out).squeeze(1)
+    fit_subjects = [s for s in HAPT_TRAIN_SUBJECTS if s not in HAPT_VALIDATION_SUBJECTS]
+    real = prepared_hapt_unlabelled(fit_subjects, cfg) if real_recon_weight > 0 else None
+
+    generator = torch.Generator().manual_seed(seed)
+    decoder = MaskedReconstruction(cfg.d_model)
+    model.to(device)
+    decoder.to(device)
+    params = list(model.parameters()) + list(decoder.parameters())
+    optimizer = torch.optim.AdamW(params, lr=lr, weight_decay=0.05)
+    n_batches = max(1, len(fit_rows) // batch_size)
+    total_steps = max_steps or epochs * n_batches
+    schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, lr, total_steps=total_steps, pct_start=0.1)
+
+    def crop(rows: torch.Tensor) -> torch.Tensor:
+        starts = torch.randint(0, clips.shape[1] - cfg.n_samples + 1, (len(rows),), generator=generator)
+        return clips[rows.unsqueeze(1), starts.unsqueeze(1) + torch.arange(cfg.n_samples)]
+
+    def motion_batch(rows: torch.Tensor, train: bool):
+        signal = crop(rows)
+        b = len(rows)
+        has_gyro = torch.ones(b, dtype=torch.bool)
+        placement = place[rows].clone()
+        if train:
+            signal = augment(signal, max_angle_deg=15.0, generator=generator)
+            has_gyro = torch.rand(b, generator=generator) > 0.2  # accelerometer-only devices exist
+            signal[~has_gyro, :, 3:] = 0.0
+            placement[torch.rand(b, generator=generator) < 0.5] = 0  # placement often unknown
+        mask = torch.ones(b, cfg.n_samples, dtype=torch.bool)
+        return [t.to(device) for t in (signal, mask, has_gyro, placement)]
+
+    def text_batch(rows: torch.Tensor) -> torch.Tensor:
+        # half the texts are the simulator's descriptions, half the prompt-ensembled activity name
+        clip = clip_of_row[rows]
+        picks = desc_first[clip] + (torch.rand(len(rows), generator=generator) * desc_count[clip]).long()
+        use_name = torch.rand(len(rows), generator=generator) < 0.5
+        vectors = torch.where(use_name.unsqueeze(1), activity_vectors[activity[rows]], desc_vectors[picks])
+        return vectors.to(device)
+
+    history, step, start = [], 0, time.time()
+    for epoch in range(epochs):
+        model.train()
+        decoder.train()
+        order = fit_rows[torch.randperm(len(fit_rows), generator=generator)]
+        bar = tqdm(range(n_batches), desc=f"align {epoch + 1}/{epochs}", leave=False)
+        for i in bar:
+            rows = order[i * batch_size : (i + 1) * batch_size]
+            motion = model.embed(*motion_batch(rows, train=True))
+            logits = model.logits(motion, text_batch(rows))
+            same = (activity[rows].unsqueeze(1) == activity[rows].unsqueeze(0)).to(device)
+            loss = multi_positive_clip_loss(logits, same)
+            if real is not None:
+                batch = augment(real[torch.randint(0, len(real), (batch_size // 2,), generator=generator)], generator=generator).to(device)
+                hidden = span_mask(len(batch), cfg.n_samples, 0.25, TOKEN_SAMPLES, generator).to(device)
+                b = len(batch)
+                tokens, _ = model.encoder.tokens(
+                    batch.masked_fill(hidden.unsqueeze(-1), 0.0), torch.ones(b, cfg.n_samples, dtype=torch.bool, device=device),
+                    torch.ones(b, dtype=torch.bool, device=device), torch.full((b,), placement_index("waist"), device=device))
+                loss = loss + real_recon_weight * F.mse_loss(decoder(tokens, cfg.n_samples)[hidden], batch[hidden])
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(params, 1.0)
+            optimizer.step()
+            step += 1
+            if step < total_steps:
+                schedule.step()
+            bar.set_postfix(loss=f"{loss.item():.3f}", T=f"{1 / model.logit_scale.exp().item():.3f}")
+            if max_steps and step >= max_steps:
+                break
+        model.eval()
+        with torch.no_grad():
+            motion = torch.cat([model.embed(*motion_batch(rows, train=False)) for rows in val_rows.split(512)])
+            predicted = (motion @ activity_vectors.to(device).T).argmax(1).cpu()
+        sim_accuracy = float((predicted == activity[val_rows]).float().mean())
+        history.append({"epoch": epoch + 1, "loss": float(loss), "sim_heldout_zero_shot_accuracy": sim_accuracy,
+                        "seconds": round(time.time() - start, 1)})
+        print(f"align epoch {epoch + 1}/{epochs} loss {float(loss):.3f} held-out simulated zero-shot acc {sim_accuracy:.3f}", flush=True)
+        if max_steps and step >= max_steps:
+            break
+
+    default_phrases = [label_to_phrase(label) for label in DEFAULT_LABELS]
+    meta = {
+        "version": f"motion-v1-{MODEL_VERSION}",
+        "default_labels": list(HAPT_LABELS),
+        "training": {
+            "kind": "text-aligned contrastive (multi-positive InfoNCE, learnable temperature)",
+            "init": str(init) if init else None,
+            "data": f"{len(clips)} simulated device recordings from {n_clips} clips (models.simulator), "
+                    f"activities {activities}; masked reconstruction on unlabelled HAPT subjects {fit_subjects}",
+            "uses_hapt_labels": False, "epochs": epochs, "steps": step,
+            "seconds": round(time.time() - start, 1), "device": device, "history": history,
+        },
+        "metrics": {},
+    }
+    text_vectors = dict(zip(default_phrases, text.embed_labels(DEFAULT_LABELS)))
+    return save_checkpoint(model.cpu(), out_dir, meta, text_vectors), history
+
+
+# ---------------------------------------------------------------- supervised fine-tuning on HAPT
+
+def few_shot_subset(windows, shots: int, seed: int):
+    """K windows per class, drawn (seeded) from the given windows."""
+    rng = np.random.default_rng(seed)
+    index = np.concatenate([rng.permutation(np.flatnonzero(windows.y == c))[:shots] for c in range(len(windows.labels))])
+    return windows.subset(np.sort(index))
+
+
+def finetune(
+    model: ContrastiveMotionModel,
+    fit,
+    val,
+    label_vectors: np.ndarray,
+    epochs: int = 15,
+    batch_size: int = 128,
+    lr: float = 3e-4,
+    min_steps: int = 150,
+    seed: int = 0,
+    device: str = "cpu",
+) -> tuple[ContrastiveMotionModel, list[dict]]:
+    """Cross-entropy fine-tuning of the encoder and a label-prototype head initialised from the
+    labels' text vectors; keeps the epoch with the best validation macro-F1 (validation = held-out
+    TRAIN subjects). Small few-shot sets get at least `min_steps` steps."""
+    import copy
+
+    from tqdm import tqdm
+
+    from models.augment import augment
+    from models.encoder import placement_index, prepare_motion
+    from models.evaluate import classification_metrics
+
+    generator = torch.Generator().manual_seed(seed)
+    cfg = model.encoder.config
+    model.head_labels = list(fit.labels)
+    model.head = torch.nn.Parameter(torch.from_numpy(np.asarray(label_vectors, np.float32)).clone())
+    model.to(device)
+
+    def prepared(windows):
+        signal, mask, has_gyro = prepare_motion(windows.acc, windows.gyro, windows.rate_hz, cfg)
+        place = torch.full((len(signal),), placement_index(windows.placement, cfg.placements), dtype=torch.long)
+        return signal, mask, has_gyro, place, torch.from_numpy(windows.y)
+
+    fit_t, val_t = prepared(fit), prepared(val)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.05)
+    n = len(fit_t[0])
+    per_epoch = max(1, int(np.ceil(n / batch_size)))
+    epochs = max(epochs, int(np.ceil(min_steps / per_epoch)))
+    schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, lr, total_steps=epochs * per_epoch, pct_start=0.1)
+    best, best_f1, history = None, -1.0, []
+    for epoch in range(epochs):
+        model.train()
+        order = torch.randperm(n, generator=generator)
+        for i in tqdm(range(per_epoch), desc=f"finetune {epoch + 1}/{epochs}", leave=False):
+            rows = order[i * batch_size : (i + 1) * batch_size]
+            signal, mask, has_gyro, place, y = (t[rows] for t in fit_t)
+            signal = augment(signal, max_angle_deg=10.0, generator=generator)
+            logits = model.logits(model.embed(signal.to(device), mask.to(device), has_gyro.to(device), place.to(device)), model.head)
+            loss = torch.nn.functional.cross_entropy(logits, y.to(device), label_smoothing=0.05)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+            optimizer.step()
+            schedule.step()
+        model.eval()
+        with torch.no_grad():
+            predicted = torch.cat([
+                model.logits(model.embed(*(t[j : j + 1024].to(device) for t in val_t[:4])), model.head).argmax(1).cpu()
+                for j in range(0, len(val_t[0]), 1024)
+            ])
+        metrics = classification_metrics(val_t[4].numpy(), predicted.numpy(), fit.labels)
+        history.append({"epoch": epoch + 1, "loss": float(loss), "val_accuracy": metrics["accuracy"], "val_macro_f1": metrics["macro_f1"]})
+        if metrics["macro_f1"] > best_f1:
+            best_f1, best = metrics["macro_f1"], copy.deepcopy(model.state_dict())
+    model.load_state_dict(best)
+    return model.cpu().eval(), history
+
+
+def train_finetune(
+    settings: Settings, init: str | None = None, out_dir: Path | None = None, epochs: int = 15, seed: int = 0,
+    threads: int | None = 2,
+) -> Path:
+    """Fine-tune `init` (default: the settings' default checkpoint) on all HAPT train subjects,
+    select on the validation subjects, then measure once on the test subjects and ship the result."""
+    from models.evaluate import classification_metrics, predict_windows, splits
+
+    _setup_torch(seed, threads)
+    out_dir = out_dir or settings.models.checkpoint_dir / "motion-v1-hapt"
+    classifier = MotionClassifier.load(init, device="cpu", checkpoint_dir=settings.models.checkpoint_dir)
+    fit, val, test = splits("hapt", None, seed)
+    start = time.time()
+    label_vectors = classifier.label_vectors(fit.labels).cpu().numpy()
+    classifier.model, history = finetune(classifier.model, fit, val, label_vectors, epochs=epochs, seed=seed)
+    seconds = round(time.time() - start, 1)
+    report = classification_metrics(test.y, predict_windows(classifier, test), test.labels)
+    meta = {
+        "version": f"motion-v1-hapt-{MODEL_VERSION}",
+        "default_labels": list(HAPT_LABELS),
+        "training": {
+            "kind": "supervised fine-tuning (cross-entropy, text-initialised label prototypes)",
+            "init": classifier.version, "data": f"HAPT UCI-HAR windows, {len(fit)} fit / {len(val)} validation",
+            "fit_subjects": sorted({int(s) for s in fit.subjects}), "validation_subjects": list(HAPT_VALIDATION_SUBJECTS),
+            "seconds": seconds, "history": history,
+        },
+        "metrics": {"hapt_test": {k: report[k] for k in ("accuracy", "macro_f1", "per_class_f1")},
+                    "test_subjects": sorted({int(s) for s in test.subjects})},
+    }
+    print(f"test accuracy {report['accuracy']:.3f} macro-F1 {report['macro_f1']:.3f}")
+    return save_checkpoint(classifier.model, out_dir, meta, classifier.text_vectors)

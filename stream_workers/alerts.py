@@ -1,0 +1,145 @@
+"""Alert rules over windows (raw signal) and results (activities), deduplicated per device and rule.
+
+Rules and their severities:
+- fall (critical): a free-fall stretch (|a| under `fall_freefall_g` for 0.1 s or more) followed
+  within a second by an impact (|a| over `fall_impact_g`).
+- sensor_fault (warning): an axis flat to within `flat_line_std` over a window (real sensors are
+  never that still: the chip is stuck), or `saturation_fraction` of samples clipped at `saturation_ms2`.
+- no_movement (warning): acceleration magnitude steadier than `no_movement_std` for `no_movement_s`.
+- room_hours (warning): an activity in a room outside the hours allowed for it (`room_hours`, UTC).
+- device_silent (warning): no frame from a device for `silent_device_s` of wall-clock time.
+
+An alert's `at` is when its condition started, so the same condition seen again (overlapping windows,
+frames re-read after a restart) has the same `dedup_key`; within `alert_cooldown_s` a repeat of the
+same rule for the same device is not raised at all.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+
+import numpy as np
+
+from iotlm.settings import WorkerSettings
+from ingest.hapt import STANDARD_GRAVITY
+from stream_workers.records import Alert, WindowResult
+from stream_workers.windows import Window
+
+FREEFALL_MIN_S = 0.1
+IMPACT_WITHIN_S = 1.0
+
+
+class AlertRules:
+    """Evaluates every rule; keeps the little per-device state the rules need."""
+
+    def __init__(self, config: WorkerSettings):
+        self.config = config
+        self._last_raised: dict[tuple[str, str], float] = {}  # (device, rule) -> alert time
+        self._still_since: dict[str, float] = {}
+        self._last_heard: dict[str, float] = {}  # device -> wall-clock time of its last frame
+        self._silent: set[str] = set()
+
+    def room_of(self, device_id: str) -> str | None:
+        return self.config.device_rooms.get(device_id)
+
+    def on_window(self, window: Window) -> list[Alert]:
+        alerts = [self._fall(window), self._sensor_fault(window), self._no_movement(window)]
+        return self._dedup([a for a in alerts if a is not None])
+
+    def on_result(self, result: WindowResult) -> list[Alert]:
+        room = self.room_of(result.device_id)
+        if room is None:
+            return []
+        hour = datetime.fromtimestamp(result.window_start, timezone.utc).hour
+        for rule in self.config.room_hours:
+            if rule.get("room") != room or rule.get("activity") != result.activity:
+                continue
+            start, end = int(rule["start_hour"]), int(rule["end_hour"])
+            allowed = start <= hour < end if start <= end else (hour >= start or hour < end)
+            if not allowed:
+                return self._dedup([Alert(
+                    rule="room_hours", severity="warning", device_id=result.device_id, at=result.window_start,
+                    room=room, message=f"{result.activity} in {room} at {hour:02d}h UTC, allowed {start:02d}-{end:02d}h",
+                    details={"activity": result.activity, "probability": result.probability},
+                )])
+        return []
+
+    def heard(self, device_id: str, now: float) -> None:
+        """A frame arrived from the device (wall clock)."""
+        self._last_heard[device_id] = now
+        self._silent.discard(device_id)
+
+    def on_tick(self, now: float) -> list[Alert]:
+        """Devices that went silent; each silence raises once."""
+        alerts = []
+        for device_id, heard_at in self._last_heard.items():
+            if device_id not in self._silent and now - heard_at >= self.config.silent_device_s:
+                self._silent.add(device_id)
+                alerts.append(Alert(
+                    rule="device_silent", severity="warning", device_id=device_id, at=heard_at,
+                    room=self.room_of(device_id),
+                    message=f"{device_id} sent nothing for {now - heard_at:.0f} s "
+                            f"(limit {self.config.silent_device_s:g} s)",
+                ))
+        return alerts
+
+    # -- rules on the raw window -------------------------------------------------------------
+
+    def _fall(self, window: Window) -> Alert | None:
+        g = np.linalg.norm(window.acc, axis=1) / STANDARD_GRAVITY
+        freefall = g < self.config.fall_freefall_g
+        min_run = max(1, round(FREEFALL_MIN_S * window.rate_hz))
+        run = 0
+        for i, falling in enumerate(freefall):
+            run = run + 1 if falling else 0
+            if run == min_run:
+                after = g[i + 1 : i + 1 + round(IMPACT_WITHIN_S * window.rate_hz)]
+                if len(after) and after.max() > self.config.fall_impact_g:
+                    start = i + 1 - min_run
+                    return Alert(
+                        rule="fall", severity="critical", device_id=window.device_id,
+                        at=round(window.start + start / window.rate_hz, 2), room=self.room_of(window.device_id),
+                        message=f"fall: free fall then an impact of {after.max():.1f} g",
+                        details={"impact_g": float(after.max())},
+                    )
+        return None
+
+    def _sensor_fault(self, window: Window) -> Alert | None:
+        std = window.acc.std(axis=0)
+        clipped = (np.abs(window.acc) >= self.config.saturation_ms2).any(axis=1).mean()
+        if (std < self.config.flat_line_std).any():
+            axis = "xyz"[int(np.argmin(std))]
+            problem = f"accelerometer axis {axis} is a flat line (std {std.min():.1e} m/s^2)"
+        elif clipped >= self.config.saturation_fraction:
+            problem = f"{clipped:.0%} of samples clipped at {self.config.saturation_ms2:g} m/s^2"
+        else:
+            return None
+        return Alert(
+            rule="sensor_fault", severity="warning", device_id=window.device_id, at=window.start,
+            room=self.room_of(window.device_id), message=f"sensor fault: {problem}",
+        )
+
+    def _no_movement(self, window: Window) -> Alert | None:
+        steady = np.linalg.norm(window.acc, axis=1).std() < self.config.no_movement_std
+        if not steady:
+            self._still_since.pop(window.device_id, None)
+            return None
+        since = self._still_since.setdefault(window.device_id, window.start)
+        still_for = window.end - since
+        if still_for < self.config.no_movement_s:
+            return None
+        return Alert(
+            rule="no_movement", severity="warning", device_id=window.device_id, at=since,
+            room=self.room_of(window.device_id), message=f"no movement for {still_for:.0f} s",
+        )
+
+    def _dedup(self, alerts: list[Alert]) -> list[Alert]:
+        fresh = []
+        for alert in alerts:
+            key = (alert.device_id, alert.rule)
+            last = self._last_raised.get(key)
+            if last is not None and abs(alert.at - last) < self.config.alert_cooldown_s:
+                continue
+            self._last_raised[key] = alert.at
+            fresh.append(alert)
+        return fresh

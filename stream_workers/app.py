@@ -1,0 +1,491 @@
+"""The stream worker: frames topic -> windows -> batched inference -> durable results, then commit.
+
+Why a plain aiokafka consumer and not a Faust agent. The worker must commit, per partition, the
+earliest offset still needed: a frame buffered for a window not yet decided, or a window whose result
+is not yet written. Faust commits the highest contiguous acked offset on its own schedule and gives
+no hook to hold a commit for data sitting in our own buffers; its windowed tables cannot assemble
+windows of samples (see `stream_workers.windows`); and `concurrency>1` on an agent can lose or
+reorder events (faust-streaming issue #606), so we would run one event at a time anyway. aiokafka
+(Faust's own driver) with `enable_auto_commit=False` gives exactly the control needed, in one
+coroutine per worker: concurrency 1, frames of a device handled in partition order.
+
+At-least-once, without duplicates:
+- results, episodes and alerts reach the sink (idempotent upserts) before the offsets covering them
+  are committed; after a crash or a rebalance the partition is re-read from the commit, the
+  assembler rebuilds its buffers from the re-read frames, and re-emitted windows upsert the same rows;
+- a frame that cannot be decoded, or comes later than the lateness bound, goes to the dead-letter
+  topic with a reason and the same key, and the worker goes on.
+
+Scale-out: workers share the consumer group; Kafka assigns each partition (so each device) to one.
+Hot reload: the worker polls the Redis key `settings.workers.model_key`; a new value (a checkpoint
+name or path) is loaded off the loop and swapped in between batches.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import math
+import time
+from collections import Counter, deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from aiokafka.abc import ConsumerRebalanceListener
+
+from ingest.codec import TRUTH_HEADER, Truth, decode, header
+from ingest.frame import Frame, FrameError, FrameLimits
+from stream_workers.alerts import AlertRules
+from stream_workers.batching import MicroBatcher
+from stream_workers.episodes import EpisodeTracker
+from stream_workers.inference import ActivityModel, WindowClassifier
+from stream_workers.metrics import WorkerMetrics
+from stream_workers.records import Alert, Episode, WindowResult
+from stream_workers.sink import ResultSink, SinkBackpressure, SinkBatch
+from stream_workers.windows import ImuSegment, Window, WindowAssembler
+
+log = logging.getLogger(__name__)
+DLQ_SOURCE = b"stream_workers"
+TICK_S = 1.0
+
+
+def segment_from_frame(frame: Frame, labels, partition: int, offset: int, produced_at: float) -> ImuSegment | None:
+    """The frame's IMU samples as a segment; None for a frame without an IMU stream."""
+    if frame.imu is None:
+        return None
+    if labels is not None and len(labels) != frame.imu.n_samples:
+        labels = None  # truth that does not line up with the samples is no truth
+    return ImuSegment(
+        device_id=frame.device_id, seq=frame.seq, t0=frame.t0, rate_hz=frame.imu.rate_hz, acc=frame.imu.acc,
+        gyro=frame.imu.gyro, labels=labels, placement=frame.placement, partition=partition, offset=offset,
+        produced_at=produced_at,
+    )
+
+
+def _truth_labels(headers):
+    raw = header(headers, TRUTH_HEADER)
+    if raw is None:
+        return None
+    try:
+        truth = Truth.from_header(raw)
+    except (ValueError, KeyError, TypeError):
+        return None
+    return truth.labels if truth.dataset == "hapt" else None
+
+
+@dataclass
+class WorkerTotals:
+    """What one worker did; the demo and the tests read it."""
+
+    frames: int = 0
+    windows: int = 0
+    results: int = 0
+    dlq: int = 0
+    late_frames: int = 0
+    duplicate_frames: int = 0
+    gap_windows: int = 0
+    alerts: int = 0
+    truth_windows: int = 0
+    correct_windows: int = 0
+    latencies_s: list[float] = field(default_factory=list)
+    model_versions: Counter = field(default_factory=Counter)
+
+
+@dataclass
+class _Pending:
+    window: Window
+    future: asyncio.Future
+
+
+class StreamWorker:
+    """One member of the worker consumer group. `await run(stop)` until `stop` is set."""
+
+    def __init__(
+        self,
+        settings,
+        index: int = 0,
+        *,
+        model: ActivityModel | None = None,
+        sink: ResultSink | None = None,
+        serve_metrics: bool = True,
+        on_written: Callable[[list[WindowResult]], None] | None = None,
+    ):
+        self.settings = settings
+        self.config = settings.workers
+        self.index = index
+        self.name = f"worker-{index}"
+        self._model = model
+        self._sink = sink
+        self.serve_metrics = serve_metrics
+        self.on_written = on_written
+        self.totals = WorkerTotals()
+        self.metrics = WorkerMetrics(self.name)
+        self.limits = FrameLimits.from_settings(settings)
+        self.episodes = EpisodeTracker(self.config.episode_min_windows, max_gap_s=2 * self.config.window_s)
+        self.rules = AlertRules(self.config)
+        self.assembler: WindowAssembler | None = None
+        self.classifier: WindowClassifier | None = None
+        self.promoted: str | None = None
+        self._pending: deque[_Pending] = deque()
+        self._pending_added = asyncio.Event()
+        self._inflight: dict[int, Counter] = {}  # partition -> first_offset -> windows not yet written
+        self._next_offset: dict[int, int] = {}  # partition -> offset after the last record handled
+        self._committed: dict[int, int] = {}
+        self._alerts_out: list[Alert] = []
+        self._generation = 0  # bumped at each revocation; fetched records of an older one are dropped
+        self._consumer = None
+        self._producer = None
+        self.ready = asyncio.Event()  # set once partitions are assigned (tests and the demo wait on it)
+
+    # -- lifecycle ----------------------------------------------------------------------------
+
+    async def run(self, stop: asyncio.Event) -> WorkerTotals:
+        from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+
+        loop = asyncio.get_running_loop()
+        if self._model is None:
+            self._model = await loop.run_in_executor(None, self._load_model, None)
+        if self._sink is None:
+            from stream_workers.sink import StorageSink
+
+            self._sink = await loop.run_in_executor(None, StorageSink, self.settings)
+        self.classifier = WindowClassifier(self._model, self.config.labels)
+        self.assembler = WindowAssembler(
+            window_s=self.config.window_s, hop_s=self.config.hop_s, rate_hz=self._model.rate_hz,
+            max_gap_s=self.config.max_gap_s, lateness_s=self.config.lateness_s, labels=self.config.labels,
+        )
+        if self.serve_metrics:
+            self.metrics.serve(self.config.metrics_port + self.index)
+        kafka = self.settings.kafka
+        self._consumer = AIOKafkaConsumer(
+            kafka.frames_topic,
+            bootstrap_servers=self.settings.kafka_bootstrap,
+            group_id=self.config.consumer_group,
+            client_id=f"iotlm-{self.name}",
+            enable_auto_commit=False,
+            auto_offset_reset="earliest",
+            max_partition_fetch_bytes=max(1_048_576, kafka.max_frame_bytes + 65_536),
+            fetch_max_bytes=8 * 1_048_576,
+        )
+        self._consumer.subscribe([kafka.frames_topic], listener=_Rebalance(self))
+        self._producer = AIOKafkaProducer(
+            bootstrap_servers=self.settings.kafka_bootstrap, client_id=f"iotlm-{self.name}-out",
+            max_request_size=kafka.max_frame_bytes + 65_536,
+        )
+        await self._producer.start()
+        await self._consumer.start()
+        writer_executor = _single_thread("sink")
+        batcher = MicroBatcher(
+            self.classifier, max_size=self.config.batch_max, max_wait_s=self.config.batch_wait_ms / 1000,
+            max_pending=self.config.max_pending_windows, on_batch=self._observe_batch,
+        )
+        try:
+            async with batcher:
+                tasks = [
+                    asyncio.create_task(self._write_loop(writer_executor), name="write"),
+                    asyncio.create_task(self._commit_loop(), name="commit"),
+                    asyncio.create_task(self._tick_loop(), name="tick"),
+                    asyncio.create_task(self._model_watch_loop(), name="model-watch"),
+                ]
+                consume = asyncio.create_task(self._consume_loop(batcher), name="consume")
+                stopper = asyncio.create_task(stop.wait())
+                done, _ = await asyncio.wait([consume, stopper, *tasks], return_when=asyncio.FIRST_COMPLETED)
+                consume.cancel()
+                stopper.cancel()
+                for task in done:
+                    if task is not stopper and not task.cancelled() and task.exception():
+                        raise task.exception()
+                await self._drain()
+                for task in tasks:
+                    task.cancel()
+                await self._commit()
+        finally:
+            await self._consumer.stop()
+            await self._producer.stop()
+            writer_executor.shutdown(wait=True)
+            self._sink.close()
+        return self.totals
+
+    def _load_model(self, name: str | None) -> ActivityModel:
+        from models.inference import MotionClassifier
+
+        models = self.settings.models
+        return MotionClassifier.load(name or models.default_model, device=models.device,
+                                     checkpoint_dir=models.checkpoint_dir)
+
+    async def _drain(self) -> None:
+        """Stop with everything handed to the batcher written, so the last commit covers it."""
+        deadline = time.monotonic() + 60
+        while self._pending and time.monotonic() < deadline:
+            await asyncio.sleep(0.05)
+
+    # -- consuming ----------------------------------------------------------------------------
+
+    async def _consume_loop(self, batcher: MicroBatcher) -> None:
+        while True:
+            records = await self._consumer.getmany(timeout_ms=200, max_records=500)
+            generation = self._generation
+            for tp, batch in records.items():
+                for record in batch:
+                    if generation != self._generation:
+                        break  # a rebalance came while handling this fetch: re-read from the commit
+                    await self._handle(record, batcher)
+                    self._next_offset[tp.partition] = record.offset + 1
+            self._update_lag()
+            while len(self._pending) > self.config.max_pending_windows:
+                await asyncio.sleep(0.01)  # results are waiting on the sink: stop reading more
+
+    async def _handle(self, record, batcher: MicroBatcher) -> None:
+        self.totals.frames += 1
+        self.metrics.frames.inc()
+        try:
+            frame = decode(record.value, self.limits)
+        except FrameError as exc:
+            await self._dead_letter(record, exc.code, exc.reason)
+            return
+        self.rules.heard(frame.device_id, time.time())
+        segment = segment_from_frame(
+            frame, _truth_labels(record.headers), record.partition, record.offset, record.timestamp / 1000
+        )
+        if segment is None:
+            return
+        outcome = self.assembler.add(segment)
+        for window in outcome.windows:
+            # held before any await: if the worker stops mid-way, the commit stays behind this window
+            self._inflight.setdefault(window.partition, Counter())[window.first_offset] += 1
+        if outcome.refused == "late":
+            self.totals.late_frames += 1
+            self.metrics.late_frames.inc()
+            await self._dead_letter(record, "late", outcome.reason)
+        elif outcome.refused == "duplicate":
+            self.totals.duplicate_frames += 1
+            self.metrics.duplicate_frames.inc()
+        self._sync_gap_count()
+        for window in outcome.windows:
+            self._alerts_out.extend(self.rules.on_window(window))
+            future = await batcher.submit(window)
+            self._pending.append(_Pending(window, future))
+            self._pending_added.set()
+            self.totals.windows += 1
+            self.metrics.windows.inc()
+        self.metrics.pending_windows.set(len(self._pending))
+
+    async def _dead_letter(self, record, code: str, reason: str) -> None:
+        headers = [("reason", reason.encode()), ("code", code.encode()), ("source", DLQ_SOURCE),
+                   ("original_topic", record.topic.encode()),
+                   ("original_offset", f"{record.partition}:{record.offset}".encode())]
+        await self._producer.send_and_wait(self.settings.kafka.dlq_topic, record.value, key=record.key,
+                                           headers=headers)
+        self.totals.dlq += 1
+        self.metrics.dead_lettered(code)
+        log.info("dead-lettered %s:%s: %s", record.partition, record.offset, reason)
+
+    def _sync_gap_count(self) -> None:
+        gaps = self.assembler.stats.gap_windows
+        if gaps > self.totals.gap_windows:
+            self.metrics.gap_windows.inc(gaps - self.totals.gap_windows)
+            self.totals.gap_windows = gaps
+
+    def _update_lag(self) -> None:
+        lag = 0
+        for tp in self._consumer.assignment():
+            end = self._consumer.highwater(tp)
+            if end is not None and tp.partition in self._next_offset:
+                lag += max(0, end - self._next_offset[tp.partition])
+        self.metrics.consumer_lag.set(lag)
+
+    def _observe_batch(self, size: int, seconds: float) -> None:
+        self.metrics.batch_size.observe(size)
+        self.metrics.inference_seconds.observe(seconds)
+
+    # -- writing ------------------------------------------------------------------------------
+
+    async def _write_loop(self, executor) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            if self._pending:
+                await asyncio.wait({self._pending[0].future}, timeout=TICK_S)
+            else:
+                self._pending_added.clear()
+                try:
+                    await asyncio.wait_for(self._pending_added.wait(), TICK_S)
+                except TimeoutError:
+                    pass
+            done: list[tuple[Window, WindowResult]] = []
+            while self._pending and self._pending[0].future.done():
+                item = self._pending.popleft()
+                if item.future.exception() is not None:
+                    log.error("inference failed for %s@%.2f: %s", item.window.device_id, item.window.start,
+                              item.future.exception())
+                    self._release(item.window)
+                    continue
+                done.append((item.window, item.future.result()))
+            batch = self._sink_batch([r for _, r in done])
+            if not batch:
+                continue
+            await self._write_durably(loop, executor, batch)
+            written_at = time.time()
+            for window, result in done:
+                self._release(window)
+                self._account(result, written_at)
+            await self._publish_alerts(batch.alerts)
+            if self.on_written is not None and done:
+                self.on_written([r for _, r in done])
+
+    def _sink_batch(self, results: list[WindowResult]) -> SinkBatch:
+        episodes: dict[tuple[str, float], Episode] = {}
+        alerts, self._alerts_out = self._alerts_out, []
+        for result in results:
+            for episode in self.episodes.update(result):
+                episodes[(episode.device_id, episode.start)] = episode
+            alerts.extend(self.rules.on_result(result))
+        return SinkBatch(results=results, episodes=list(episodes.values()), alerts=alerts)
+
+    async def _write_durably(self, loop, executor, batch: SinkBatch) -> None:
+        while True:
+            try:
+                await loop.run_in_executor(executor, self._sink.write, batch)
+                return
+            except SinkBackpressure as exc:
+                paused = self._consumer.assignment()
+                self._consumer.pause(*paused)
+                log.warning("sink pushed back (%s); consumption paused %.1fs", exc.reason, exc.retry_after_s)
+                await asyncio.sleep(exc.retry_after_s)
+                self._consumer.resume(*[tp for tp in paused if tp in self._consumer.assignment()])
+
+    async def _publish_alerts(self, alerts: list[Alert]) -> None:
+        for alert in alerts:
+            await self._producer.send_and_wait(
+                self.settings.kafka.alerts_topic, json.dumps(alert.as_dict()).encode(), key=alert.device_id.encode()
+            )
+            self.totals.alerts += 1
+            self.metrics.alerted(alert.rule)
+
+    def _release(self, window: Window) -> None:
+        inflight = self._inflight.get(window.partition)
+        if inflight is None:
+            return  # the partition was revoked meanwhile
+        inflight[window.first_offset] -= 1
+        if inflight[window.first_offset] <= 0:
+            del inflight[window.first_offset]
+
+    def _account(self, result: WindowResult, written_at: float) -> None:
+        t = self.totals
+        t.results += 1
+        t.model_versions[result.model_version] += 1
+        self.metrics.results.inc()
+        if result.completed_at > 0:
+            latency = written_at - result.completed_at
+            t.latencies_s.append(latency)
+            self.metrics.end_to_end_seconds.observe(latency)
+        if result.truth is not None:
+            t.truth_windows += 1
+            t.correct_windows += result.truth == result.activity
+
+    # -- committing ---------------------------------------------------------------------------
+
+    def safe_offsets(self) -> dict[int, int]:
+        """Per owned partition, the offset to commit: nothing before it is still needed."""
+        held = self.assembler.held_offsets()
+        safe = {}
+        for tp in self._consumer.assignment():
+            p = tp.partition
+            if p not in self._next_offset:
+                continue
+            candidates = [self._next_offset[p], held.get(p, math.inf), min(self._inflight.get(p) or [math.inf])]
+            safe[p] = int(min(candidates))
+        return safe
+
+    async def _commit(self, partitions: set[int] | None = None) -> None:
+        from aiokafka import TopicPartition
+        from aiokafka.errors import CommitFailedError, KafkaError
+
+        topic = self.settings.kafka.frames_topic
+        offsets = {
+            TopicPartition(topic, p): o
+            for p, o in self.safe_offsets().items()
+            if (partitions is None or p in partitions) and self._committed.get(p) != o
+        }
+        if not offsets:
+            return
+        try:
+            await self._consumer.commit(offsets)
+        except (CommitFailedError, KafkaError) as exc:  # a rebalance is under way; the next commit catches up
+            log.warning("commit skipped: %s", exc)
+            return
+        for tp, offset in offsets.items():
+            self._committed[tp.partition] = offset
+
+    async def _commit_loop(self) -> None:
+        while True:
+            await asyncio.sleep(self.config.commit_interval_s)
+            await self._commit()
+
+    async def on_revoked(self, partitions: set[int]) -> None:
+        self._generation += 1
+        await self._commit(partitions)
+        self.assembler.drop_partitions(partitions)
+        for p in partitions:
+            self._inflight.pop(p, None)
+            self._next_offset.pop(p, None)
+            self._committed.pop(p, None)
+
+    # -- time-driven work ---------------------------------------------------------------------
+
+    async def _tick_loop(self) -> None:
+        while True:
+            await asyncio.sleep(TICK_S)
+            silent = self.rules.on_tick(time.time())
+            if silent:
+                self._alerts_out.extend(silent)
+                self._pending_added.set()
+
+    async def _model_watch_loop(self) -> None:
+        import redis.asyncio as redis
+
+        client = redis.from_url(self.settings.redis_url)
+        loop = asyncio.get_running_loop()
+        try:
+            while True:
+                try:
+                    value = await client.get(self.config.model_key)
+                except redis.RedisError as exc:
+                    log.warning("cannot read %s: %s", self.config.model_key, exc)
+                    value = None
+                promoted = value.decode() if value else None
+                if promoted and promoted != self.promoted:
+                    try:
+                        model = await loop.run_in_executor(None, self._load_model, promoted)
+                    except Exception as exc:  # a bad promotion must not stop the worker
+                        log.error("cannot load promoted model %r: %s", promoted, exc)
+                    else:
+                        self.classifier.swap(model)
+                        self.assembler.rate_hz = model.rate_hz
+                        log.info("%s now serves model %s", self.name, model.version)
+                    self.promoted = promoted
+                await asyncio.sleep(self.config.model_poll_s)
+        finally:
+            await client.aclose()
+
+
+class _Rebalance(ConsumerRebalanceListener):
+    """aiokafka calls this around a rebalance; revoked partitions get a last commit, then are forgotten."""
+
+    def __init__(self, worker: StreamWorker):
+        self.worker = worker
+
+    async def on_partitions_revoked(self, revoked) -> None:
+        if self.worker.assembler is not None:
+            await self.worker.on_revoked({tp.partition for tp in revoked})
+
+    async def on_partitions_assigned(self, assigned) -> None:
+        self.worker.metrics.assigned_partitions.set(len(assigned))
+        if assigned:
+            self.worker.ready.set()
+
+
+def _single_thread(name: str):
+    from concurrent.futures import ThreadPoolExecutor
+
+    return ThreadPoolExecutor(max_workers=1, thread_name_prefix=name)

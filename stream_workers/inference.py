@@ -1,0 +1,75 @@
+"""Batches of windows -> one result per window, with a model that can be swapped while running.
+
+`WindowClassifier` is what the MicroBatcher calls (on its inference thread). A batch can mix devices
+with and without a gyroscope and different placements; `predict_proba` takes one placement and one
+gyro choice per call, so the batch is split into those groups and the results put back in order.
+Hot reload: `swap` replaces the model between two batches (one attribute assignment, read once per
+batch), so every result names the version that produced it.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import defaultdict
+from collections.abc import Sequence
+from typing import Protocol
+
+import numpy as np
+
+from stream_workers.records import WindowResult
+from stream_workers.windows import Window
+
+
+class ActivityModel(Protocol):
+    """What the worker needs from models.inference.MotionClassifier."""
+
+    version: str
+    rate_hz: float
+    window_s: float
+
+    def predict_proba(self, acc: np.ndarray, gyro: np.ndarray | None, rate_hz: float, labels: list[str],
+                      placement: str = "unknown") -> np.ndarray: ...
+
+
+class WindowClassifier:
+    """Classifies windows over the site's label set with the current model."""
+
+    def __init__(self, model: ActivityModel, labels: Sequence[str]):
+        self.model = model
+        self.labels = list(labels)
+
+    @property
+    def version(self) -> str:
+        return self.model.version
+
+    def swap(self, model: ActivityModel) -> None:
+        self.model = model
+
+    def __call__(self, windows: list[Window]) -> list[WindowResult]:
+        model = self.model  # one model for the whole batch, even if a swap lands meanwhile
+        groups: dict[tuple[bool, str], list[int]] = defaultdict(list)
+        for i, w in enumerate(windows):
+            groups[(w.gyro is not None, w.placement)].append(i)
+        probs = np.zeros((len(windows), len(self.labels)), np.float32)
+        for (has_gyro, placement), rows in groups.items():
+            acc = np.stack([windows[i].acc for i in rows])
+            gyro = np.stack([windows[i].gyro for i in rows]) if has_gyro else None
+            probs[rows] = model.predict_proba(acc, gyro, windows[rows[0]].rate_hz, self.labels, placement)
+        decided_at = time.time()
+        results = []
+        for w, p in zip(windows, probs):
+            top = int(np.argmax(p))
+            results.append(WindowResult(
+                device_id=w.device_id,
+                window_start=w.start,
+                window_end=w.end,
+                model_version=model.version,
+                activity=self.labels[top],
+                probability=float(p[top]),
+                distribution={label: round(float(x), 5) for label, x in zip(self.labels, p)},
+                placement=w.placement,
+                truth=w.truth,
+                completed_at=w.completed_at,
+                decided_at=decided_at,
+            ))
+        return results

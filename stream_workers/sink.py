@@ -1,0 +1,125 @@
+"""Where a worker's output goes, and how the store says "not now".
+
+`ResultSink` is the interface the worker codes against: `write(batch)` returns only once the batch is
+durable (the worker commits Kafka offsets after it), must be idempotent (a batch re-sent after a crash
+or a retry creates no duplicate), and signals backpressure explicitly by raising `SinkBackpressure`
+with how long to wait: the worker then pauses consumption and re-sends the same batch, instead of a
+write blocking silently inside the event loop.
+
+`StorageSink` adapts the interface onto `storage.writer` (idempotent upserts keyed by device, window
+start and model version; episodes by start; alerts by dedup key), then updates the live state in Redis
+(`storage.live_state`: each device's latest activity) and appends alerts to the Redis alert stream.
+The Redis stream is at-least-once: an alert re-raised after a crash carries the same `dedup_key`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import Protocol
+
+from stream_workers.records import Alert, Episode, WindowResult
+
+
+@dataclass
+class SinkBatch:
+    results: list[WindowResult] = field(default_factory=list)
+    episodes: list[Episode] = field(default_factory=list)
+    alerts: list[Alert] = field(default_factory=list)
+
+    def __len__(self) -> int:
+        return len(self.results) + len(self.episodes) + len(self.alerts)
+
+
+class SinkBackpressure(Exception):
+    """The store cannot take this batch now; send the same batch again after `retry_after_s`."""
+
+    def __init__(self, reason: str, retry_after_s: float = 1.0):
+        super().__init__(reason)
+        self.reason = reason
+        self.retry_after_s = retry_after_s
+
+
+class ResultSink(Protocol):
+    def write(self, batch: SinkBatch) -> int:
+        """Store the batch durably and idempotently; returns rows new or changed. May raise SinkBackpressure."""
+        ...
+
+    def close(self) -> None: ...
+
+
+def _utc(t: float) -> datetime:
+    return datetime.fromtimestamp(t, timezone.utc)
+
+
+class StorageSink:
+    """ResultSink onto storage's idempotent writers (PostgreSQL or TimescaleDB lane, per settings)."""
+
+    def __init__(self, settings):
+        from storage.lane import engine_from_settings
+        from storage.live_state import AlertStream, LiveState
+        from storage.writer import AlertWriter, EpisodeWriter, PredictionWriter
+
+        self.rooms = settings.workers.device_rooms
+        self.engine = engine_from_settings(settings)
+        self.predictions = PredictionWriter(self.engine, storage_settings=settings.storage)
+        self.episodes = EpisodeWriter(self.engine, lane=self.predictions.lane, storage_settings=settings.storage)
+        self.alerts = AlertWriter(self.engine, lane=self.predictions.lane, storage_settings=settings.storage)
+        self.live_state = LiveState.from_settings(settings)
+        self.alert_stream = AlertStream.from_settings(settings)
+
+    def write(self, batch: SinkBatch) -> int:
+        from redis.exceptions import ConnectionError as RedisConnectionError
+        from redis.exceptions import TimeoutError as RedisTimeoutError
+
+        from storage.writer import RETRYABLE
+
+        try:
+            stored = (
+                self.predictions.write([self._prediction(r) for r in batch.results])
+                + self.episodes.write([self._episode(e) for e in batch.episodes])
+                + self.alerts.write([self._alert(a) for a in batch.alerts])
+            )
+        except RETRYABLE as exc:  # the writers already retried with backoff: the database is down
+            raise SinkBackpressure(f"database unavailable: {str(exc).splitlines()[0]}", retry_after_s=2.0) from exc
+        try:
+            latest = {r.device_id: r for r in batch.results}
+            for r in latest.values():
+                self.live_state.update(r.device_id, r.activity, r.probability, r.model_version,
+                                       _utc(r.window_end), self.rooms.get(r.device_id))
+            for alert in batch.alerts:
+                self.alert_stream.publish(alert.as_dict())
+        except (RedisConnectionError, RedisTimeoutError) as exc:
+            raise SinkBackpressure(f"redis unavailable: {exc}", retry_after_s=1.0) from exc
+        return stored
+
+    def close(self) -> None:
+        self.engine.dispose()
+        self.live_state.redis.close()
+        self.alert_stream.redis.close()
+
+    def _prediction(self, r: WindowResult):
+        from storage.writer import PredictionRow
+
+        return PredictionRow(
+            device_id=r.device_id, window_start=_utc(r.window_start), window_end=_utc(r.window_end),
+            model_version=r.model_version, label=r.activity, probability=r.probability,
+            distribution=r.distribution, room_id=self.rooms.get(r.device_id), embedding_ref=r.embedding_ref,
+        )
+
+    def _episode(self, e: Episode):
+        from storage.writer import EpisodeRow
+
+        return EpisodeRow(
+            device_id=e.device_id, started_at=_utc(e.start), ended_at=_utc(e.end), model_version=e.model_version,
+            label=e.activity, windows=e.windows, mean_probability=e.confidence, room_id=self.rooms.get(e.device_id),
+        )
+
+    @staticmethod
+    def _alert(a: Alert):
+        from storage.writer import AlertRow
+
+        return AlertRow(
+            dedup_key=a.dedup_key, started_at=_utc(a.at), kind=a.rule, severity=a.severity, device_id=a.device_id,
+            room_id=a.room, payload={"message": a.message, **a.details},
+        )

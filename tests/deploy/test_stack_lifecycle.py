@@ -1,0 +1,119 @@
+"""`iotlm stack up|status|down` end to end, on a private stack.
+
+The session `stack` fixture is shared by the whole suite, so these tests bring up their own
+services in a separate state dir on free ports, and bring them down again.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import psutil
+import pytest
+
+from iotlm.settings import Settings, StackSettings
+
+PORT_FIELDS = ("kafka_port", "kafka_controller_port", "postgres_port", "redis_port", "mqtt_port", "timescale_port")
+
+
+def _free_ports(count: int) -> list[int]:
+    sockets = [socket.socket() for _ in range(count)]
+    try:
+        for s in sockets:
+            s.bind(("127.0.0.1", 0))
+        return [s.getsockname()[1] for s in sockets]
+    finally:
+        for s in sockets:
+            s.close()
+
+
+def _port_open(port: int) -> bool:
+    with socket.socket() as s:
+        s.settimeout(0.5)
+        return s.connect_ex(("127.0.0.1", port)) == 0
+
+
+@pytest.fixture
+def private_settings(tmp_path: Path) -> Settings:
+    ports = dict(zip(PORT_FIELDS, _free_ports(len(PORT_FIELDS))))
+    return Settings(state_dir=tmp_path / "state", stack=StackSettings(**ports, kafka_heap="512m"))
+
+
+def _iotlm(settings: Settings, *args: str) -> subprocess.CompletedProcess:
+    env = {**os.environ, "IOTLM_STATE_DIR": str(settings.state_dir)}
+    for field in PORT_FIELDS + ("kafka_heap",):
+        env[f"IOTLM_STACK__{field.upper()}"] = str(getattr(settings.stack, field))
+    return subprocess.run(
+        [sys.executable, "-m", "iotlm", *args], env=env, capture_output=True, text=True, timeout=300,
+    )
+
+
+class TestStackCommands:
+    def test_up_status_up_again_down(self, private_settings: Settings):
+        first = _iotlm(private_settings, "stack", "up", "--json")
+        assert first.returncode == 0, first.stderr
+        assert sorted(json.loads(first.stdout)["started"]) == ["kafka", "mosquitto", "postgres", "redis"]
+
+        status = _iotlm(private_settings, "stack", "status", "--json")
+        assert status.returncode == 0, status.stderr
+        by_name = {s["name"]: s for s in json.loads(status.stdout)}
+        s = private_settings.stack
+        expected = {"kafka": s.kafka_port, "postgres": s.postgres_port, "redis": s.redis_port, "mosquitto": s.mqtt_port}
+        for name, port in expected.items():
+            assert by_name[name]["healthy"], by_name[name]
+            assert by_name[name]["address"] == f"127.0.0.1:{port}"
+            assert psutil.pid_exists(by_name[name]["pid"])
+        assert by_name["timescale"]["healthy"] is False  # optional, not started by default
+        pids = {name: by_name[name]["pid"] for name in expected}
+
+        again = _iotlm(private_settings, "stack", "up", "--json")
+        assert again.returncode == 0, again.stderr
+        assert json.loads(again.stdout)["started"] == []
+        assert {s["name"]: s["pid"] for s in json.loads(again.stdout)["services"]} == pids
+
+        down = _iotlm(private_settings, "stack", "down", "--json")
+        assert down.returncode == 0, down.stderr
+        assert sorted(json.loads(down.stdout)["stopped"]) == sorted(expected)
+        for name, pid in pids.items():
+            assert not psutil.pid_exists(pid) or psutil.Process(pid).status() == psutil.STATUS_ZOMBIE, name
+        for port in expected.values():
+            assert not _port_open(port)
+        assert not list((private_settings.state_dir / "run").glob("*.pid"))
+
+        after = _iotlm(private_settings, "stack", "status", "--json")
+        assert after.returncode == 1
+        assert not any(s["healthy"] for s in json.loads(after.stdout))
+
+    def test_unknown_service_is_a_clear_error(self, private_settings: Settings):
+        result = _iotlm(private_settings, "stack", "up", "--service", "cassandra")
+        assert result.returncode == 1
+        assert "unknown service(s) cassandra" in result.stderr
+
+
+class TestStartFailures:
+    def test_port_taken_by_a_stranger_is_refused_and_left_alone(self, private_settings: Settings):
+        from deploy.stack import Stack, StackError
+
+        with socket.socket() as stranger:
+            stranger.bind(("127.0.0.1", private_settings.stack.redis_port))
+            stranger.listen()
+            with pytest.raises(StackError, match="is taken by a program that is not a healthy redis"):
+                Stack(private_settings).up(["redis"])
+            assert Stack(private_settings).down() == []
+
+    def test_crash_at_start_reports_the_log_tail(self, private_settings: Settings):
+        from deploy.stack import Stack, StackError
+
+        broken = private_settings.model_copy(
+            update={"stack": private_settings.stack.model_copy(update={"kafka_heap": "lots"})}
+        )
+        with pytest.raises(StackError) as failure:
+            Stack(broken).up(["kafka"])
+        message = str(failure.value)
+        assert "kafka exited during start-up" in message
+        assert "Invalid maximum heap size" in message  # the JVM's own words, from logs/kafka.log

@@ -1,0 +1,94 @@
+"""MQTT bridge: frames published with mosquitto_pub reach Kafka; junk reaches the DLQ."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+import uuid
+
+import numpy as np
+import pytest
+
+from ingest.codec import decode, encode, header
+from ingest.frame import Frame, ImuStream
+from ingest.gate import IngestGate
+from ingest.mqtt_bridge import MqttBridge
+from ingest.producer import DeviceProducer
+
+pytestmark = pytest.mark.services
+
+
+def mqtt_topic(settings, device_id: str) -> str:
+    return settings.ingest.mqtt_topic.removesuffix("#") + device_id
+
+
+def mosquitto_pub(settings, topic: str, payload_path) -> None:
+    host, port = settings.mqtt_address
+    subprocess.run(["mosquitto_pub", "-h", host, "-p", str(port), "-q", "1", "-t", topic, "-f", str(payload_path)],
+                   check=True, timeout=30)
+
+
+def a_frame(device_id: str) -> Frame:
+    rng = np.random.default_rng(3)
+    return Frame(device_id=device_id, seq=5, t0=time.time(), duration_s=0.5, placement="pocket",
+                 imu=ImuStream(100.0, rng.normal(size=(50, 3))))
+
+
+def test_valid_frame_to_kafka_and_junk_to_dlq(topic_settings, read_topic, tmp_path):
+    frame = a_frame("dev-mqtt-1")
+    (tmp_path / "frame.json").write_bytes(encode(frame, "json"))
+    (tmp_path / "junk.bin").write_bytes(b"temperature=21.5")
+    with DeviceProducer(topic_settings) as producer:
+        bridge = MqttBridge(topic_settings, IngestGate(topic_settings, producer), client_id=f"t-{uuid.uuid4().hex}")
+        result = {}
+        runner = threading.Thread(target=lambda: result.update(s=bridge.run(max_messages=2, duration_s=60)))
+        runner.start()
+        assert bridge.ready.wait(15), "bridge never subscribed"
+        mosquitto_pub(topic_settings, mqtt_topic(topic_settings, "dev-mqtt-1"), tmp_path / "frame.json")
+        mosquitto_pub(topic_settings, mqtt_topic(topic_settings, "dev-mqtt-1"), tmp_path / "junk.bin")
+        runner.join(60)
+    summary = result["s"]
+    assert (summary.received, summary.accepted, summary.dead_lettered, summary.stopped_by) == (2, 1, 1, "max_messages")
+
+    (forwarded,) = read_topic(topic_settings, topic_settings.kafka.frames_topic, expected=1)
+    back = decode(forwarded.value)
+    assert forwarded.key == b"dev-mqtt-1" and back.seq == 5
+    assert np.array_equal(back.imu.acc.view(np.uint32), frame.imu.acc.view(np.uint32))
+    assert header(forwarded.headers, "source") == f"mqtt:{mqtt_topic(topic_settings, 'dev-mqtt-1')}".encode()
+
+    (dead,) = read_topic(topic_settings, topic_settings.kafka.dlq_topic, expected=1)
+    assert dead.value == b"temperature=21.5"
+    assert header(dead.headers, "code") == b"unknown_format"
+    assert b"neither JSON" in header(dead.headers, "reason")
+
+
+def test_bridge_command_stops_cleanly_on_sigterm(topic_settings, read_topic, tmp_path):
+    (tmp_path / "frame.bin").write_bytes(encode(a_frame("dev-mqtt-2")))
+    env = os.environ | {
+        "IOTLM_KAFKA__FRAMES_TOPIC": topic_settings.kafka.frames_topic,
+        "IOTLM_KAFKA__DLQ_TOPIC": topic_settings.kafka.dlq_topic,
+        "IOTLM_INGEST__MQTT_TOPIC": topic_settings.ingest.mqtt_topic,
+    }
+    bridge = subprocess.Popen(
+        [sys.executable, "-m", "iotlm.cli", "ingest", "mqtt-bridge", "--json", "--client-id", f"t-{uuid.uuid4().hex}"],
+        env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )
+    try:
+        for line in bridge.stderr:  # wait for the subscription before publishing
+            if "subscribed" in line:
+                break
+        mosquitto_pub(topic_settings, mqtt_topic(topic_settings, "dev-mqtt-2"), tmp_path / "frame.bin")
+        assert len(read_topic(topic_settings, topic_settings.kafka.frames_topic, expected=1)) == 1
+        bridge.send_signal(signal.SIGTERM)
+        out, err = bridge.communicate(timeout=30)
+    finally:
+        if bridge.poll() is None:
+            bridge.kill()
+    assert bridge.returncode == 0, err
+    summary = json.loads(out)
+    assert summary["received"] == 1 and summary["accepted"] == 1 and summary["stopped_by"] == "signal"

@@ -1,0 +1,85 @@
+"""Fixtures for the live stream-worker tests: a private topic set, consumer group and database per test,
+and the windows a complete replay must produce (what every test compares the stored rows with)."""
+
+from __future__ import annotations
+
+import socket
+import uuid
+import pytest
+
+from stream_workers.app import segment_from_frame
+from stream_workers.windows import WindowAssembler
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture
+def isolated(settings, stack):
+    """`settings` with its own frames/DLQ/alerts topics, consumer group and PostgreSQL database."""
+    import psycopg
+
+    from deploy.topics import ensure_topics
+    from storage.migrate import upgrade
+
+    tag = uuid.uuid4().hex[:10]
+    db = f"iotlm_sw_{tag}"
+    s = settings.stack
+    admin_dsn = f"host={s.host} port={s.postgres_port} user={s.postgres_user} " \
+                f"password={settings.storage.postgres_password} dbname={s.postgres_db}"
+    with psycopg.connect(admin_dsn, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{db}"')
+    private = settings.model_copy(update={
+        "kafka": settings.kafka.model_copy(update={
+            "frames_topic": f"test.{tag}.frames", "dlq_topic": f"test.{tag}.dlq",
+            "alerts_topic": f"test.{tag}.alerts", "control_topic": f"test.{tag}.control", "partitions": 4,
+        }),
+        "workers": settings.workers.model_copy(update={
+            "consumer_group": f"test-{tag}", "metrics_port": _free_port(), "model_key": f"test:{tag}:model",
+            "commit_interval_s": 0.5,
+        }),
+        "stack": settings.stack.model_copy(update={"postgres_db": db}),
+        "storage": settings.storage.model_copy(update={"lane": "postgresql"}),
+    })
+    ensure_topics(private)
+    upgrade(private.database_url)
+    yield private
+    with psycopg.connect(admin_dsn, autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{db}" WITH (FORCE)')
+
+
+@pytest.fixture
+def stored_windows():
+    """fn(settings, device_ids) -> [(device, window start)] of every stored prediction row, duplicates kept."""
+    import psycopg
+
+    def query(settings, device_ids) -> list[tuple[str, float]]:
+        s = settings.stack
+        with psycopg.connect(host=s.host, port=s.postgres_port, user=s.postgres_user,
+                             password=settings.storage.postgres_password, dbname=s.postgres_db) as conn:
+            rows = conn.execute(
+                "SELECT device_id, window_start FROM window_predictions WHERE device_id = ANY(%s)",
+                (list(device_ids),),
+            ).fetchall()
+        return [(device, round(start.timestamp(), 3)) for device, start in rows]
+
+    return query
+
+
+@pytest.fixture
+def expected_windows():
+    """fn(settings, frames, rate_hz) -> {(device, window start)} an assembler makes of the complete stream."""
+
+    def compute(settings, frames, rate_hz: float) -> set[tuple[str, float]]:
+        w = settings.workers
+        assembler = WindowAssembler(w.window_s, w.hop_s, rate_hz, w.max_gap_s, w.lateness_s, w.labels)
+        keys = set()
+        for offset, (frame, truth) in enumerate(frames):
+            segment = segment_from_frame(frame, truth.labels if truth else None, 0, offset, 0.0)
+            keys |= {(x.device_id, round(x.start, 3)) for x in assembler.add(segment).windows}
+        return keys
+
+    return compute

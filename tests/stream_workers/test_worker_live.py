@@ -1,0 +1,224 @@
+"""The stream worker against real Kafka, PostgreSQL and Redis: dead letters, hot reload, the demo at scale."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import shutil
+import time
+
+import pytest
+
+from stream_workers.app import StreamWorker
+
+pytestmark = pytest.mark.services
+
+
+def run_worker(settings, done, timeout_s: float = 90.0, index: int = 0, during=None):
+    """Run one in-process worker until `done(worker)` holds (checked twice a second) or the timeout."""
+
+    async def main():
+        stop = asyncio.Event()
+        worker = StreamWorker(settings, index, serve_metrics=False)
+        run = asyncio.create_task(worker.run(stop))
+        deadline = time.monotonic() + timeout_s
+        await asyncio.wait([asyncio.create_task(worker.ready.wait()), run], return_when=asyncio.FIRST_COMPLETED)
+        if during is not None:
+            await asyncio.to_thread(during, worker)
+        while not run.done() and time.monotonic() < deadline and not done(worker):
+            await asyncio.sleep(0.5)
+        stop.set()
+        return worker, await run
+
+    return asyncio.run(main())
+
+
+def hapt_frames(subject: int, device_id: str, n: int, t0: float):
+    from ingest.simulate import SubjectSignal
+
+    signal = SubjectSignal.load([subject])[subject]
+    return [signal.frame(device_id, seq, t0 + seq, 1.0) for seq in range(n)]
+
+
+def read_topic(settings, topic: str, expected: int, timeout_s: float = 20.0) -> list:
+    from kafka import KafkaConsumer
+
+    consumer = KafkaConsumer(topic, bootstrap_servers=settings.kafka_bootstrap, auto_offset_reset="earliest",
+                             consumer_timeout_ms=1000, enable_auto_commit=False)
+    records, deadline = [], time.monotonic() + timeout_s
+    try:
+        while len(records) < expected and time.monotonic() < deadline:
+            records.extend(consumer)
+    finally:
+        consumer.close()
+    return records
+
+
+class TestDeadLetters:
+    def test_malformed_and_late_frames_go_to_the_dlq_and_the_device_keeps_its_other_windows(
+        self, isolated, expected_windows, stored_windows
+    ):
+        from ingest.producer import DeviceProducer
+
+        device = "hapt-s02"
+        frames = hapt_frames(2, device, 40, t0=time.time() - 3600)
+        malformed, late = 10, 20
+        with DeviceProducer(isolated) as producer:
+            for seq, (frame, truth) in enumerate(frames):
+                if seq == malformed:
+                    producer.send_raw(isolated.kafka.frames_topic, device, b"\x85garbage mid-stream", [])
+                elif seq != late:
+                    producer.send(frame, truth=truth)
+            producer.send(*frames[late][:1], truth=frames[late][1])  # 20 s after its time: past the bound
+
+        delivered = [f for seq, f in enumerate(frames) if seq not in (malformed, late)]
+        model_rate = 25.0
+        expected = expected_windows(isolated, delivered, model_rate)
+        worker, totals = run_worker(
+            isolated, lambda w: w.totals.results >= len(expected) and w.totals.dlq >= 2, timeout_s=120
+        )
+
+        dead = read_topic(isolated, isolated.kafka.dlq_topic, expected=2)
+        assert len(dead) == 2
+        by_code = {dict(r.headers)["code"].decode(): r for r in dead}
+        assert "late frame: seq 20" in dict(by_code.pop("late").headers)["reason"].decode()
+        (code, garbage), = by_code.items()
+        assert garbage.value == b"\x85garbage mid-stream" and garbage.key == device.encode()
+        assert dict(garbage.headers)["reason"], code
+        assert all(dict(r.headers)["source"] == b"stream_workers" for r in dead)
+
+        stored = stored_windows(isolated, [device])
+        assert sorted(stored) == sorted(expected)  # each window once, nothing lost around the bad frames
+        t0 = frames[0][0].t0
+        assert any(start < t0 + malformed - 2.56 for _, start in stored)
+        assert any(start > t0 + late + 1 for _, start in stored)
+        assert totals.late_frames == 1 and totals.gap_windows >= 2
+        assert totals.truth_windows > 0  # frames carried ground truth, so results were judged
+
+
+class TestHotReload:
+    def test_a_promoted_model_is_served_without_restart_and_each_result_names_its_version(self, isolated, tmp_path):
+        import redis
+
+        from ingest.producer import DeviceProducer
+        from models.inference import resolve_checkpoint
+
+        # the same weights under another version: what promoting a fine-tuned checkpoint looks like
+        promoted = tmp_path / "promoted"
+        shutil.copytree(resolve_checkpoint(isolated.models.default_model, isolated.models.checkpoint_dir), promoted)
+        config = json.loads((promoted / "config.json").read_text())
+        config["version"] = "promoted-for-test"
+        (promoted / "config.json").write_text(json.dumps(config))
+
+        frames = hapt_frames(4, "hapt-s04", 40, t0=time.time() - 7200)
+        client = redis.Redis.from_url(isolated.redis_url)
+
+        def stream(worker):
+            with DeviceProducer(isolated) as producer:
+                for seq, (frame, truth) in enumerate(frames):
+                    if seq == 20:
+                        producer.flush()
+                        client.set(isolated.workers.model_key, str(promoted))
+                        time.sleep(isolated.workers.model_poll_s + 3.0)  # the worker picks it up meanwhile
+                    producer.send(frame, truth=truth)
+
+        try:
+            worker, totals = run_worker(isolated, lambda w: w.totals.results >= 28, during=stream, timeout_s=120)
+        finally:
+            client.delete(isolated.workers.model_key)
+            client.close()
+        assert set(totals.model_versions) == {config["version"], worker_version_before(isolated)}
+        assert totals.model_versions["promoted-for-test"] >= 10
+
+
+def worker_version_before(settings) -> str:
+    from models.inference import resolve_checkpoint
+
+    path = resolve_checkpoint(settings.models.default_model, settings.models.checkpoint_dir)
+    return json.loads((path / "config.json").read_text())["version"]
+
+
+def offline_accuracy(settings, subjects: list[int], duration_s: float) -> float:
+    """Accuracy of the same model on the same subjects' first `duration_s`, windows cut straight from the
+    recordings (no Kafka, no assembler): what `iotlm eval` measures, restricted to the replayed stretch."""
+    import numpy as np
+
+    from ingest.simulate import SubjectSignal
+    from models.inference import MotionClassifier
+    from stream_workers.windows import BASIC_HAPT_IDS
+
+    model = MotionClassifier.load(settings.models.default_model, device="cpu",
+                                  checkpoint_dir=settings.models.checkpoint_dir)
+    labels = settings.workers.labels
+    signals = SubjectSignal.load(sorted(set(subjects)))
+    correct = judged = 0
+    for subject in subjects:
+        sig = signals[subject]
+        size, hop = round(settings.workers.window_s * sig.rate_hz), round(settings.workers.hop_s * sig.rate_hz)
+        starts = range(0, int(duration_s * sig.rate_hz) - size + 1, hop)
+        keep = [i for i in starts if np.isin(sig.labels[i:i + size], BASIC_HAPT_IDS).all()]
+        if not keep:
+            continue
+        acc = np.stack([sig.acc[i:i + size] for i in keep])
+        gyro = np.stack([sig.gyro[i:i + size] for i in keep])
+        truth = [int(np.bincount(sig.labels[i:i + size], minlength=7)[1:7].argmax()) for i in keep]
+        predicted = model.predict_proba(acc, gyro, sig.rate_hz, labels, "waist").argmax(1)
+        correct += int((predicted == np.array(truth)).sum())
+        judged += len(keep)
+    return correct / judged
+
+
+class TestDemo:
+    def test_twenty_replayed_devices_give_one_row_per_window_and_live_accuracy_near_offline(self, isolated):
+        from ingest.simulate import hapt_device_ids
+        from stream_workers.demo import run_demo
+
+        hop = isolated.workers.hop_s
+        start = (time.time() - 10_800) // hop * hop  # on the window grid: every device gets 45 full windows
+        report = run_demo(isolated, duration_s=60.0, devices=20, speed=0.0, workers=2, live=False, start_time=start)
+        print(json.dumps(report.to_dict()))
+        # 60 s of signal per device at a 1.28 s hop: 45 full 2.56 s windows each
+        assert report.devices == 20 and report.frames == 20 * 60
+        assert report.windows == report.result_rows == 20 * 45
+        assert report.duplicate_rows == 0 and report.dlq == 0
+        offline = offline_accuracy(isolated, [subject for _, subject in hapt_device_ids(20)], 60.0)
+        assert report.live_accuracy is not None
+        assert abs(report.live_accuracy - offline) < 0.08, (report.live_accuracy, offline)
+
+
+class TestAlertsAndLiveState:
+    def test_a_stuck_sensor_alert_reaches_the_alerts_topic_redis_and_the_database_once(self, isolated):
+        import uuid
+
+        import numpy as np
+        import psycopg
+
+        from ingest.frame import Frame, ImuStream
+        from ingest.producer import DeviceProducer
+        from storage.live_state import AlertStream, LiveState
+
+        device = f"dev-stuck-{uuid.uuid4().hex[:6]}"
+        rng = np.random.default_rng(0)
+        t0 = time.time() - 9000
+        with DeviceProducer(isolated) as producer:
+            for seq in range(12):
+                acc = rng.normal([0, 0, 9.81], 0.2, (50, 3)).astype(np.float32)
+                acc[:, 1] = 0.5  # the y axis is stuck
+                producer.send(Frame(device_id=device, seq=seq, t0=t0 + seq, duration_s=1.0, placement="wrist",
+                                    imu=ImuStream(rate_hz=50.0, acc=acc)))
+
+        worker, totals = run_worker(isolated, lambda w: w.totals.results >= 8 and w.totals.alerts >= 1)
+
+        on_topic = [json.loads(r.value) for r in read_topic(isolated, isolated.kafka.alerts_topic, expected=1)]
+        assert [(a["rule"], a["device_id"], a["severity"]) for a in on_topic] == [("sensor_fault", device, "warning")]
+        assert "axis y is a flat line" in on_topic[0]["message"]
+        stream = AlertStream.from_settings(isolated)
+        in_redis = [json.loads(f["alert"]) for _, f in stream.redis.xrange(stream.stream)]
+        assert [a["dedup_key"] for a in in_redis if a["device_id"] == device] == [on_topic[0]["dedup_key"]]
+        s = isolated.stack
+        with psycopg.connect(host=s.host, port=s.postgres_port, user=s.postgres_user,
+                             password=isolated.storage.postgres_password, dbname=s.postgres_db) as conn:
+            kinds = conn.execute("SELECT kind FROM alerts WHERE device_id = %s", (device,)).fetchall()
+        assert kinds == [("sensor_fault",)]
+        state = LiveState.from_settings(isolated).device(device)
+        assert state is not None and state.model_version == worker.classifier.version
