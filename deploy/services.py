@@ -14,7 +14,9 @@ import os
 import pwd
 import shutil
 import signal
+import socket
 import stat
+import struct
 import subprocess
 import tempfile
 import uuid
@@ -400,21 +402,54 @@ class TimescaleLite(Service):
         ]
 
     def check(self) -> str:
-        import psycopg
-
         try:
-            with psycopg.connect(
-                host=self.host, port=self.port, user="postgres", password="any", dbname="postgres",
-                sslmode="disable", connect_timeout=int(HEALTH_TIMEOUT_S),
-            ) as conn:
-                row = conn.execute("SELECT extversion FROM pg_extension WHERE extname = 'timescaledb'").fetchone()
-        except psycopg.OperationalError as exc:
-            if "timeout" in str(exc).lower():
-                raise ServiceBusy("busy: serving another client (PGlite takes one at a time)") from exc
-            raise
-        if row is None:
+            version = _pg_wire_scalar(self.host, self.port, "SELECT extversion FROM pg_extension WHERE extname = 'timescaledb'")
+        except TimeoutError as exc:
+            raise ServiceBusy("busy: serving another client (PGlite takes one at a time)") from exc
+        if version is None:
             raise StackError("timescale: extension timescaledb is not installed")
-        return f"TimescaleDB {row[0]} (PGlite)"
+        return f"TimescaleDB {version} (PGlite)"
+
+
+def _pg_wire_scalar(host: str, port: int, sql: str, timeout_s: float = HEALTH_TIMEOUT_S) -> str | None:
+    """First column of the first row of `sql`, over the bare Postgres wire protocol (any password).
+
+    The PGlite health check talks the protocol itself rather than through psycopg because a
+    psycopg connect that times out keeps its socket open until garbage collection, and to a
+    one-client server that socket is a client still waiting in line.
+    """
+    def message(kind: bytes, body: bytes) -> bytes:
+        return kind + struct.pack("!I", len(body) + 4) + body
+
+    def read_exact(sock: socket.socket, n: int) -> bytes:
+        data = b""
+        while len(data) < n:
+            chunk = sock.recv(n - len(data))
+            if not chunk:
+                raise ConnectionError("server closed the connection")
+            data += chunk
+        return data
+
+    with socket.create_connection((host, port), timeout=timeout_s) as sock:
+        params = b"user\0postgres\0database\0postgres\0\0"
+        sock.sendall(struct.pack("!II", len(params) + 8, 196608) + params)  # protocol 3.0
+        value, query_sent = None, False
+        while True:
+            kind = read_exact(sock, 1)
+            body = read_exact(sock, struct.unpack("!I", read_exact(sock, 4))[0] - 4)
+            if kind == b"R" and body[:4] == struct.pack("!I", 3):  # cleartext password: any will do
+                sock.sendall(message(b"p", b"any\0"))
+            elif kind == b"E":
+                raise StackError(f"server error: {body.decode(errors='replace')}")
+            elif kind == b"D" and value is None:
+                (length,) = struct.unpack("!i", body[2:6])
+                value = body[6:6 + length].decode() if length >= 0 else None
+            elif kind == b"Z":  # ReadyForQuery: after login, then after our query
+                if query_sent:
+                    sock.sendall(message(b"X", b""))
+                    return value
+                sock.sendall(message(b"Q", sql.encode() + b"\0"))
+                query_sent = True
 
 
 SERVICE_TYPES: dict[str, type[Service]] = {

@@ -123,39 +123,41 @@ def dead_letters(
 
 
 def simulate(
-    source: str = typer.Option("hapt", help="hapt (recorded subjects) or synthetic."),
-    devices: int = typer.Option(9, help="Number of devices; HAPT's 9 test subjects come first."),
+    source: str = typer.Option("hapt", help="hapt (recorded subjects) or synthetic (simulated people)."),
+    devices: int = typer.Option(9, help="Number of devices; with hapt the 9 test subjects come first."),
     speed: float = typer.Option(1.0, help="Times real time; 0 sends as fast as possible."),
     duration: float = typer.Option(60.0, help="Seconds of signal per device."),
     frame_s: float = typer.Option(1.0, "--frame-s", help="Seconds of signal per frame."),
     fmt: str = typer.Option("msgpack", "--format", help="msgpack (compact) or json."),
+    seed: int = typer.Option(0, help="Random seed of the synthetic people."),
     as_json: bool = typer.Option(False, "--json", help="Print the summary as JSON (progress goes to stderr)."),
 ) -> None:
-    """Replay a dataset's recordings as live devices onto the frames topic."""
+    """Replay recorded or simulated signals as live devices onto the frames topic."""
     from rich.console import Console
     from rich.table import Table
 
-    from ingest.simulate import replay_hapt
+    from ingest.simulate import replay_hapt, replay_synthetic
 
-    if source != "hapt":
-        typer.echo(
-            f"--source {source} is not available yet: only recorded HAPT subjects (--source hapt) replay for now",
-            err=True,
-        )
+    if source not in ("hapt", "synthetic"):
+        typer.echo(f"--source {source} is unknown: use hapt (recorded subjects) or synthetic (simulated people)", err=True)
         raise typer.Exit(2)
     if fmt not in ("msgpack", "json"):
         raise typer.BadParameter("--format must be msgpack or json")
     settings = _settings()
     console = Console(stderr=as_json)
-    summary = replay_hapt(settings, devices, speed, duration, frame_s, fmt=fmt, console=console)
+    options = dict(fmt=fmt, console=console)
+    if source == "hapt":
+        summary = replay_hapt(settings, devices, speed, duration, frame_s, **options)
+    else:
+        summary = replay_synthetic(settings, devices, speed, duration, frame_s, seed=seed, **options)
     if as_json:
         _print_json(summary.to_dict())
         return
-    table = Table(title=f"HAPT replay -> {summary.topic}")
-    for column in ("device", "subject", "frames", "samples", "bytes"):
-        table.add_column(column, justify="left" if column == "device" else "right")
+    table = Table(title=f"{source} replay -> {summary.topic}")
+    for column in ("device", "origin", "frames", "samples", "bytes"):
+        table.add_column(column, justify="left" if column in ("device", "origin") else "right")
     for d in summary.devices:
-        table.add_row(d.device_id, str(d.subject), str(d.frames), str(d.samples), f"{d.bytes:,}")
+        table.add_row(d.device_id, d.origin, str(d.frames), str(d.samples), f"{d.bytes:,}")
     console.print(table)
     console.print(
         f"{summary.frames} frames, {summary.bytes:,} bytes in {summary.wall_s:.2f} s "

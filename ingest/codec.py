@@ -216,6 +216,8 @@ def _parse_json(data: bytes) -> Any:
         return json.loads(text)
     except json.JSONDecodeError as exc:
         raise FrameError(f"JSON frame does not parse: {exc.msg} at line {exc.lineno} column {exc.colno}", "bad_json") from None
+    except RecursionError:
+        raise FrameError("JSON frame nests arrays or objects too deeply to parse", "bad_json") from None
 
 
 def _parse_msgpack(data: bytes) -> Any:

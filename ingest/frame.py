@@ -18,6 +18,7 @@ Checks that depend on configuration (payload size, how far in the future ``t0`` 
 from __future__ import annotations
 
 import math
+import numbers
 import re
 import time
 from dataclasses import dataclass, field
@@ -49,6 +50,7 @@ MAX_DURATION_S = 3600.0
 MAX_RATE_HZ = 100_000.0
 DEVICE_ID_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$")
 MODALITY_PATTERN = re.compile(r"^[a-z][a-z0-9_]{0,31}$")
+CHANNEL_PATTERN = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
 _AXES = "xyz"
 
 
@@ -100,16 +102,20 @@ def _check_finite(array: np.ndarray, where: str) -> None:
     raise FrameError(f"{where} has {kind} at {at}{more}", "non_finite")
 
 
+def _number(value: Any, where: str) -> float:
+    """``value`` as a float (numpy scalars welcome); an integer too large for a float becomes inf."""
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real):
+        raise FrameError(f"{where} must be a number, got {type(value).__name__}", "wrong_type")
+    try:
+        return float(value)
+    except OverflowError:
+        return math.inf  # the caller's range check reports it
+
+
 def _check_rate(rate_hz: Any, where: str) -> float:
-    if isinstance(rate_hz, bool) or not isinstance(rate_hz, (int, float)):
-        raise FrameError(
-            f"{where}.rate_hz must be a number, got {type(rate_hz).__name__}", "wrong_type"
-        )
-    rate = float(rate_hz)
+    rate = _number(rate_hz, f"{where}.rate_hz")
     if not math.isfinite(rate) or rate <= 0 or rate > MAX_RATE_HZ:
-        raise FrameError(
-            f"{where}.rate_hz must be in (0, {MAX_RATE_HZ:g}] Hz, got {rate_hz!r}", "bad_rate"
-        )
+        raise FrameError(f"{where}.rate_hz must be in (0, {MAX_RATE_HZ:g}] Hz, got {rate:g}", "bad_rate")
     return rate
 
 
@@ -233,9 +239,17 @@ class SensorStream:
             raise FrameError(f"{where}.units must map channel names to units", "wrong_type")
         checked: dict[str, np.ndarray] = {}
         for name, value in self.channels.items():
+            if not isinstance(name, str) or not CHANNEL_PATTERN.match(name):
+                raise FrameError(
+                    f"{where} channel name {str(name)[:40]!r} must be 1-64 letters, digits, '_', '.' or '-'",
+                    "wrong_type",
+                )
             unit = self.units.get(name)
-            if not isinstance(unit, str) or not unit:
-                raise FrameError(f"{where}.{name} has no unit in {where}.units", "missing_field")
+            if not isinstance(unit, str) or not 0 < len(unit) <= 32 or not unit.isprintable():
+                raise FrameError(
+                    f"{where}.{name} needs its unit in {where}.units: printable text of 1-32 characters",
+                    "missing_field",
+                )
             array = _as_float32(value, f"{where}.{name}")
             if array.ndim not in (1, 2):
                 raise FrameError(f"{where}.{name} must have shape (n,) or (n, k); got {array.shape}", "shape")
@@ -278,8 +292,9 @@ class Frame:
                 f"device_id {self.device_id!r} must be 1-128 characters of letters, digits, '.', '_', ':' or '-'",
                 "bad_device_id",
             )
-        if isinstance(self.seq, bool) or not isinstance(self.seq, int) or self.seq < 0:
-            raise FrameError(f"seq must be a non-negative integer, got {self.seq!r}", "bad_seq")
+        if isinstance(self.seq, (bool, np.bool_)) or not isinstance(self.seq, numbers.Integral) or not 0 <= self.seq < 2**63:
+            raise FrameError(f"seq must be an integer in [0, 2^63), got {str(self.seq)[:40]}", "bad_seq")
+        object.__setattr__(self, "seq", int(self.seq))
         object.__setattr__(self, "t0", self._check_t0())
         object.__setattr__(self, "duration_s", self._check_duration())
         if self.placement not in PLACEMENTS:
@@ -303,26 +318,20 @@ class Frame:
             self._check_length(stream)
 
     def _check_t0(self) -> float:
-        if isinstance(self.t0, bool) or not isinstance(self.t0, (int, float)):
-            raise FrameError(f"t0 must be epoch seconds (a number), got {type(self.t0).__name__}", "wrong_type")
-        t0 = float(self.t0)
-        if not math.isfinite(t0) or t0 < EARLIEST_T0:
-            raise FrameError(
-                f"t0 {self.t0!r} is before 2000-01-01 (epoch seconds expected; was it milliseconds "
-                "or an unset clock?)" if math.isfinite(t0) else f"t0 {self.t0!r} is not finite",
-                "bad_timestamp",
-            )
+        t0 = _number(self.t0, "t0 (epoch seconds)")
+        if not math.isfinite(t0):
+            raise FrameError(f"t0 {t0} is not finite", "bad_timestamp")
+        if t0 < EARLIEST_T0:
+            raise FrameError(f"t0 {t0:.3f} is before 2000-01-01: is the device clock set?", "bad_timestamp")
         if t0 > 32_503_680_000:  # year 3000: almost surely milliseconds or microseconds
-            raise FrameError(f"t0 {self.t0!r} is after year 3000; send epoch seconds, not milliseconds", "bad_timestamp")
+            raise FrameError(f"t0 {t0:.6g} is after year 3000; send epoch seconds, not milliseconds", "bad_timestamp")
         return t0
 
     def _check_duration(self) -> float:
-        d = self.duration_s
-        if isinstance(d, bool) or not isinstance(d, (int, float)):
-            raise FrameError(f"duration_s must be a number, got {type(d).__name__}", "wrong_type")
+        d = _number(self.duration_s, "duration_s")
         if not math.isfinite(d) or d <= 0 or d > MAX_DURATION_S:
-            raise FrameError(f"duration_s must be in (0, {MAX_DURATION_S:g}] s, got {d!r}", "bad_duration")
-        return float(d)
+            raise FrameError(f"duration_s must be in (0, {MAX_DURATION_S:g}] s, got {d:g}", "bad_duration")
+        return d
 
     def _check_length(self, stream: Stream) -> None:
         """A stream holds rate x duration samples (floor or ceil when that is not whole)."""

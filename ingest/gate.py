@@ -19,8 +19,8 @@ from collections import Counter
 from dataclasses import dataclass
 from typing import Protocol
 
-from ingest.codec import CONTENT_TYPE_HEADER, CONTENT_TYPES, TRUTH_HEADER, decode, encode
-from ingest.frame import FrameError, FrameLimits
+from ingest.codec import CONTENT_TYPE_HEADER, CONTENT_TYPES, TRUTH_HEADER, Truth, decode, encode
+from ingest.frame import Frame, FrameError, FrameLimits
 from ingest.producer import DeviceProducer, Headers
 
 
@@ -45,6 +45,17 @@ class SettingsAdmission:
             f"unknown device {device_id!r}: not in settings.ingest.registered_devices and no allowed "
             f"prefix ({', '.join(self.prefixes) or 'none'}); register it to let its frames in"
         )
+
+
+def _check_truth(value: bytes, frame: Frame) -> None:
+    """Consumers trust the truth header, so it is checked like the frame it travels with."""
+    try:
+        truth = Truth.from_header(value)
+    except Exception as exc:
+        raise FrameError(f"{TRUTH_HEADER} header is not valid ({type(exc).__name__}: {exc})", "bad_truth") from None
+    n = frame.imu.n_samples if frame.imu is not None else None
+    if n is not None and len(truth.labels) != n:
+        raise FrameError(f"{TRUTH_HEADER} has {len(truth.labels)} labels for {n} IMU samples", "bad_truth")
 
 
 @dataclass(frozen=True)
@@ -77,6 +88,9 @@ class IngestGate:
             refusal = self.admission.refusal(device_id)
             if refusal is not None:
                 raise FrameError(refusal, "unknown_device")
+            if truth is not None:
+                _check_truth(truth, frame)
+            forward = encode(frame)
         except FrameError as exc:
             return self._dead_letter(raw, source, received_at, device_id, exc.code, exc.reason)
         except Exception as exc:  # a bug of ours must not lose the payload either
@@ -89,15 +103,15 @@ class IngestGate:
         ]
         if truth is not None:
             headers.append((TRUTH_HEADER, truth))
-        self.producer.send_raw(self.settings.kafka.frames_topic, device_id, encode(frame), headers)
+        self.producer.send_raw(self.settings.kafka.frames_topic, device_id, forward, headers)
         self.outcomes["accepted"] += 1
         return GateDecision(accepted=True, device_id=device_id)
 
     def _dead_letter(self, raw, source, received_at, device_id, code, reason) -> GateDecision:
-        headers: Headers = [
-            ("reason", reason.encode()),
+        headers: Headers = [  # backslashreplace: a reason quoting hostile text must still encode
+            ("reason", reason.encode(errors="backslashreplace")),
             ("code", code.encode()),
-            ("source", source.encode()),
+            ("source", source.encode(errors="backslashreplace")),
             received_at,
         ]
         value = raw

@@ -3,8 +3,10 @@
 The bridge subscribes to ``settings.ingest.mqtt_topic`` with a persistent MQTT 5 session, so
 messages published while it is restarting wait in Mosquitto instead of being lost. Every message
 goes through :class:`~ingest.gate.IngestGate` with source ``mqtt:<topic>``; an MQTT 5 user property
-``iotlm-truth`` is carried to the Kafka header of the same name. SIGTERM/SIGINT stop it cleanly:
-disconnect (keeping the session), then flush what is queued for Kafka.
+``iotlm-truth`` is carried to the Kafka header of the same name. A message is acknowledged to
+Mosquitto only once the Kafka producer holds it, so one that cannot be handed over is redelivered
+to the next session. SIGTERM/SIGINT stop it cleanly: disconnect (keeping the session), then flush
+what is queued for Kafka.
 """
 
 from __future__ import annotations

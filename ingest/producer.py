@@ -17,7 +17,7 @@ _REQUEST_OVERHEAD_BYTES = 65_536
 class SendStats:
     """What a producer has handed to Kafka so far (counted at send; errors surface at flush)."""
 
-    frames: int = 0
+    records: int = 0
     bytes: int = 0
     per_topic: dict[str, int] = field(default_factory=dict)
 
@@ -45,19 +45,18 @@ class DeviceProducer:
             retries=5,
         )
 
-    def send(self, frame: Frame, *, truth: Truth | None = None, fmt: Format = "msgpack", extra_headers: Headers = ()):
+    def send(self, frame: Frame, *, truth: Truth | None = None, fmt: Format = "msgpack"):
         """Encode ``frame`` and queue it for the frames topic. Returns kafka-python's future."""
         value = encode(frame, fmt)
         self.limits.check_size(len(value))
         headers: Headers = [(CONTENT_TYPE_HEADER, CONTENT_TYPES[fmt].encode())]
         if truth is not None:
             headers.append((TRUTH_HEADER, truth.to_header()))
-        headers.extend(extra_headers)
         return self.send_raw(self.settings.kafka.frames_topic, frame.device_id, value, headers)
 
     def send_raw(self, topic: str, key: str | None, value: bytes, headers: Headers):
         """Queue bytes as they are (the gate's forwards and dead letters)."""
-        self.stats.frames += 1
+        self.stats.records += 1
         self.stats.bytes += len(value)
         self.stats.per_topic[topic] = self.stats.per_topic.get(topic, 0) + 1
         return self._producer.send(

@@ -1,10 +1,14 @@
-"""Recorded data as live devices: HAPT subjects replayed onto the frames topic in (scaled) real time.
+"""Devices that are not there: recorded or simulated signals streamed as live frames in (scaled) real time.
 
-Each subject becomes one device ``hapt-s{subject:02d}`` streaming its experiments back to back,
-one frame per ``frame_s`` seconds of signal, from a waist placement (HAPT's phones were on the
-waist). The nine HAPT test subjects come first, so a pipeline fed by a replay of up to nine devices
-is measured on subjects no model trained on. More than 30 devices reuse subjects with a copy suffix.
-The dataset labels ride along in the ``iotlm-truth`` header, one per IMU sample.
+- ``hapt``: each HAPT subject becomes device ``hapt-s{subject:02d}`` streaming its experiments back
+  to back from a waist placement (HAPT's phones were on the waist). The nine HAPT test subjects
+  come first, so a pipeline fed by up to nine devices is measured on subjects no model trained on.
+  More than 30 devices reuse subjects with a copy suffix.
+- ``synthetic``: device ``sim-{i:03d}`` is a simulated person (``models.simulator``) wearing one
+  IMU, going through random activities of 8-30 s each; placements rotate over the devices.
+
+Either way one frame carries ``frame_s`` seconds of signal and the labels ride along in the
+``iotlm-truth`` header, one per IMU sample.
 """
 
 from __future__ import annotations
@@ -12,6 +16,7 @@ from __future__ import annotations
 import time
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
+from typing import Protocol
 
 import numpy as np
 
@@ -21,8 +26,28 @@ from ingest.frame import Frame, ImuStream
 # UCI's held-out subjects; models/datasets.py uses the same nine for its test split.
 HAPT_TEST_SUBJECTS = (2, 4, 9, 10, 12, 13, 18, 20, 24)
 HAPT_PLACEMENT = "waist"
+SYNTHETIC_RATE_HZ = 50.0
+SYNTHETIC_PLACEMENTS = ("wrist", "waist", "pocket", "chest", "ankle")
+SYNTHETIC_SEGMENT_S = (8.0, 30.0)
 
 
+class DeviceSignal(Protocol):
+    """What a replayed device streams: frames cut from its signal, in order."""
+
+    origin: str  # where the signal comes from, for summaries
+
+    def frame(self, device_id: str, seq: int, t0: float, frame_s: float) -> tuple[Frame, Truth] | None:
+        """Frame ``seq`` as sent by ``device_id``, or None once the signal has ended."""
+
+
+def _imu_frame(device_id: str, seq: int, t0: float, rate_hz: float, placement: str, acc, gyro) -> Frame:
+    return Frame(
+        device_id=device_id, seq=seq, t0=t0, duration_s=len(acc) / rate_hz, placement=placement,
+        imu=ImuStream(rate_hz=rate_hz, acc=acc, gyro=gyro),
+    )
+
+
+# -------------------------------------------------------------------------------------------- HAPT
 def hapt_replay_order() -> list[int]:
     """Test subjects first, then the other 21."""
     return list(HAPT_TEST_SUBJECTS) + [s for s in range(1, 31) if s not in HAPT_TEST_SUBJECTS]
@@ -40,7 +65,7 @@ def hapt_device_ids(n_devices: int) -> list[tuple[str, int]]:
 
 @dataclass
 class SubjectSignal:
-    """One subject's experiments concatenated: what its device streams."""
+    """One HAPT subject's experiments concatenated: what its device streams."""
 
     subject: int
     rate_hz: float
@@ -48,6 +73,10 @@ class SubjectSignal:
     gyro: np.ndarray  # (n, 3) float32 rad/s
     labels: np.ndarray  # (n,) int16, HAPT activity ids or -1
     experiments: np.ndarray  # (n,) int16, the experiment each sample comes from
+
+    @property
+    def origin(self) -> str:
+        return f"hapt subject {self.subject}"
 
     @classmethod
     def load(cls, subjects: list[int]) -> dict[int, SubjectSignal]:
@@ -68,37 +97,97 @@ class SubjectSignal:
             for subject, recs in by_subject.items()
         }
 
-    def samples_per_frame(self, frame_s: float) -> int:
-        return int(round(frame_s * self.rate_hz))
+    def frame(self, device_id: str, seq: int, t0: float, frame_s: float) -> tuple[Frame, Truth] | None:
+        from ingest.hapt import HAPT_ACTIVITIES
 
-    def n_frames(self, frame_s: float) -> int:
-        return len(self.labels) // self.samples_per_frame(frame_s)
+        m = int(round(frame_s * self.rate_hz))
+        part = slice(seq * m, (seq + 1) * m)
+        if part.stop > len(self.labels):
+            return None
+        labels = self.labels[part]
+        truth = Truth(
+            labels=labels,
+            dataset="hapt",
+            names={i: HAPT_ACTIVITIES[i] for i in set(labels.tolist()) if i > 0},
+            subject=self.subject,
+            experiment=int(self.experiments[part.start]),
+        )
+        return _imu_frame(device_id, seq, t0, self.rate_hz, HAPT_PLACEMENT, self.acc[part], self.gyro[part]), truth
+
+
+def hapt_devices(n_devices: int) -> list[tuple[str, SubjectSignal]]:
+    """``(device_id, signal)`` for a HAPT replay; copies of a subject share its signal."""
+    assigned = hapt_device_ids(n_devices)
+    signals = SubjectSignal.load(sorted({subject for _, subject in assigned}))
+    return [(device_id, signals[subject]) for device_id, subject in assigned]
+
+
+# --------------------------------------------------------------------------------------- synthetic
+class SyntheticPersonSignal:
+    """A simulated person wearing one IMU, doing random activities; simulated as frames are asked for,
+    in order, keeping only the samples not yet sent."""
+
+    def __init__(self, placement: str, rng: np.random.Generator) -> None:
+        from models.simulator import ACTIVITIES, SubjectParams
+
+        self.placement = placement
+        self.rate_hz = SYNTHETIC_RATE_HZ
+        self._rng = rng
+        self._person = SubjectParams.random(rng)
+        self._activities = list(ACTIVITIES)
+        self._acc = np.zeros((0, 3), np.float32)
+        self._gyro = np.zeros((0, 3), np.float32)
+        self._labels = np.zeros(0, np.int16)
+        self._first = 0  # index, in the whole signal, of self._acc[0]
+
+    @property
+    def origin(self) -> str:
+        return f"synthetic person ({self.placement})"
+
+    def _simulate_segment(self) -> None:
+        from models.simulator import simulate_clip
+
+        label = int(self._rng.integers(len(self._activities)))
+        seconds = round(float(self._rng.uniform(*SYNTHETIC_SEGMENT_S)))
+        clip = simulate_clip(
+            self._activities[label], self._rng, duration_s=seconds, rate_hz=self.rate_hz,
+            placements=(self.placement,), subject=self._person,
+        )
+        trace = clip.imu[self.placement]
+        self._acc = np.concatenate([self._acc, trace.acc])
+        self._gyro = np.concatenate([self._gyro, trace.gyro])
+        self._labels = np.concatenate([self._labels, np.full(len(trace.acc), label, np.int16)])
 
     def frame(self, device_id: str, seq: int, t0: float, frame_s: float) -> tuple[Frame, Truth]:
-        """Frame ``seq`` of this signal (samples ``seq*m .. (seq+1)*m``) and its truth."""
-        m = self.samples_per_frame(frame_s)
-        part = slice(seq * m, (seq + 1) * m)
-        frame = Frame(
-            device_id=device_id,
-            seq=seq,
-            t0=t0,
-            duration_s=m / self.rate_hz,
-            placement=HAPT_PLACEMENT,
-            imu=ImuStream(rate_hz=self.rate_hz, acc=self.acc[part], gyro=self.gyro[part]),
-        )
-        truth = Truth(
-            labels=self.labels[part],
-            dataset="hapt",
-            subject=self.subject,
-            experiment=int(self.experiments[part][0]),
-        )
-        return frame, truth
+        m = int(round(frame_s * self.rate_hz))
+        start = seq * m - self._first
+        if start < 0:
+            raise ValueError(f"frame {seq} was already cut; a synthetic person streams forward only")
+        while len(self._acc) < start + m:
+            self._simulate_segment()
+        part = slice(start, start + m)
+        acc, gyro, labels = self._acc[part], self._gyro[part], self._labels[part]
+        self._acc, self._gyro, self._labels = self._acc[start:], self._gyro[start:], self._labels[start:]
+        self._first += start
+        names = {i: self._activities[i] for i in set(labels.tolist())}
+        frame = _imu_frame(device_id, seq, t0, self.rate_hz, self.placement, acc, gyro)
+        return frame, Truth(labels=labels, dataset="synthetic", names=names)
 
 
+def synthetic_devices(n_devices: int, seed: int = 0) -> list[tuple[str, SyntheticPersonSignal]]:
+    """``(device_id, signal)`` for simulated people; each draws from its own random stream."""
+    rngs = np.random.default_rng(seed).spawn(n_devices)  # device i is the same whatever n_devices is
+    return [
+        (f"sim-{i:03d}", SyntheticPersonSignal(SYNTHETIC_PLACEMENTS[i % len(SYNTHETIC_PLACEMENTS)], rng))
+        for i, rng in enumerate(rngs)
+    ]
+
+
+# ------------------------------------------------------------------------------------------ replay
 @dataclass
 class DeviceReplay:
     device_id: str
-    subject: int
+    origin: str
     frames: int = 0
     samples: int = 0
     bytes: int = 0
@@ -132,20 +221,21 @@ class ReplaySummary:
         return asdict(self) | {"frames": self.frames, "bytes": self.bytes, "frames_per_s": self.frames_per_s}
 
 
-def _frame_schedule(n_frames: int, frame_s: float, speed: float, clock_start: float) -> Iterator[int]:
+def _frame_schedule(n_frames: int, frame_s: float, speed: float) -> Iterator[int]:
     """Yields frame indices, each once its signal has fully elapsed at ``speed`` (0 = no waiting)."""
+    clock_start = time.monotonic()
     for seq in range(n_frames):
         if speed > 0:
-            due = clock_start + (seq + 1) * frame_s / speed
-            delay = due - time.monotonic()
+            delay = clock_start + (seq + 1) * frame_s / speed - time.monotonic()
             if delay > 0:
                 time.sleep(delay)
         yield seq
 
 
-def replay_hapt(
+def replay(
     settings,
-    devices: int = 9,
+    devices: list[tuple[str, DeviceSignal]],
+    source: str,
     speed: float = 1.0,
     duration_s: float = 60.0,
     frame_s: float = 1.0,
@@ -155,44 +245,56 @@ def replay_hapt(
     progress: bool = True,
     console=None,
 ) -> ReplaySummary:
-    """Replay ``devices`` HAPT subjects for ``duration_s`` seconds of signal each onto the frames topic.
+    """Stream every device's signal onto the frames topic for ``duration_s`` seconds of signal.
 
     ``t0`` of frame ``seq`` is ``start_time + seq * frame_s`` (``start_time`` defaults to now), so
-    event time advances ``speed`` times faster than the wall clock. A subject whose recording is
+    event time advances ``speed`` times faster than the wall clock. A device whose signal is
     shorter than ``duration_s`` stops at its end.
     """
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     from ingest.producer import DeviceProducer
 
-    if devices < 1 or duration_s <= 0 or frame_s <= 0 or speed < 0:
-        raise ValueError("devices >= 1, duration_s > 0, frame_s > 0 and speed >= 0 (0 = as fast as possible)")
-    assigned = hapt_device_ids(devices)
-    signals = SubjectSignal.load(sorted({subject for _, subject in assigned}))
+    if not devices or duration_s <= 0 or frame_s <= 0 or speed < 0:
+        raise ValueError("need devices, duration_s > 0, frame_s > 0 and speed >= 0 (0 = as fast as possible)")
     start_time = time.time() if start_time is None else start_time
-    n_wanted = int(duration_s / frame_s + 1e-9)
+    n_frames = int(duration_s / frame_s + 1e-9)
     summary = ReplaySummary(
-        source="hapt", topic=settings.kafka.frames_topic, speed=speed, frame_s=frame_s, start_time=start_time,
-        devices=[DeviceReplay(device_id, subject) for device_id, subject in assigned],
+        source=source, topic=settings.kafka.frames_topic, speed=speed, frame_s=frame_s, start_time=start_time,
+        devices=[DeviceReplay(device_id, signal.origin) for device_id, signal in devices],
     )
-    n_frames = min(n_wanted, max(signals[r.subject].n_frames(frame_s) for r in summary.devices))
-    clock_start = time.monotonic()
-    columns = (TextColumn("replay hapt"), BarColumn(), MofNCompleteColumn(), TextColumn("frames"), TimeElapsedColumn())
-    with DeviceProducer(settings, client_id="iotlm-replay") as producer, Progress(
-        *columns, console=console, disable=not progress, transient=False
+    started = time.monotonic()
+    ended: set[str] = set()
+    columns = (TextColumn(f"replay {source}"), BarColumn(), MofNCompleteColumn(), TextColumn("frames"), TimeElapsedColumn())
+    with DeviceProducer(settings, client_id=f"iotlm-replay-{source}") as producer, Progress(
+        *columns, console=console, disable=not progress
     ) as bar:
-        task = bar.add_task("replay", total=n_frames * devices)
-        for seq in _frame_schedule(n_frames, frame_s, speed, clock_start):
-            for device in summary.devices:
-                signal = signals[device.subject]
-                if seq >= signal.n_frames(frame_s):
+        task = bar.add_task("replay", total=n_frames * len(devices))
+        for seq in _frame_schedule(n_frames, frame_s, speed):
+            for (device_id, signal), device in zip(devices, summary.devices):
+                t0 = start_time + seq * frame_s
+                cut = None if device_id in ended else signal.frame(device_id, seq, t0, frame_s)
+                if cut is None:
+                    ended.add(device_id)
                     continue
-                frame, truth = signal.frame(device.device_id, seq, start_time + seq * frame_s, frame_s)
-                before = producer.stats.bytes
+                frame, truth = cut
+                sent_before = producer.stats.bytes
                 producer.send(frame, truth=truth, fmt=fmt)
                 device.frames += 1
                 device.samples += frame.imu.n_samples
-                device.bytes += producer.stats.bytes - before
-            bar.update(task, completed=(seq + 1) * devices)
-    summary.wall_s = time.monotonic() - clock_start
+                device.bytes += producer.stats.bytes - sent_before
+            bar.update(task, completed=(seq + 1) * len(devices))
+    summary.wall_s = time.monotonic() - started
     return summary
+
+
+def replay_hapt(settings, devices: int = 9, speed: float = 1.0, duration_s: float = 60.0, frame_s: float = 1.0,
+                **options) -> ReplaySummary:
+    """HAPT subjects as ``devices`` live devices; see :func:`replay` for the options."""
+    return replay(settings, hapt_devices(devices), "hapt", speed, duration_s, frame_s, **options)
+
+
+def replay_synthetic(settings, devices: int = 9, speed: float = 1.0, duration_s: float = 60.0, frame_s: float = 1.0,
+                     *, seed: int = 0, **options) -> ReplaySummary:
+    """Simulated people as ``devices`` live devices; see :func:`replay` for the options."""
+    return replay(settings, synthetic_devices(devices, seed), "synthetic", speed, duration_s, frame_s, **options)

@@ -99,8 +99,8 @@ def register(app: typer.Typer) -> None:
 
     @train_app.command("ssl")
     def train_ssl_command(
-        epochs_masked: int = typer.Option(8),
-        epochs_contrastive: int = typer.Option(8),
+        epochs_masked: int = typer.Option(4),
+        epochs_contrastive: int = typer.Option(2),
         out: Path = typer.Option(Path("runs/ssl-v1"), help="output checkpoint directory"),
         limit: Optional[int] = typer.Option(None, help="train on this many windows (quick checks)"),
         seed: int = typer.Option(0),

@@ -40,8 +40,8 @@ def load_model(path_or_name: str | Path | None, settings: Settings) -> Contrasti
 def train_ssl(
     settings: Settings,
     out_dir: Path = RUNS_DIR / "ssl-v1",
-    epochs_masked: int = 8,
-    epochs_contrastive: int = 8,
+    epochs_masked: int = 4,
+    epochs_contrastive: int = 2,
     limit: int | None = None,
     seed: int = 0,
     threads: int | None = 2,
@@ -295,13 +295,13 @@ def finetune(
     epochs: int = 15,
     batch_size: int = 128,
     lr: float = 3e-4,
-    min_steps: int = 150,
+    min_steps: int = 100,
     seed: int = 0,
     device: str = "cpu",
 ) -> tuple[ContrastiveMotionModel, list[dict]]:
     """Cross-entropy fine-tuning of the encoder and a label-prototype head initialised from the
-    labels' text vectors; keeps the epoch with the best validation macro-F1 (validation = held-out
-    TRAIN subjects). Small few-shot sets get at least `min_steps` steps."""
+    labels' text vectors; keeps the checkpoint (about ten are checked) with the best validation
+    macro-F1 (validation = held-out TRAIN subjects). Small few-shot sets get at least `min_steps` steps."""
     import copy
 
     from tqdm import tqdm
@@ -325,33 +325,43 @@ def finetune(
     optimizer = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.05)
     n = len(fit_t[0])
     per_epoch = max(1, int(np.ceil(n / batch_size)))
-    epochs = max(epochs, int(np.ceil(min_steps / per_epoch)))
-    schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, lr, total_steps=epochs * per_epoch, pct_start=0.1)
-    best, best_f1, history = None, -1.0, []
-    for epoch in range(epochs):
-        model.train()
-        order = torch.randperm(n, generator=generator)
-        for i in tqdm(range(per_epoch), desc=f"finetune {epoch + 1}/{epochs}", leave=False):
-            rows = order[i * batch_size : (i + 1) * batch_size]
-            signal, mask, has_gyro, place, y = (t[rows] for t in fit_t)
-            signal = augment(signal, max_angle_deg=10.0, generator=generator)
-            logits = model.logits(model.embed(signal.to(device), mask.to(device), has_gyro.to(device), place.to(device)), model.head)
-            loss = torch.nn.functional.cross_entropy(logits, y.to(device), label_smoothing=0.05)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-            optimizer.step()
-            schedule.step()
+    total_steps = max(min_steps, epochs * per_epoch)
+    eval_every = max(per_epoch, total_steps // 10)  # about ten validation checks per run
+    schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, lr, total_steps=total_steps, pct_start=0.1)
+
+    def validate() -> dict:
         model.eval()
         with torch.no_grad():
             predicted = torch.cat([
                 model.logits(model.embed(*(t[j : j + 1024].to(device) for t in val_t[:4])), model.head).argmax(1).cpu()
                 for j in range(0, len(val_t[0]), 1024)
             ])
-        metrics = classification_metrics(val_t[4].numpy(), predicted.numpy(), fit.labels)
-        history.append({"epoch": epoch + 1, "loss": float(loss), "val_accuracy": metrics["accuracy"], "val_macro_f1": metrics["macro_f1"]})
-        if metrics["macro_f1"] > best_f1:
-            best_f1, best = metrics["macro_f1"], copy.deepcopy(model.state_dict())
+        model.train()
+        return classification_metrics(val_t[4].numpy(), predicted.numpy(), fit.labels)
+
+    best, best_f1, history = None, -1.0, []
+    model.train()
+    order = torch.randperm(n, generator=generator)
+    for step in tqdm(range(total_steps), desc=f"finetune on {n} windows", leave=False):
+        i = step % per_epoch
+        if i == 0 and step:
+            order = torch.randperm(n, generator=generator)
+        rows = order[i * batch_size : (i + 1) * batch_size]
+        signal, mask, has_gyro, place, y = (t[rows] for t in fit_t)
+        signal = augment(signal, max_angle_deg=10.0, generator=generator)
+        logits = model.logits(model.embed(signal.to(device), mask.to(device), has_gyro.to(device), place.to(device)), model.head)
+        loss = torch.nn.functional.cross_entropy(logits, y.to(device), label_smoothing=0.05)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        optimizer.step()
+        schedule.step()
+        if (step + 1) % eval_every == 0 or step + 1 == total_steps:
+            metrics = validate()
+            history.append({"step": step + 1, "loss": float(loss), "val_accuracy": metrics["accuracy"],
+                            "val_macro_f1": metrics["macro_f1"]})
+            if metrics["macro_f1"] > best_f1:
+                best_f1, best = metrics["macro_f1"], copy.deepcopy(model.state_dict())
     model.load_state_dict(best)
     return model.cpu().eval(), history
 

@@ -48,7 +48,8 @@ def refresh_aggregates(engine: Engine, start: datetime | None = None, end: datet
         names = aggregate_names(conn, lane)
         for name in names:
             if lane is Lane.TIMESCALEDB:
-                conn.execute(text("CALL refresh_continuous_aggregate(CAST(:name AS regclass), CAST(:start AS timestamptz), CAST(:end AS timestamptz))"),
+                conn.execute(text("CALL refresh_continuous_aggregate(CAST(:name AS regclass), "
+                                  "CAST(:start AS timestamptz), CAST(:end AS timestamptz))"),
                              {"name": name, "start": start, "end": end})
                 continue
             populated = conn.execute(text("SELECT ispopulated FROM pg_matviews WHERE matviewname = :n"),

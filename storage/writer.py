@@ -4,9 +4,13 @@ Every table is written in batches keyed by its natural key, so re-delivering a b
 consumer restarted before committing its offset, or a retry after a dropped connection) never
 duplicates a row:
 
-* PostgreSQL lane: COPY into a per-connection temp staging table, then one
+* PostgreSQL lane: binary COPY into a per-connection temp staging table, then one
   `INSERT ... SELECT ... ON CONFLICT` into the partitioned table.
-* TimescaleDB lane: multi-row `INSERT ... VALUES ... ON CONFLICT` (PGlite crashes on COPY FROM STDIN).
+* TimescaleDB lane: multi-row `INSERT ... VALUES ... ON CONFLICT` (PGlite crashes on COPY FROM STDIN),
+  split into statements under PGlite's message size limit.
+
+Predictions and raw frames use DO NOTHING (first write wins: they are facts); episodes and alerts,
+which are re-sent as they grow or end, use DO UPDATE (latest version wins).
 
 A batch that fails on a connection error is retried whole with exponential backoff; the conflict
 clause makes the retry safe even if the first attempt committed before the connection dropped.
@@ -20,9 +24,9 @@ import random
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, fields
+from datetime import datetime, timezone
 from operator import attrgetter
 from typing import ClassVar
-from datetime import datetime, timezone
 
 import psycopg
 from psycopg.types.json import Jsonb
@@ -133,9 +137,18 @@ EPISODES = TableSpec(
 )
 ALERTS = TableSpec(
     "alerts", AlertRow, ("dedup_key", "started_at"), json_columns=("payload",),
+    # A late re-delivery of the open alert must not reopen it or drop what its end added to the payload.
     on_conflict_update="ended_at = coalesce(excluded.ended_at, alerts.ended_at), severity = excluded.severity, "
-                       "payload = excluded.payload",
+                       "payload = alerts.payload || excluded.payload",
 )
+
+
+def column_type_oids(cur: psycopg.Cursor, table: str, columns: Sequence[str]) -> list[int]:
+    """Type oids of `columns` of `table`, in that order, as binary COPY needs them."""
+    cur.execute("SELECT attname, atttypid::int FROM pg_attribute "
+                "WHERE attrelid = %s::regclass AND attnum > 0 AND NOT attisdropped", [table])
+    oids = dict(cur.fetchall())
+    return [oids[c] for c in columns]
 
 
 class BatchWriter:
@@ -168,14 +181,14 @@ class BatchWriter:
         self._conflict = " " + conflict
         self._json_idx = [spec.columns.index(c) for c in spec.json_columns]
         self._values = attrgetter(*spec.columns)  # row -> tuple in column order (astuple deep-copies: slow)
+        self._copy_types: list[int] | None = None  # column type oids, read on the first COPY
 
     def write(self, rows: Sequence) -> int:
         """Store `rows`; returns how many were new (DO NOTHING) or new-or-updated (DO UPDATE)."""
         if self.spec.on_conflict_update:
             # DO UPDATE may touch a key once per statement: keep the last version of each key in the batch.
-            key_idx = [self.spec.columns.index(c) for c in self.spec.key]
-            latest = {tuple(getattr(r, self.spec.columns[i]) for i in key_idx): r for r in rows}
-            rows = list(latest.values())
+            key_of = attrgetter(*self.spec.key)
+            rows = list({key_of(r): r for r in rows}.values())
         write = self._copy_batch if self.lane is Lane.POSTGRESQL else self._insert_batch
         stored = 0
         for start in range(0, len(rows), self.config.write_batch_rows):
@@ -206,13 +219,17 @@ class BatchWriter:
     def _copy_batch(self, cur: psycopg.Cursor, batch: Sequence) -> int:
         cur.execute(f"CREATE TEMP TABLE IF NOT EXISTS {self._stage} "
                     f"(LIKE {self.spec.table} INCLUDING DEFAULTS) ON COMMIT DELETE ROWS")
-        with cur.copy(self._copy_sql) as copy:
+        if self._copy_types is None:
+            self._copy_types = column_type_oids(cur, self.spec.table, self.spec.columns)
+        # Binary COPY: about twice the rows/s of text COPY, the client no longer formats every value.
+        with cur.copy(self._copy_sql + " (FORMAT BINARY)") as copy:
+            copy.set_types(self._copy_types)
             for row in batch:
                 values = self._values(row)
                 if self._json_idx:
                     values = list(values)
                     for i in self._json_idx:
-                        values[i] = json.dumps(values[i])
+                        values[i] = Jsonb(values[i])
                 copy.write_row(values)
         cur.execute(self._merge_sql)
         return cur.rowcount

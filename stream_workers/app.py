@@ -156,7 +156,11 @@ class StreamWorker:
             max_gap_s=self.config.max_gap_s, lateness_s=self.config.lateness_s, labels=self.config.labels,
         )
         if self.serve_metrics:
-            self.metrics.serve(self.config.metrics_port + self.index)
+            port = self.config.metrics_port + self.index
+            try:
+                self.metrics.serve(port)
+            except OSError as exc:  # another worker holds the port: run on, without /metrics
+                log.warning("%s: no /metrics on port %d: %s", self.name, port, exc)
         kafka = self.settings.kafka
         self._consumer = AIOKafkaConsumer(
             kafka.frames_topic,

@@ -54,7 +54,7 @@ ACTIVITIES: dict[str, ActivitySpec] = dict([
           "a person sits on a chair", "someone sitting down", "sitting still", "seated and resting",
           "the person is sitting", "sitting at a desk without moving"),
     _spec("lying", postures.lying_still,
-          "a person lies down", "someone lying in bed", "lying on the back", "lying on one side",
+          "a person lies down", "someone lying in bed", "lying flat", "lying down at rest",
           "resting horizontally", "the person is lying down and still", "reclining flat"),
     _spec("sit-to-stand", postures.sit_to_stand,
           "a person stands up from a chair", "getting up from sitting", "rising from a seat",

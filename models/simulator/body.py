@@ -155,7 +155,7 @@ def forward_kinematics(
     positions[0] = root_pos.T
     for j in range(1, N_JOINTS):
         parent = rotations[PARENTS[j]]
-        offset = offsets[j]
-        positions[j] = positions[PARENTS[j]] + parent[:, 0] * offset[0] + parent[:, 1] * offset[1] + parent[:, 2] * offset[2]
+        x, y, z = offsets[j]
+        positions[j] = positions[PARENTS[j]] + parent[:, 0] * x + parent[:, 1] * y + parent[:, 2] * z
         rotations[j] = _compose(parent, local_R[:, :, j])
     return rotations.transpose(3, 0, 1, 2), positions.transpose(2, 0, 1)

@@ -11,10 +11,9 @@ import numpy as np
 from models.simulator.body import J, N_JOINTS, SubjectParams
 from models.simulator.locomotion import Gait, gait_motion
 from models.simulator.motion import (
-    DEG, Impact, Motion, add_liveliness, cycle_phase, episodes, hold, keyframes, local_gains, min_jerk, set_arm,
-    set_leg, set_trunk, sitting, smooth_noise, standing,
+    DEG, Impact, Motion, add_liveliness, cycle_phase, episodes, face, hold, keyframes, local_gains, min_jerk,
+    random_heading, set_arm, set_leg, set_trunk, sitting, smooth_noise, standing,
 )  # fmt: skip
-from models.simulator.postures import face
 
 
 def _settled(t, subject, rng, seated: bool, scale: float = 1.0) -> Motion:
@@ -30,10 +29,6 @@ def _reset_arm(motion: Motion, side: str) -> None:
 
 def _jitter(rng, value_deg: float, spread: float = 0.15) -> float:
     return value_deg * DEG * rng.uniform(1 - spread, 1 + spread)
-
-
-def _heading(rng) -> float:
-    return float(rng.uniform(-np.pi, np.pi))
 
 
 def _taps(t, rng, rate_hz: float, peak: tuple[float, float], joints: dict[str, float], direction) -> list[Impact]:
@@ -76,14 +71,14 @@ def cycling(t, subject: SubjectParams, rng) -> Motion:
     motion.root_pos[:, 0] = np.cumsum(speed * np.cos(heading) * dt)
     motion.root_pos[:, 1] = np.cumsum(speed * np.sin(heading) * dt)
     # Saddle height plus road vibration.
-    motion.root_pos[:, 2] = leg + 0.08 + smooth_noise(t, rng, rng.uniform(0.0003, 0.001), 12.0, n=12)
+    motion.root_pos[:, 2] = leg + 0.08 + smooth_noise(t, rng, rng.uniform(0.0001, 0.0004), 12.0, n=12)
     motion.root_angles[:, 0] = 2 * DEG * np.sin(crank) + smooth_noise(t, rng, 1.5 * DEG, 0.5)
     motion.root_angles[:, 1] = pelvis_pitch
     motion.root_angles[:, 2] = heading
     bumps = rng.poisson(rng.uniform(0.3, 1.5) * (t[-1] - t[0]))
     motion.impacts += [Impact(float(w), rng.uniform(2, 8), 0.02, np.ones(N_JOINTS), np.array([0.0, 0.0, 1.0]))
                        for w in rng.uniform(t[0], t[-1], bumps)]
-    return face(motion, _heading(rng))
+    return face(motion, random_heading(rng))
 
 
 def eating(t, subject: SubjectParams, rng) -> Motion:
@@ -93,17 +88,17 @@ def eating(t, subject: SubjectParams, rng) -> Motion:
     for side in (dom, other):
         _reset_arm(motion, side)
     bite = episodes(t, rng, on_s=(1.6, 3.0), off_s=(1.5, 5.0), ramp_s=rng.uniform(0.6, 1.0))
-    work = (1 - bite) * smooth_noise(t, rng, 1.0, 2.5, n=6)  # cutting/scooping at the plate
+    work = (1 - bite) * smooth_noise(t, rng, 1.0, 2.0, n=6)  # cutting/scooping at the plate
     a = motion.local_angles
-    set_arm(a, dom, flex=_jitter(rng, 25) + bite * _jitter(rng, 15) + 4 * DEG * work,
+    set_arm(a, dom, flex=_jitter(rng, 25) + bite * _jitter(rng, 15) + 2 * DEG * work,
             abd=_jitter(rng, 12) + bite * _jitter(rng, 10), rot=bite * _jitter(rng, 40),
-            elbow=_jitter(rng, 75) + bite * _jitter(rng, 60) + 6 * DEG * work,
+            elbow=_jitter(rng, 75) + bite * _jitter(rng, 60) + 3 * DEG * work,
             pronation=_jitter(rng, 60) - bite * _jitter(rng, 40))
-    set_arm(a, other, flex=_jitter(rng, 25) + 3 * DEG * work, abd=_jitter(rng, 10), elbow=_jitter(rng, 80),
-            pronation=_jitter(rng, 70) + 5 * DEG * work)
+    set_arm(a, other, flex=_jitter(rng, 25) + 1.5 * DEG * work, abd=_jitter(rng, 10), elbow=_jitter(rng, 80),
+            pronation=_jitter(rng, 70) + 3 * DEG * work)
     set_trunk(a, lean=bite * _jitter(rng, 6), head_nod=bite * _jitter(rng, 10)
               + 0.5 * DEG * np.sin(2 * np.pi * rng.uniform(1.2, 1.8) * t))  # chewing
-    return face(motion, _heading(rng))
+    return face(motion, random_heading(rng))
 
 
 def drinking(t, subject: SubjectParams, rng) -> Motion:
@@ -113,7 +108,7 @@ def drinking(t, subject: SubjectParams, rng) -> Motion:
     dom = subject.limb("dominant")
     _reset_arm(motion, dom)
     lift = episodes(t, rng, on_s=(2.5, 5.0), off_s=(2.5, 7.0), ramp_s=rng.uniform(0.7, 1.1))
-    tip = lift * min_jerk(np.sin(np.pi * np.clip(lift, 0, 1)) * 1.5)  # tipping peaks mid-sip
+    tip = lift**4  # the cup tips only once it is at the lips
     a = motion.local_angles
     rest_flex, rest_elbow = (_jitter(rng, 25), _jitter(rng, 80)) if seated else (_jitter(rng, 5), _jitter(rng, 15))
     set_arm(a, dom, flex=rest_flex + lift * (_jitter(rng, 40) - rest_flex) + tip * _jitter(rng, 15),
@@ -121,24 +116,25 @@ def drinking(t, subject: SubjectParams, rng) -> Motion:
             elbow=rest_elbow + lift * (_jitter(rng, 130) - rest_elbow),
             pronation=_jitter(rng, 10, 1.0) - tip * _jitter(rng, 35))
     set_trunk(a, head_nod=-tip * _jitter(rng, 20, 0.4))
-    return face(motion, _heading(rng))
+    return face(motion, random_heading(rng))
 
 
 def typing(t, subject: SubjectParams, rng) -> Motion:
     motion = _settled(t, subject, rng, seated=True, scale=0.7)
     a = motion.local_angles
-    mouse = episodes(t, rng, on_s=(1.0, 3.0), off_s=(3.0, 8.0), ramp_s=0.4)
+    mouse = episodes(t, rng, on_s=(1.5, 3.0), off_s=(3.0, 8.0), ramp_s=0.6)
     for side in ("left", "right"):
         _reset_arm(motion, side)
         on_mouse = mouse if side == subject.handedness else 0.0
-        set_arm(a, side, flex=_jitter(rng, 22) + smooth_noise(t, rng, 1.0 * DEG, 5.0, n=8),
+        # Fingers do the typing: the forearm only trembles a little and shifts now and then.
+        set_arm(a, side, flex=_jitter(rng, 22) + smooth_noise(t, rng, 0.3 * DEG, 3.0, n=8),
                 abd=_jitter(rng, 12) + on_mouse * _jitter(rng, 12), rot=_jitter(rng, 15) - on_mouse * _jitter(rng, 15),
-                elbow=_jitter(rng, 90) + smooth_noise(t, rng, 1.5 * DEG, 6.0, n=8),
-                pronation=_jitter(rng, 85, 0.08) + smooth_noise(t, rng, 2.0 * DEG, 6.0, n=8))
+                elbow=_jitter(rng, 90) + smooth_noise(t, rng, 0.4 * DEG, 4.0, n=8),
+                pronation=_jitter(rng, 85, 0.08) + smooth_noise(t, rng, 0.5 * DEG, 4.0, n=8))
     set_trunk(a, lean=_jitter(rng, 8, 0.8), head_nod=_jitter(rng, 15, 0.5))
     motion.impacts += _taps(t, rng, rng.uniform(3, 7), (0.3, 1.5), {"left_wrist": 1.0, "right_wrist": 1.0},
                             (0.0, 0.0, 1.0))
-    return face(motion, _heading(rng))
+    return face(motion, random_heading(rng))
 
 
 def writing(t, subject: SubjectParams, rng) -> Motion:
@@ -148,17 +144,17 @@ def writing(t, subject: SubjectParams, rng) -> Motion:
     a = motion.local_angles
     line_s = rng.uniform(2.5, 5.0)
     along_line = np.mod(t / line_s, 1.0)
-    line = along_line - min_jerk((along_line - 0.85) / 0.15)  # 0 -> 1 across, quick return
-    strokes = smooth_noise(t, rng, 1.5 * DEG, 6.0, n=8)
+    line = along_line - min_jerk((along_line - 0.8) / 0.2)  # 0 -> 1 across, quick return
+    strokes = smooth_noise(t, rng, 0.5 * DEG, 5.0, n=8)  # the fingers move the pen; the wrist follows a little
     for side in (dom, other):
         _reset_arm(motion, side)
     set_arm(a, dom, flex=_jitter(rng, 30) + strokes, abd=_jitter(rng, 15) + line * _jitter(rng, 8),
             rot=_jitter(rng, 20) - line * _jitter(rng, 20), elbow=_jitter(rng, 95) + 0.7 * strokes,
-            pronation=_jitter(rng, 60) + smooth_noise(t, rng, 2 * DEG, 5.0))
+            pronation=_jitter(rng, 60) + smooth_noise(t, rng, 0.5 * DEG, 4.0))
     set_arm(a, other, flex=_jitter(rng, 25), abd=_jitter(rng, 15), rot=_jitter(rng, 30), elbow=_jitter(rng, 95),
             pronation=_jitter(rng, 80))
     set_trunk(a, lean=_jitter(rng, 18), head_nod=_jitter(rng, 25))
-    return face(motion, _heading(rng))
+    return face(motion, random_heading(rng))
 
 
 def washing_hands(t, subject: SubjectParams, rng) -> Motion:
@@ -166,15 +162,15 @@ def washing_hands(t, subject: SubjectParams, rng) -> Motion:
     motion = _settled(t, subject, rng, seated=False)
     a = motion.local_angles
     rub = cycle_phase(t, rng, rng.uniform(2.0, 3.5), 0.1)
-    tap = episodes(t, rng, on_s=(0.8, 1.5), off_s=(3.0, 8.0), ramp_s=0.35)
+    tap = episodes(t, rng, on_s=(1.2, 2.0), off_s=(3.0, 8.0), ramp_s=0.5)
     for side, ph in (("left", rub), ("right", rub + np.pi)):
         _reset_arm(motion, side)
         reach = tap if side == subject.handedness else 0.0
-        set_arm(a, side, flex=_jitter(rng, 40) + 5 * DEG * np.sin(ph) + reach * _jitter(rng, 20),
+        set_arm(a, side, flex=_jitter(rng, 40) + 3 * DEG * np.sin(ph) + reach * _jitter(rng, 20),
                 abd=_jitter(rng, 8), rot=_jitter(rng, 30), elbow=_jitter(rng, 80) - reach * _jitter(rng, 30),
-                pronation=_jitter(rng, 30, 0.5) + 25 * DEG * np.cos(ph))
+                pronation=_jitter(rng, 30, 0.5) + _jitter(rng, 12, 0.3) * np.cos(ph))
     set_trunk(a, lean=_jitter(rng, 20, 0.4), head_nod=_jitter(rng, 20, 0.4))
-    return face(motion, _heading(rng))
+    return face(motion, random_heading(rng))
 
 
 def brushing_teeth(t, subject: SubjectParams, rng) -> Motion:
@@ -183,7 +179,7 @@ def brushing_teeth(t, subject: SubjectParams, rng) -> Motion:
     dom = subject.limb("dominant")
     _reset_arm(motion, dom)
     a = motion.local_angles
-    stroke = np.sin(cycle_phase(t, rng, rng.uniform(3.0, 5.0), 0.1))
+    stroke = np.sin(cycle_phase(t, rng, rng.uniform(3.0, 4.5), 0.05))
     # Which part of the mouth: a new region every 3-8 s.
     regions = rng.uniform(-1, 1, (9, 2))  # (flex, pronation) offsets, relative
     times, values = [t[0]], [regions[0]]
@@ -192,10 +188,10 @@ def brushing_teeth(t, subject: SubjectParams, rng) -> Motion:
         values += [regions[k], regions[k + 1]]
     region = keyframes(t, times, values)
     set_arm(a, dom, flex=_jitter(rng, 35) + 10 * DEG * region[:, 0], abd=_jitter(rng, 35), rot=_jitter(rng, 25)
-            + 8 * DEG * stroke, elbow=_jitter(rng, 130, 0.08) + 3 * DEG * stroke,
+            + _jitter(rng, 4, 0.3) * stroke, elbow=_jitter(rng, 130, 0.08) + 1.5 * DEG * stroke,
             pronation=40 * DEG * region[:, 1])
     set_trunk(a, lean=_jitter(rng, 8, 0.8), head_nod=_jitter(rng, 5, 1.0))
-    return face(motion, _heading(rng))
+    return face(motion, random_heading(rng))
 
 
 def _slow_steps(t, subject, rng, push_hz: float, reach_m: float) -> Motion:
@@ -217,7 +213,7 @@ def vacuuming(t, subject: SubjectParams, rng) -> Motion:
     set_arm(motion.local_angles, dom, flex=_jitter(rng, 35) + _jitter(rng, 20) * push, abd=_jitter(rng, 10),
             elbow=_jitter(rng, 45) - _jitter(rng, 25) * push, pronation=_jitter(rng, 60))
     set_trunk(motion.local_angles, lean=_jitter(rng, 6) * push)
-    return face(motion, _heading(rng))
+    return face(motion, random_heading(rng))
 
 
 def sweeping(t, subject: SubjectParams, rng) -> Motion:
@@ -231,9 +227,9 @@ def sweeping(t, subject: SubjectParams, rng) -> Motion:
     for side, flex, elbow in ((dom, 30, 40), (other, 50, 75)):
         _reset_arm(motion, side)
         set_arm(a, side, flex=_jitter(rng, flex) + 8 * DEG * stroke, abd=_jitter(rng, 10),
-                rot=_jitter(rng, 25) + (20 * DEG if side == dom else -20 * DEG) * stroke, elbow=_jitter(rng, elbow))
-    set_trunk(a, twist=_jitter(rng, 15) * stroke)
-    return face(motion, _heading(rng))
+                rot=_jitter(rng, 25) + (15 * DEG if side == dom else -15 * DEG) * stroke, elbow=_jitter(rng, elbow))
+    set_trunk(a, twist=_jitter(rng, 10) * stroke)
+    return face(motion, random_heading(rng))
 
 
 def cooking(t, subject: SubjectParams, rng) -> Motion:
@@ -243,49 +239,49 @@ def cooking(t, subject: SubjectParams, rng) -> Motion:
     a = motion.local_angles
     for side in (dom, other):
         _reset_arm(motion, side)
-    stir = episodes(t, rng, on_s=(2.0, 5.0), off_s=(1.0, 4.0), ramp_s=0.4)
-    chop = episodes(t, rng, on_s=(1.5, 4.0), off_s=(2.0, 6.0), ramp_s=0.3) * (1 - stir)
-    reach = episodes(t, rng, on_s=(0.8, 1.5), off_s=(3.0, 8.0), ramp_s=0.4, start_on=False) * (1 - stir) * (1 - chop)
+    stir = episodes(t, rng, on_s=(2.0, 5.0), off_s=(1.0, 4.0), ramp_s=0.6)
+    chop = episodes(t, rng, on_s=(1.5, 4.0), off_s=(2.0, 6.0), ramp_s=0.6) * (1 - stir)
+    reach = episodes(t, rng, on_s=(1.2, 2.0), off_s=(3.0, 8.0), ramp_s=0.6, start_on=False) * (1 - stir) * (1 - chop)
     circle = cycle_phase(t, rng, rng.uniform(0.8, 1.5), 0.1)
     chop_ph = np.sin(cycle_phase(t, rng, rng.uniform(3.0, 5.0), 0.1))
     set_arm(a, dom, flex=_jitter(rng, 35) + stir * 6 * DEG * np.cos(circle) + reach * _jitter(rng, 40),
             abd=_jitter(rng, 12), rot=_jitter(rng, 20) + stir * 10 * DEG * np.sin(circle),
-            elbow=_jitter(rng, 90) + chop * 10 * DEG * chop_ph - reach * _jitter(rng, 50),
-            pronation=_jitter(rng, 50) + chop * 20 * DEG)
+            elbow=_jitter(rng, 90) + chop * 5 * DEG * chop_ph - reach * _jitter(rng, 50),
+            pronation=_jitter(rng, 50) + chop * 10 * DEG)
     set_arm(a, other, flex=_jitter(rng, 30), abd=_jitter(rng, 10), rot=_jitter(rng, 30), elbow=_jitter(rng, 85),
             pronation=_jitter(rng, 70))
     set_trunk(a, lean=_jitter(rng, 15, 0.5) + reach * _jitter(rng, 10), twist=smooth_noise(t, rng, 10 * DEG, 0.2))
     motion.root_angles[:, 2] += smooth_noise(t, rng, 0.4, 0.1)  # turning between stove, counter, sink
     motion.impacts += [Impact(float(w), rng.uniform(1.0, 4.0), 0.01, local_gains({f"{dom}_wrist": 1.0}))
                        for w in t[np.flatnonzero((chop > 0.5) & (np.diff(np.sign(chop_ph), prepend=0) < 0))]]
-    return face(motion, _heading(rng))
+    return face(motion, random_heading(rng))
 
 
 def waving(t, subject: SubjectParams, rng) -> Motion:
-    """Hand raised beside the head, forearm swinging side to side at 2-3.5 Hz, in a few bouts."""
+    """Hand raised beside the head, forearm swinging side to side at 1.5-3 Hz, in a few bouts."""
     motion = _settled(t, subject, rng, seated=rng.random() < 0.2)
     dom = subject.limb("dominant")
     _reset_arm(motion, dom)
-    raised = episodes(t, rng, on_s=(2.0, 5.0), off_s=(0.8, 3.0), ramp_s=rng.uniform(0.4, 0.7), start_on=True)
-    wave = np.sin(cycle_phase(t, rng, rng.uniform(2.0, 3.5), 0.1))
-    set_arm(motion.local_angles, dom, flex=raised * _jitter(rng, 25, 0.5), abd=_jitter(rng, 5) + raised * _jitter(rng, 95),
-            elbow=_jitter(rng, 10) + raised * _jitter(rng, 40), elbow_lift=raised * (_jitter(rng, 60) + 20 * DEG * wave),
-            pronation=raised * 10 * DEG * wave)
-    return face(motion, _heading(rng))
+    raised = episodes(t, rng, on_s=(2.5, 6.0), off_s=(1.0, 3.0), ramp_s=rng.uniform(0.6, 1.0), start_on=True)
+    wave = np.sin(cycle_phase(t, rng, rng.uniform(1.5, 3.0), 0.04))
+    set_arm(motion.local_angles, dom, flex=raised * _jitter(rng, 25, 0.5),
+            abd=_jitter(rng, 5) + raised * _jitter(rng, 95), elbow=_jitter(rng, 10) + raised * _jitter(rng, 40),
+            elbow_lift=raised * (_jitter(rng, 60) + _jitter(rng, 12, 0.3) * wave), pronation=raised * 10 * DEG * wave)
+    return face(motion, random_heading(rng))
 
 
 def clapping(t, subject: SubjectParams, rng) -> Motion:
-    """Hands meeting in front of the chest at 2-4 Hz; each clap jolts both wrists sideways."""
+    """Hands meeting in front of the chest at 1.5-3.5 Hz; each clap jolts both wrists sideways."""
     motion = _settled(t, subject, rng, seated=rng.random() < 0.4)
     a = motion.local_angles
-    clap_hz = rng.uniform(2.0, 4.0)
+    clap_hz = rng.uniform(1.5, 3.5)
     clap = cycle_phase(t, rng, clap_hz, 0.05)
     closing = 0.5 * (1 + np.cos(clap))  # 1 = hands together
-    bout = episodes(t, rng, on_s=(3.0, 8.0), off_s=(0.5, 2.0), ramp_s=0.3, start_on=True)
+    bout = episodes(t, rng, on_s=(3.0, 8.0), off_s=(1.0, 2.5), ramp_s=0.7, start_on=True)
     flex, elbow, rot = _jitter(rng, 50), _jitter(rng, 75), _jitter(rng, 25)
     for side in ("left", "right"):
         _reset_arm(motion, side)
-        set_arm(a, side, flex=bout * flex, abd=_jitter(rng, 10), rot=bout * (rot + 15 * DEG * closing),
+        set_arm(a, side, flex=bout * flex, abd=_jitter(rng, 10), rot=bout * (rot + _jitter(rng, 14) * closing),
                 elbow=_jitter(rng, 10) + bout * elbow, pronation=bout * _jitter(rng, 10, 1.0))
     contacts = np.flatnonzero(np.diff(np.mod(clap, 2 * np.pi)) < 0)  # cos(clap) = 1: hands meet
     for k in contacts:
@@ -296,7 +292,7 @@ def clapping(t, subject: SubjectParams, rng) -> Motion:
             motion.impacts.append(Impact(float(t[k]), peak, 0.008, local_gains({f"{side}_wrist": 1.0,
                                                                                 f"{side}_elbow": 0.3}),
                                          np.array([0.0, sign, 0.0])))
-    return face(motion, _heading(rng))
+    return face(motion, random_heading(rng))
 
 
 def badminton(t, subject: SubjectParams, rng) -> Motion:
@@ -310,7 +306,8 @@ def badminton(t, subject: SubjectParams, rng) -> Motion:
     # Footwork: moving about the court with small split-step bounces.
     for axis in (0, 1):
         motion.root_pos[:, axis] += smooth_noise(t, rng, rng.uniform(0.2, 0.6), 0.6)
-    motion.root_pos[:, 2] += np.abs(smooth_noise(t, rng, 0.03, 2.5, n=6))
+    bouncing = episodes(t, rng, on_s=(1.0, 3.0), off_s=(0.5, 2.0), ramp_s=0.3)
+    motion.root_pos[:, 2] += 0.015 * bouncing * (1 - np.cos(cycle_phase(t, rng, rng.uniform(2.0, 3.0), 0.1)))
     motion.root_angles[:, 2] += smooth_noise(t, rng, 0.5, 0.3)
     dom = subject.limb("dominant")
     _reset_arm(motion, dom)
@@ -334,7 +331,7 @@ def badminton(t, subject: SubjectParams, rng) -> Motion:
               head_nod=-0.1 * arm[:, 0])
     motion.impacts += [Impact(float(w), rng.uniform(3, 8), 0.015, np.ones(N_JOINTS))
                        for w in rng.uniform(t[0], t[-1], rng.poisson(1.0 * (t[-1] - t[0])))]
-    return face(add_liveliness(motion, rng, 0.5), _heading(rng))
+    return face(add_liveliness(motion, rng, 0.5), random_heading(rng))
 
 
 def push_ups(t, subject: SubjectParams, rng) -> Motion:
@@ -353,4 +350,4 @@ def push_ups(t, subject: SubjectParams, rng) -> Motion:
     incline = np.arctan2(arm_len * (1 - 0.6 * down), 1.3 * subject.height_m * 0.6)  # shoulders above the feet
     motion.root_angles[:, 1] = 90 * DEG - incline
     motion.root_pos[:, 2] = 0.1 + 0.5 * arm_len * (1 - 0.6 * down)
-    return face(motion, _heading(rng))
+    return face(motion, random_heading(rng))

@@ -112,17 +112,21 @@ def attach_sensor(
 ) -> SensorPose:
     """Strap a device to the body. rotations (N, 22, 3, 3), positions (N, 22, 3) from FK.
 
+    placement_name: a PLACEMENTS key, "unknown" (one at random), or a side and a key
+    ("right wrist", "left pocket") to fix the side.
     nominal=True: the textbook mounting (no flips, tilt or offset jitter; watch on the
     non-dominant wrist, left pocket/ankle, phone at the front of the belt).
     """
-    if placement_name == "unknown":
-        placement_name = str(rng.choice(list(PLACEMENTS)))
-    placement = PLACEMENTS[placement_name]
-    # Watches go on the non-dominant wrist mostly; pockets and ankles on either side.
+    side, _, name = placement_name.rpartition(" ")
+    if name == "unknown":
+        name = str(rng.choice(list(PLACEMENTS)))
+    placement = PLACEMENTS[name]
+    # Watches: either wrist, so hand activities are seen from both the working and the idle
+    # hand (most people wear one on the non-dominant wrist). Pockets and ankles: either side.
     non_dominant = "left" if handedness == "right" else "right"
-    if placement_name == "wrist":
-        side = non_dominant if nominal or rng.random() < 0.75 else handedness
-    else:
+    if side not in ("left", "right") and name == "wrist":
+        side = non_dominant if nominal or rng.random() < 0.5 else handedness
+    elif side not in ("left", "right"):
         side = "left" if nominal or rng.random() < 0.5 else "right"
     frame = placement.frame.format(side=side)
     start, end = (J[placement.start.format(side=side)], J[placement.end.format(side=side)])
@@ -130,7 +134,7 @@ def attach_sensor(
 
     surface = _mirror(placement.surface, side) * height_m / 1.72
     mount = _nominal_mount(placement, side) if nominal else _device_mount(placement, side, rng)
-    if placement_name == "waist" and not nominal:
+    if name == "waist" and not nominal:
         # Belt clip anywhere from the navel round to the hip: the device faces outward there.
         yaw = Rotation.from_euler("z", rng.uniform(-1.7, 1.7)).as_matrix()
         surface = yaw @ surface * np.array([1.0, 1.5, 1.0])
@@ -140,7 +144,16 @@ def attach_sensor(
 
     along = np.mean(placement.along) if nominal else rng.uniform(*placement.along)
     position = positions[:, start] + along * (positions[:, end] - positions[:, start]) + R_frame @ surface
-    return SensorPose(placement_name, placement.joint.format(side=side), R_frame @ mount, position)
+    return SensorPose(name, placement.joint.format(side=side), R_frame @ mount, position)
+
+
+def _log_map(R: np.ndarray) -> np.ndarray:
+    """(N, 3, 3) rotations by less than pi -> (N, 3) rotation vectors (axis * angle)."""
+    vee = np.stack([R[:, 2, 1] - R[:, 1, 2], R[:, 0, 2] - R[:, 2, 0], R[:, 1, 0] - R[:, 0, 1]], axis=1)  # 2 sin(a) axis
+    two_sin = np.linalg.norm(vee, axis=1)
+    angle = np.arctan2(0.5 * two_sin, 0.5 * (R[:, 0, 0] + R[:, 1, 1] + R[:, 2, 2] - 1.0))
+    scale = np.where(two_sin > 1e-12, angle / np.maximum(two_sin, 1e-12), 0.5)
+    return vee * scale[:, None]
 
 
 def specific_force_and_rate(rotation: np.ndarray, position: np.ndarray, fs: float) -> tuple[np.ndarray, np.ndarray]:
@@ -155,9 +168,9 @@ def specific_force_and_rate(rotation: np.ndarray, position: np.ndarray, fs: floa
     acc = np.einsum("nji,nj->ni", rotation, accel_world - G_WORLD)  # R^T (a - g)
 
     # R(t-dt)^T R(t+dt) = exp(2 dt [w]x) with w in the body frame.
-    delta = np.einsum("nji,njk->nik", rotation[:-2], rotation[2:])
+    delta = np.matmul(rotation[:-2].transpose(0, 2, 1), rotation[2:])
     gyro = np.empty_like(position)
-    gyro[1:-1] = Rotation.from_matrix(delta).as_rotvec() * (fs / 2.0)
+    gyro[1:-1] = _log_map(delta) * (fs / 2.0)
     gyro[0], gyro[-1] = gyro[1], gyro[-2]
     return acc, gyro
 

@@ -16,7 +16,7 @@ import numpy as np
 from models.simulator.body import J, N_JOINTS, SubjectParams
 from models.simulator.imu import GRAVITY
 from models.simulator.motion import (
-    DEG, Impact, Motion, bump, cycle_phase, foot_strike_gains, set_arm, set_leg, set_trunk, smooth_noise,
+    DEG, Impact, Motion, bump, cycle_phase, foot_strike_gains, min_jerk, set_arm, set_leg, set_trunk, smooth_noise,
 )  # fmt: skip
 
 
@@ -26,19 +26,22 @@ class Gait:
     speed_mps: float
     hip_mean: float = 10 * DEG
     knee_loading: float = 15 * DEG  # knee bend just after heel strike
+    knee_loading_kappa: float = 3.5  # narrowness of that bend
     knee_swing: float = 55 * DEG
     knee_swing_center: float = 0.72  # cycle fraction of peak swing flexion
+    knee_swing_kappa: float = 2.5  # narrowness of the swing flexion bump
     ankle_scale: float = 1.0
     trunk_lean: float = 3 * DEG
     arm_swing: float = 15 * DEG
     elbow_mean: float = 15 * DEG
-    speed_swing: float = 0.06  # in-stride speed modulation, relative
+    speed_swing: float = 0.12  # in-stride speed modulation, relative
     bounce_m: float = 0.022  # half the vertical excursion of the pelvis (walking)
     climb_m: float = 0.0  # rise per step: > 0 up stairs, < 0 down stairs
     stance_fraction: float | None = None  # running: share of a step on the ground
     impact: float = 4.0  # m/s^2 at the pelvis per foot strike
     impact_width_s: float = 0.018
     in_place: bool = False  # both feet together (jumping)
+    turn_chance: float = 0.0  # probability of one U-turn in the clip
 
 
 def ballistic_bounce(step_phase: np.ndarray, step_hz: float, stance_fraction: float) -> np.ndarray:
@@ -69,15 +72,16 @@ def gait_motion(t: np.ndarray, subject: SubjectParams, rng: np.random.Generator,
     step_len = gait.speed_mps / gait.cadence_hz
     hip_amp = np.arcsin(np.clip(step_len / (2 * (thigh + shank) * np.cos(gait.hip_mean)), 0, 0.9))
     # In running part of the step is flight, so the legs sweep less than the step length suggests.
-    hip_amp = 0.0 if gait.in_place else float(np.clip(hip_amp, 8 * DEG, 35 * DEG if gait.stance_fraction is None else 25 * DEG))
+    widest = 35 * DEG if gait.stance_fraction is None else 25 * DEG
+    hip_amp = 0.0 if gait.in_place else float(np.clip(hip_amp, 8 * DEG, widest))
     knee_jitter = 1.0 + smooth_noise(t, rng, 0.05 * noise, 0.5)
     pelvis_roll = 4 * DEG * amp * np.sin(stride)
     pelvis_yaw = 0.0 if gait.in_place else -5 * DEG * amp * np.cos(stride)
     pelvis_pitch = 4 * DEG + 2 * DEG * np.cos(2 * stride) + 0.3 * gait.trunk_lean
     for side, ph in (("left", stride), ("right", stride + (0.0 if gait.in_place else np.pi))):
         hip = gait.hip_mean + hip_amp * np.cos(ph - 0.3)
-        knee = (3 * DEG + gait.knee_loading * bump(ph, 0.15, 3.5)
-                + gait.knee_swing * bump(ph, gait.knee_swing_center, 2.5)) * knee_jitter
+        knee = (3 * DEG + gait.knee_loading * bump(ph, 0.15, gait.knee_loading_kappa)
+                + gait.knee_swing * bump(ph, gait.knee_swing_center, gait.knee_swing_kappa)) * knee_jitter
         ankle = gait.ankle_scale * DEG * (5 * bump(ph, 0.07, 12) - 10 * bump(ph, 0.42, 6) + 18 * bump(ph, 0.62, 10))
         set_leg(a, side, hip_flex=hip, hip_abd=3 * DEG + 2 * DEG * np.sin(ph), knee_flex=knee, ankle_plantar=ankle)
         arm_ph = ph if gait.in_place else ph + np.pi  # arms swing against the legs
@@ -93,6 +97,9 @@ def gait_motion(t: np.ndarray, subject: SubjectParams, rng: np.random.Generator,
     # Root path: heading drifts slowly; speed surges in double support, slows over the stance leg
     # (kinetic and potential energy trade, as in an inverted pendulum).
     heading = rng.uniform(-np.pi, np.pi) + smooth_noise(t, rng, 0.25, 0.08)
+    if rng.random() < gait.turn_chance:  # the end of a corridor, a stair landing: turn around
+        turn_at, turn_s = rng.uniform(t[0], t[-1]), rng.uniform(1.0, 2.0)
+        heading = heading + rng.choice([-1.0, 1.0]) * np.pi * min_jerk((t - turn_at) / turn_s)
     speed = gait.speed_mps * (1.0 + gait.speed_swing * np.cos(2 * stride))
     dt = np.gradient(t)
     root = np.zeros((T, 3))
@@ -124,16 +131,23 @@ def gait_motion(t: np.ndarray, subject: SubjectParams, rng: np.random.Generator,
             for foot in ("left", "right"):
                 motion.impacts.append(Impact(when, 0.5 * strength, gait.impact_width_s, foot_strike_gains(foot)))
         else:
+            # A heel strike pushes up and brakes the body: the jolt points up and backwards.
+            facing = float(np.interp(when, t, heading))
+            jolt = np.array([-0.35 * np.cos(facing), -0.35 * np.sin(facing), 1.0])
             side = "left" if int(n) % 2 == 0 else "right"
-            motion.impacts.append(Impact(when, strength, gait.impact_width_s, foot_strike_gains(side)))
+            motion.impacts.append(Impact(when, strength, gait.impact_width_s, foot_strike_gains(side),
+                                         jolt / np.linalg.norm(jolt)))
     return motion
 
 
 def walking(t, subject: SubjectParams, rng) -> Motion:
     cadence = subject.cadence_spm / 60.0 * rng.uniform(0.95, 1.05)
     speed = subject.walk_speed_mps * rng.uniform(0.9, 1.1)
-    return gait_motion(t, subject, rng, Gait(cadence, speed, trunk_lean=rng.uniform(0, 6) * DEG,
-                                             arm_swing=rng.uniform(8, 22) * DEG, impact=rng.uniform(2.5, 5.0)))
+    # Some walk with hands in pockets or carrying something: the arms barely swing.
+    arm_swing = rng.uniform(8, 22) * DEG if rng.random() < 0.8 else rng.uniform(0, 4) * DEG
+    return gait_motion(t, subject, rng, Gait(
+        cadence, speed, trunk_lean=rng.uniform(0, 6) * DEG, arm_swing=arm_swing, elbow_mean=rng.uniform(10, 40) * DEG,
+        impact=rng.uniform(2.5, 5.0), turn_chance=0.3))
 
 
 def walking_upstairs(t, subject: SubjectParams, rng) -> Motion:
@@ -143,7 +157,7 @@ def walking_upstairs(t, subject: SubjectParams, rng) -> Motion:
         cadence, rng.uniform(0.25, 0.32) * cadence, hip_mean=35 * DEG, knee_loading=45 * DEG,
         knee_swing=75 * DEG, knee_swing_center=0.68, ankle_scale=0.6, trunk_lean=rng.uniform(8, 18) * DEG,
         arm_swing=rng.uniform(4, 12) * DEG, elbow_mean=20 * DEG, bounce_m=0.008,
-        climb_m=rng.uniform(0.15, 0.19), impact=rng.uniform(1.5, 3.0), impact_width_s=0.025))
+        climb_m=rng.uniform(0.15, 0.19), impact=rng.uniform(1.5, 3.0), impact_width_s=0.025, turn_chance=0.2))
 
 
 def walking_downstairs(t, subject: SubjectParams, rng) -> Motion:
@@ -153,23 +167,25 @@ def walking_downstairs(t, subject: SubjectParams, rng) -> Motion:
         cadence, rng.uniform(0.25, 0.32) * cadence, hip_mean=20 * DEG, knee_loading=40 * DEG,
         knee_swing=70 * DEG, knee_swing_center=0.7, ankle_scale=1.2, trunk_lean=rng.uniform(-3, 5) * DEG,
         arm_swing=rng.uniform(6, 16) * DEG, elbow_mean=20 * DEG, bounce_m=0.01,
-        climb_m=-rng.uniform(0.15, 0.19), impact=rng.uniform(6.0, 11.0), impact_width_s=0.012))
+        climb_m=-rng.uniform(0.15, 0.19), impact=rng.uniform(6.0, 11.0), impact_width_s=0.012, turn_chance=0.2))
 
 
 def running(t, subject: SubjectParams, rng) -> Motion:
     cadence = rng.uniform(2.5, 3.0)
     return gait_motion(t, subject, rng, Gait(
         cadence, rng.uniform(2.3, 4.0) * subject.height_m / 1.72, hip_mean=20 * DEG, knee_loading=25 * DEG,
-        knee_swing=85 * DEG, knee_swing_center=0.7, ankle_scale=1.4, trunk_lean=rng.uniform(5, 12) * DEG,
+        knee_swing=85 * DEG, knee_swing_center=0.65, knee_swing_kappa=1.5, ankle_scale=1.4,
+        trunk_lean=rng.uniform(5, 12) * DEG,
         arm_swing=rng.uniform(20, 35) * DEG, elbow_mean=rng.uniform(75, 95) * DEG,
-        stance_fraction=rng.uniform(0.33, 0.42), impact=rng.uniform(8.0, 14.0), impact_width_s=0.014))
+        stance_fraction=rng.uniform(0.33, 0.42), impact=rng.uniform(8.0, 14.0), impact_width_s=0.014, turn_chance=0.2))
 
 
 def jumping(t, subject: SubjectParams, rng) -> Motion:
     """Hopping on the spot with both feet, arms swinging up in flight."""
     hops_hz = rng.uniform(1.6, 2.4)
     return gait_motion(t, subject, rng, Gait(
-        2 * hops_hz, 0.0, hip_mean=15 * DEG, knee_loading=45 * DEG, knee_swing=10 * DEG, ankle_scale=1.5,
+        2 * hops_hz, 0.0, hip_mean=15 * DEG, knee_loading=35 * DEG, knee_loading_kappa=1.5, knee_swing=10 * DEG,
+        ankle_scale=1.5,
         trunk_lean=rng.uniform(0, 10) * DEG, arm_swing=rng.uniform(10, 25) * DEG, elbow_mean=30 * DEG,
         stance_fraction=rng.uniform(0.4, 0.55), impact=rng.uniform(10.0, 18.0), impact_width_s=0.015,
         in_place=True))

@@ -81,6 +81,22 @@ def local_gains(joints: dict[str, float]) -> np.ndarray:
     return gains
 
 
+def face(motion: Motion, heading: float) -> Motion:
+    """Turn the whole scene about the vertical by `heading` (rad)."""
+    c, s = np.cos(heading), np.sin(heading)
+    x, y = motion.root_pos[:, 0].copy(), motion.root_pos[:, 1].copy()
+    motion.root_pos[:, 0], motion.root_pos[:, 1] = c * x - s * y, s * x + c * y
+    motion.root_angles[:, 2] += heading
+    for impact in motion.impacts:
+        d = impact.direction.copy()
+        impact.direction = np.array([c * d[0] - s * d[1], s * d[0] + c * d[1], d[2]])
+    return motion
+
+
+def random_heading(rng: np.random.Generator) -> float:
+    return float(rng.uniform(-np.pi, np.pi))
+
+
 # Smooth signals -----------------------------------------------------------------------------
 
 
@@ -284,4 +300,5 @@ def add_liveliness(motion: Motion, rng: np.random.Generator, scale: float = 1.0,
         _add(a, "spine3", None, pitch=-0.8 * DEG * breath)
     for axis in range(3):
         motion.root_pos[:, axis] += smooth_noise(t, rng, 0.004 * scale, 0.4)
+        motion.root_angles[:, axis] += smooth_noise(t, rng, 0.4 * sway, 0.5)
     return motion

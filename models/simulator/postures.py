@@ -6,34 +6,18 @@ import numpy as np
 
 from models.simulator.body import JOINTS, SubjectParams
 from models.simulator.motion import (
-    DEG, Impact, Motion, Posture, add_liveliness, hold, local_gains, lying, min_jerk, set_arm, set_leg, sitting,
-    standing, through_postures,
+    DEG, Impact, Motion, Posture, add_liveliness, face, hold, local_gains, lying, min_jerk, random_heading, set_arm,
+    set_leg, set_trunk, sitting, standing, through_postures,
 )  # fmt: skip
-
-
-def face(motion: Motion, heading: float) -> Motion:
-    """Turn the whole scene about the vertical by `heading` (rad)."""
-    c, s = np.cos(heading), np.sin(heading)
-    x, y = motion.root_pos[:, 0].copy(), motion.root_pos[:, 1].copy()
-    motion.root_pos[:, 0], motion.root_pos[:, 1] = c * x - s * y, s * x + c * y
-    motion.root_angles[:, 2] += heading
-    for impact in motion.impacts:
-        d = impact.direction.copy()
-        impact.direction = np.array([c * d[0] - s * d[1], s * d[0] + c * d[1], d[2]])
-    return motion
-
-
-def _heading(rng) -> float:
-    return float(rng.uniform(-np.pi, np.pi))
 
 
 def standing_still(t, subject: SubjectParams, rng) -> Motion:
     motion = add_liveliness(hold(t, standing(subject, rng)), rng, scale=rng.uniform(0.6, 1.6))
-    return face(motion, _heading(rng))
+    return face(motion, random_heading(rng))
 
 
 def sitting_still(t, subject: SubjectParams, rng) -> Motion:
-    return face(add_liveliness(hold(t, sitting(subject, rng)), rng, scale=rng.uniform(0.6, 1.6)), _heading(rng))
+    return face(add_liveliness(hold(t, sitting(subject, rng)), rng, scale=rng.uniform(0.6, 1.6)), random_heading(rng))
 
 
 def lying_still(t, subject: SubjectParams, rng) -> Motion:
@@ -47,14 +31,14 @@ def _leaning_forward(subject: SubjectParams, rng, seated: Posture) -> Posture:
     """Seat-off: trunk and pelvis pitched forward over the feet, weight about to leave the chair."""
     lean = Posture(seated.angles.copy(), seated.root_angles.copy(), seated.root_pos.copy())
     lean.root_angles[1] = rng.uniform(10, 25) * DEG
-    lean.angles[[3, 6, 9], 1] += rng.uniform(8, 15) * DEG
+    set_trunk(lean.angles, lean=rng.uniform(8, 15) * DEG)
     for side in ("left", "right"):
         set_leg(lean.angles, side, hip_flex=lean.root_angles[1] - seated.root_angles[1])
     lean.root_pos = seated.root_pos + np.array([0.06, 0.0, 0.01]) * subject.height_m
     return lean
 
 
-def _reclined(subject: SubjectParams, rng, seated: Posture, lying_pose: Posture) -> Posture:
+def _reclined(seated: Posture, lying_pose: Posture) -> Posture:
     """Halfway between sitting on a bed edge and lying: leaning back, legs coming up."""
     mid = Posture(0.5 * (seated.angles + lying_pose.angles), 0.5 * (seated.root_angles + lying_pose.root_angles),
                   0.5 * (seated.root_pos + lying_pose.root_pos))
@@ -78,7 +62,7 @@ def _sit_lie_chain(subject: SubjectParams, rng) -> list[Posture]:
     # Swing round a quarter turn onto the bed; the pelvis slides back onto the mattress.
     lying_pose.root_angles[2] = rng.choice([-1.0, 1.0]) * rng.uniform(70, 100) * DEG
     lying_pose.root_pos[:2] = rng.normal(0, 0.05, 2) - np.array([0.15, 0.0])
-    return [seated, _reclined(subject, rng, seated, lying_pose), lying_pose]
+    return [seated, _reclined(seated, lying_pose), lying_pose]
 
 
 def _transition(t, subject: SubjectParams, rng, chain: list[Posture]) -> Motion:
@@ -87,7 +71,7 @@ def _transition(t, subject: SubjectParams, rng, chain: list[Posture]) -> Motion:
     start = rng.uniform(t[0] + 0.5, max(t[0] + 0.6, t[-1] - legs.sum() - 1.0))
     times = list(start + np.concatenate([[0.0], np.cumsum(legs)]))
     motion = through_postures(t, times, chain)
-    return face(add_liveliness(motion, rng, scale=rng.uniform(0.5, 1.2)), _heading(rng))
+    return face(add_liveliness(motion, rng, scale=rng.uniform(0.5, 1.2)), random_heading(rng))
 
 
 def sit_to_stand(t, subject, rng) -> Motion:
@@ -166,4 +150,4 @@ def falling(t, subject: SubjectParams, rng) -> Motion:
                                  direction=np.array([0.0, 0.0, 1.0])))
     # Stunned, then small movements on the floor.
     add_liveliness(motion, rng, scale=rng.uniform(0.3, 0.8))
-    return face(motion, _heading(rng))
+    return face(motion, random_heading(rng))

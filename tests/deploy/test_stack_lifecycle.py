@@ -106,14 +106,40 @@ class TestStartFailures:
                 Stack(private_settings).up(["redis"])
             assert Stack(private_settings).down() == []
 
-    def test_crash_at_start_reports_the_log_tail(self, private_settings: Settings):
+    def test_crash_at_start_reports_the_log_tail_and_rolls_back(self, private_settings: Settings):
         from deploy.stack import Stack, StackError
 
         broken = private_settings.model_copy(
             update={"stack": private_settings.stack.model_copy(update={"kafka_heap": "lots"})}
         )
         with pytest.raises(StackError) as failure:
-            Stack(broken).up(["kafka"])
+            Stack(broken).up(["redis", "kafka"])
         message = str(failure.value)
         assert "kafka exited during start-up" in message
         assert "Invalid maximum heap size" in message  # the JVM's own words, from logs/kafka.log
+        # All or nothing: the redis this call started is stopped again.
+        assert not _port_open(broken.stack.redis_port)
+        assert not list((broken.state_dir / "run").glob("*.pid"))
+
+
+class TestLeases:
+    def test_last_holder_out_stops_what_leases_started(self, private_settings: Settings):
+        from deploy.stack import Stack
+
+        with Stack(private_settings).leased(["redis"]) as first:
+            assert first.status(["redis"])[0].healthy
+            with Stack(private_settings).leased(["redis"]) as second:  # another test session, say
+                assert second.status(["redis"])[0].healthy
+            assert first.status(["redis"])[0].healthy  # the first holder still has it
+        assert not _port_open(private_settings.stack.redis_port)
+
+    def test_a_dead_holders_lease_does_not_keep_the_stack_up(self, private_settings: Settings):
+        from deploy.stack import Stack
+
+        leases = private_settings.state_dir / "run" / "leases"
+        leases.mkdir(parents=True)
+        (leases / "999999.deadbeef").write_text(json.dumps({"pid": 999_999_999, "started_at": 0}))
+        with Stack(private_settings).leased(["redis"]):
+            pass
+        assert not _port_open(private_settings.stack.redis_port)
+        assert list(leases.iterdir()) == []

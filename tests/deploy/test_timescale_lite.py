@@ -37,6 +37,12 @@ class TestTimescaleLite:
             conn.execute(f"DROP TABLE {table}")
         assert [(r[1], r[2]) for r in rows] == [(6, 2.5), (6, 8.5)]
 
+    def test_status_while_another_client_holds_it_is_busy_not_down(self, timescale, settings: Settings):
+        with _connect(settings) as holder:
+            holder.execute("SELECT 1")
+            (state,) = timescale.status(["timescale"])
+        assert state.healthy and state.detail.startswith("busy"), state
+
     def test_sqlalchemy_url_from_settings(self, timescale, settings: Settings):
         import sqlalchemy
 

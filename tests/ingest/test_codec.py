@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import random
+from collections import Counter
 
 import msgpack
 import numpy as np
@@ -103,3 +105,50 @@ def test_truncated_binary_at_every_length(rich_frame):
         with pytest.raises(FrameError) as info:
             decode(data[:cut])
         assert info.value.code == "truncated", (cut, info.value.reason)
+
+
+def test_mutated_payloads_only_ever_raise_frame_error(rich_frame):
+    """Random byte flips, cuts and insertions: decode accepts or explains, it never crashes."""
+    rnd = random.Random(0)
+    originals = [encode(rich_frame, fmt) for fmt in FORMATS]
+    outcomes = Counter()
+    for _ in range(3000):
+        data = bytearray(rnd.choice(originals))
+        for _ in range(rnd.randint(1, 4)):
+            at = rnd.randrange(len(data) or 1)
+            kind = rnd.random()
+            if kind < 0.5:
+                data[at:at + 1] = bytes([rnd.randrange(256)])
+            elif kind < 0.7:
+                del data[at:at + rnd.randint(1, 16)]
+            elif kind < 0.9:
+                data[at:at] = rnd.randbytes(rnd.randint(1, 8))
+            else:
+                del data[at:]
+        try:
+            decode(bytes(data))
+            outcomes["accepted"] += 1
+        except FrameError as exc:
+            outcomes[exc.code] += 1
+    assert sum(outcomes.values()) == 3000 and len(outcomes) > 5
+
+
+@pytest.mark.parametrize(
+    "changes, code",
+    [
+        (dict(t0=10**400), "bad_timestamp"),
+        (dict(duration_s=10**400), "bad_duration"),
+        (dict(seq=10**30), "bad_seq"),
+        (dict(imu={"rate_hz": 10**400, "acc": [[0, 0, 9.8]] * 50}), "bad_rate"),
+    ],
+)
+def test_numbers_beyond_float_range(changes, code):
+    with pytest.raises(FrameError) as info:
+        decode(json_doc(**changes))
+    assert info.value.code == code
+
+
+def test_absurdly_deep_json():
+    with pytest.raises(FrameError) as info:
+        decode(b'{"imu": ' + b"[" * 100_000 + b"]" * 100_000 + b"}")
+    assert info.value.code == "bad_json" and "too deeply" in info.value.reason

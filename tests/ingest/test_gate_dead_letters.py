@@ -5,6 +5,9 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
+import subprocess
+import sys
 import time
 
 import msgpack
@@ -104,3 +107,23 @@ def test_malformed_corpus_is_dead_lettered_with_distinct_reasons(topic_settings,
         back = got[(frame.device_id, frame.seq)]
         assert np.array_equal(back.imu.acc.view(np.uint32), frame.imu.acc.view(np.uint32))
     assert all(r.value[:1] != b"{" for r in delivered)  # forwarded re-encoded as binary
+
+
+def test_send_and_dlq_commands(topic_settings, tmp_path):
+    env = os.environ | {
+        "IOTLM_KAFKA__FRAMES_TOPIC": topic_settings.kafka.frames_topic,
+        "IOTLM_KAFKA__DLQ_TOPIC": topic_settings.kafka.dlq_topic,
+    }
+    iotlm = [sys.executable, "-m", "iotlm.cli"]
+    frame_file = tmp_path / "frame.json"
+    frame_file.write_bytes(encode(valid_frame("dev-cli", 1), "json"))
+    ok = subprocess.run(iotlm + ["ingest", "send", str(frame_file), "--json"], env=env, capture_output=True, text=True)
+    assert ok.returncode == 0 and json.loads(ok.stdout) == {"accepted": True, "device_id": "dev-cli", "code": None, "reason": None}
+
+    refused = subprocess.run(iotlm + ["ingest", "send", "-", "--source", "shell", "--json"], input="25.3 C",
+                             env=env, capture_output=True, text=True)
+    assert refused.returncode == 2 and json.loads(refused.stdout)["code"] == "unknown_format"
+
+    shown = subprocess.run(iotlm + ["ingest", "dlq", "--last", "5", "--json"], env=env, capture_output=True, text=True)
+    (letter,) = json.loads(shown.stdout)
+    assert (letter["source"], letter["code"], letter["preview"], letter["size"]) == ("shell", "unknown_format", "25.3 C", 6)

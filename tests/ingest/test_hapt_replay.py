@@ -11,6 +11,7 @@ from collections import Counter, defaultdict
 import numpy as np
 import pytest
 
+from deploy.services import kafka_java_argv
 from ingest.codec import TRUTH_HEADER, Truth, decode, header
 from ingest.hapt import load_hapt
 from ingest.simulate import HAPT_TEST_SUBJECTS, hapt_device_ids, replay_hapt
@@ -36,7 +37,7 @@ def test_twenty_devices_thirty_seconds_read_back_bit_exact(topic_settings, read_
     assert per_device == {d.device_id: 30 for d in summary.devices}
 
     # the reference is the dataset itself: each subject's experiments back to back
-    subjects = {d.subject for d in summary.devices}
+    subjects = {int(d.device_id.removeprefix("hapt-s")) for d in summary.devices}
     source = defaultdict(list)
     for rec in load_hapt(subjects):
         source[rec.subject].append(rec)
@@ -53,9 +54,21 @@ def test_twenty_devices_thirty_seconds_read_back_bit_exact(topic_settings, read_
         assert np.array_equal(frame.imu.gyro.view(np.uint32), gyro[subject][part].view(np.uint32))
         truth = Truth.from_header(header(record.headers, TRUTH_HEADER))
         assert truth.subject == subject and np.array_equal(truth.labels, labels[subject][part])
+        assert set(truth.names) == {int(i) for i in set(truth.labels.tolist()) - {-1}}
         seqs[frame.device_id].append(frame.seq)
     # one device keeps one partition, so its frames arrive in seq order
     assert all(s == list(range(30)) for s in seqs.values())
+
+    # and a reader sharing no code with us, Kafka's own console consumer, counts the same
+    console = subprocess.run(
+        kafka_java_argv("org.apache.kafka.tools.consumer.ConsoleConsumer")
+        + ["--bootstrap-server", topic_settings.kafka_bootstrap, "--topic", topic_settings.kafka.frames_topic,
+           "--from-beginning", "--max-messages", "600", "--timeout-ms", "60000",
+           "--formatter-property", "print.key=true", "--formatter-property", "print.value=false"],
+        capture_output=True, text=True, timeout=120,
+    )
+    assert console.returncode == 0, console.stderr
+    assert Counter(console.stdout.split()) == per_device
 
 
 def test_simulate_command_prints_a_json_summary(topic_settings, read_topic):

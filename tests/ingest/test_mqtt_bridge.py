@@ -14,7 +14,7 @@ import uuid
 import numpy as np
 import pytest
 
-from ingest.codec import decode, encode, header
+from ingest.codec import TRUTH_HEADER, Truth, decode, encode, header
 from ingest.frame import Frame, ImuStream
 from ingest.gate import IngestGate
 from ingest.mqtt_bridge import MqttBridge
@@ -27,10 +27,12 @@ def mqtt_topic(settings, device_id: str) -> str:
     return settings.ingest.mqtt_topic.removesuffix("#") + device_id
 
 
-def mosquitto_pub(settings, topic: str, payload_path) -> None:
+def mosquitto_pub(settings, topic: str, payload_path, truth: bytes | None = None) -> None:
     host, port = settings.mqtt_address
-    subprocess.run(["mosquitto_pub", "-h", host, "-p", str(port), "-q", "1", "-t", topic, "-f", str(payload_path)],
-                   check=True, timeout=30)
+    argv = ["mosquitto_pub", "-h", host, "-p", str(port), "-q", "1", "-t", topic, "-f", str(payload_path)]
+    if truth is not None:  # MQTT 5 user property, carried to the Kafka header of the same name
+        argv += ["-V", "mqttv5", "-D", "publish", "user-property", TRUTH_HEADER, truth.decode()]
+    subprocess.run(argv, check=True, timeout=30)
 
 
 def a_frame(device_id: str) -> Frame:
@@ -41,30 +43,37 @@ def a_frame(device_id: str) -> Frame:
 
 def test_valid_frame_to_kafka_and_junk_to_dlq(topic_settings, read_topic, tmp_path):
     frame = a_frame("dev-mqtt-1")
+    truth = Truth(labels=np.full(50, 4, np.int16), dataset="hapt", names={4: "SITTING"}).to_header()
+    wrong_truth = Truth(labels=np.full(7, 4, np.int16), dataset="hapt").to_header()
     (tmp_path / "frame.json").write_bytes(encode(frame, "json"))
     (tmp_path / "junk.bin").write_bytes(b"temperature=21.5")
     with DeviceProducer(topic_settings) as producer:
         bridge = MqttBridge(topic_settings, IngestGate(topic_settings, producer), client_id=f"t-{uuid.uuid4().hex}")
         result = {}
-        runner = threading.Thread(target=lambda: result.update(s=bridge.run(max_messages=2, duration_s=60)))
+        runner = threading.Thread(target=lambda: result.update(s=bridge.run(max_messages=3, duration_s=60)))
         runner.start()
         assert bridge.ready.wait(15), "bridge never subscribed"
-        mosquitto_pub(topic_settings, mqtt_topic(topic_settings, "dev-mqtt-1"), tmp_path / "frame.json")
-        mosquitto_pub(topic_settings, mqtt_topic(topic_settings, "dev-mqtt-1"), tmp_path / "junk.bin")
+        device_topic = mqtt_topic(topic_settings, "dev-mqtt-1")
+        mosquitto_pub(topic_settings, device_topic, tmp_path / "frame.json", truth=truth)
+        mosquitto_pub(topic_settings, device_topic, tmp_path / "junk.bin")
+        mosquitto_pub(topic_settings, device_topic, tmp_path / "frame.json", truth=wrong_truth)
         runner.join(60)
     summary = result["s"]
-    assert (summary.received, summary.accepted, summary.dead_lettered, summary.stopped_by) == (2, 1, 1, "max_messages")
+    assert (summary.received, summary.accepted, summary.dead_lettered, summary.stopped_by) == (3, 1, 2, "max_messages")
 
     (forwarded,) = read_topic(topic_settings, topic_settings.kafka.frames_topic, expected=1)
     back = decode(forwarded.value)
     assert forwarded.key == b"dev-mqtt-1" and back.seq == 5
     assert np.array_equal(back.imu.acc.view(np.uint32), frame.imu.acc.view(np.uint32))
-    assert header(forwarded.headers, "source") == f"mqtt:{mqtt_topic(topic_settings, 'dev-mqtt-1')}".encode()
+    assert header(forwarded.headers, "source") == f"mqtt:{device_topic}".encode()
+    assert header(forwarded.headers, TRUTH_HEADER) == truth
 
-    (dead,) = read_topic(topic_settings, topic_settings.kafka.dlq_topic, expected=1)
-    assert dead.value == b"temperature=21.5"
-    assert header(dead.headers, "code") == b"unknown_format"
-    assert b"neither JSON" in header(dead.headers, "reason")
+    junk, mislabelled = sorted(read_topic(topic_settings, topic_settings.kafka.dlq_topic, expected=2),
+                               key=lambda r: float(header(r.headers, "received_at")))
+    assert junk.value == b"temperature=21.5" and header(junk.headers, "code") == b"unknown_format"
+    assert b"neither JSON" in header(junk.headers, "reason")
+    assert header(mislabelled.headers, "code") == b"bad_truth"
+    assert header(mislabelled.headers, "reason") == f"{TRUTH_HEADER} has 7 labels for 50 IMU samples".encode()
 
 
 def test_bridge_command_stops_cleanly_on_sigterm(topic_settings, read_topic, tmp_path):
@@ -92,3 +101,23 @@ def test_bridge_command_stops_cleanly_on_sigterm(topic_settings, read_topic, tmp
     assert bridge.returncode == 0, err
     summary = json.loads(out)
     assert summary["received"] == 1 and summary["accepted"] == 1 and summary["stopped_by"] == "signal"
+
+
+def test_frames_published_while_the_bridge_is_down_arrive_after_restart(topic_settings, read_topic, tmp_path):
+    client_id = f"t-{uuid.uuid4().hex}"
+    (tmp_path / "frame.bin").write_bytes(encode(a_frame("dev-mqtt-3")))
+    with DeviceProducer(topic_settings) as producer:
+        gate = IngestGate(topic_settings, producer)
+        first = MqttBridge(topic_settings, gate, client_id=client_id)
+        runner = threading.Thread(target=first.run, kwargs=dict(duration_s=60))
+        runner.start()
+        assert first.ready.wait(15)
+        first.stop()
+        runner.join(30)
+
+        mosquitto_pub(topic_settings, mqtt_topic(topic_settings, "dev-mqtt-3"), tmp_path / "frame.bin")
+
+        summary = MqttBridge(topic_settings, gate, client_id=client_id).run(max_messages=1, duration_s=30)
+    assert (summary.received, summary.accepted, summary.stopped_by) == (1, 1, "max_messages")
+    (forwarded,) = read_topic(topic_settings, topic_settings.kafka.frames_topic, expected=1)
+    assert forwarded.key == b"dev-mqtt-3"

@@ -75,13 +75,12 @@ def wait_for(condition, timeout_s: float, what: str) -> None:
 def test_kill_dash_nine_one_of_two_workers_mid_stream_loses_and_duplicates_no_window(
     isolated, expected_windows, stored_windows, tmp_path
 ):
-    from ingest.simulate import SubjectSignal, hapt_device_ids, replay_hapt
+    from ingest.simulate import hapt_devices, replay_hapt
 
     hop = isolated.workers.hop_s
     start = (time.time() - 14_400) // hop * hop
-    devices = hapt_device_ids(DEVICES)
-    signals = SubjectSignal.load(sorted({s for _, s in devices}))
-    frames = [signals[s].frame(d, seq, start + seq, 1.0) for d, s in devices for seq in range(int(DURATION_S))]
+    devices = hapt_devices(DEVICES)
+    frames = [signal.frame(d, seq, start + seq, 1.0) for d, signal in devices for seq in range(int(DURATION_S))]
     expected = expected_windows(isolated, frames, rate_hz=25.0)
     device_ids = [d for d, _ in devices]
 
