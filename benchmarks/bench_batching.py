@@ -20,12 +20,13 @@ def hapt_windows(n: int, rate_hz: float, window_s: float, hop_s: float, labels) 
     from stream_workers.windows import WindowAssembler
 
     assembler = WindowAssembler(window_s, hop_s, rate_hz, 0.1, 5.0, labels)
-    device_id, signal = hapt_devices(1)[0]
-    windows, seq = [], 0
-    while len(windows) < n:
-        frame, truth = signal.frame(device_id, seq, 1_700_000_000.0 + seq, 1.0)
-        windows += assembler.add(segment_from_frame(frame, truth.labels, 0, seq, 0.0)).windows
-        seq += 1
+    windows = []
+    for device_id, signal in hapt_devices(9):
+        seq = 0
+        while len(windows) < n and (cut := signal.frame(device_id, seq, 1_700_000_000.0 + seq, 1.0)) is not None:
+            frame, truth = cut
+            windows += assembler.add(segment_from_frame(frame, truth.labels, 0, seq, 0.0)).windows
+            seq += 1
     return windows[:n]
 
 

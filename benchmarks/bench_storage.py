@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import shutil
 import socket
 import tempfile
@@ -143,7 +144,8 @@ def write_markdown(result: dict, path) -> None:
     lines = [
         "# Storage write throughput", "",
         f"Machine: {m['cpu']}, {m['cores']} cores, {m['memory_gib']} GiB RAM; PostgreSQL {pg['postgres_version']};"
-        f" measured {m['measured_at']} (commit {m['commit']}).", "",
+        f" measured {m['measured_at']} (commit {m['commit']}); 1-minute load average"
+        f" {result['load_average_1m']['before']} before, {result['load_average_1m']['after']} after.", "",
         f"{pg['rows']:,} window predictions, {pg['devices']} devices, written in chunks of {pg['chunk_rows']:,}"
         f" (writer transactions of {pg['writer_batch_rows']:,} rows), the two paths alternating per chunk.", "",
         "| path | seconds | rows/s |", "|---|---:|---:|",
@@ -189,6 +191,7 @@ def main() -> None:
         stack = Stack(settings)
         services = ["postgres"] + (["timescale"] if args.timescale_rows else [])
         stack.up(services)
+        load_before = os.getloadavg()[0]
         try:
             result = {"postgresql": bench_postgres(settings, args.rows, args.chunk, args.devices)}
             if args.timescale_rows:
@@ -196,6 +199,8 @@ def main() -> None:
         finally:
             stack.down(only=services)
             shutil.rmtree(stack.services["postgres"].data_root, ignore_errors=True)
+    # The machine may be shared: the load says how much of it the run really had.
+    result["load_average_1m"] = {"before": round(load_before, 2), "after": round(os.getloadavg()[0], 2)}
     path = write_result("storage", result)
     write_markdown(json.loads(path.read_text()), RESULTS_DIR / "storage.md")
     print(json.dumps(result, indent=2))

@@ -79,8 +79,13 @@ class Service(ABC):
     def check(self) -> str:
         """Talk the service's protocol once; return a short detail, raise on any failure."""
 
+    @property
+    def workdir(self) -> Path:
+        """Current directory of the service's processes."""
+        return self.home
+
     def launch(self) -> None:
-        self.process.start(self.argv(), cwd=self.home, user=self.run_as)
+        self.process.start(self.argv(), cwd=self.workdir, user=self.run_as)
 
     def _run_step(self, argv: list[str], what: str, stdin: str | None = None) -> None:
         """Run a one-off setup command (format, initdb), its output appended to the service log."""
@@ -90,7 +95,7 @@ class Service(ABC):
             log.flush()
             result = subprocess.run(
                 argv, input=stdin.encode() if stdin else None, stdout=log, stderr=subprocess.STDOUT,
-                user=self.run_as, cwd=self.home, check=False,
+                user=self.run_as, cwd=self.workdir, check=False,
             )
         if result.returncode != 0:
             raise StackError(
@@ -149,7 +154,8 @@ class KafkaBroker(Service):
         if not (data / "meta.properties").exists():
             self._run_step(
                 kafka_java_argv("kafka.tools.StorageTool")
-                + ["format", "--cluster-id", _kafka_cluster_id(), "--config", str(self.config_file), "--ignore-formatted"],
+                + ["format", "--cluster-id", _kafka_cluster_id(), "--config", str(self.config_file),
+                   "--ignore-formatted"],
                 "format KRaft storage",
             )
 
@@ -196,12 +202,16 @@ class PostgresServer(Service):
     """Debian's PostgreSQL 15, run as the unprivileged `postgres` OS user, password auth on TCP."""
 
     name = "postgres"
-    run_as = "postgres"
     stop_signal = signal.SIGINT  # "fast" shutdown: SIGTERM would wait for every client to leave
 
     @property
     def port(self) -> int:
         return self.settings.stack.postgres_port
+
+    @property
+    def run_as(self) -> str | None:
+        # PostgreSQL refuses to run as root; an ordinary user runs it as themselves.
+        return "postgres" if os.geteuid() == 0 else None
 
     @property
     def data_root(self) -> Path:
@@ -212,12 +222,16 @@ class PostgresServer(Service):
         digest = hashlib.sha256(str(self.home).encode()).hexdigest()[:12]
         return Path(tempfile.gettempdir()) / f"iotlm-postgres-{digest}"
 
+    @property
+    def workdir(self) -> Path:
+        return self.data_root
+
     def prepare(self) -> None:
         super().prepare()
         if not (POSTGRES_BIN / "postgres").exists():
             raise StackError(f"postgres: {POSTGRES_BIN}/postgres missing; run scripts/setup.sh (apt postgresql-15)")
         root = self.data_root
-        owner = pwd.getpwnam(self.run_as)
+        owner = pwd.getpwnam(self.run_as) if self.run_as else pwd.getpwuid(os.geteuid())
         for folder in (root, root / "run"):
             folder.mkdir(parents=True, exist_ok=True)
             os.chown(folder, owner.pw_uid, owner.pw_gid)
@@ -403,7 +417,9 @@ class TimescaleLite(Service):
 
     def check(self) -> str:
         try:
-            version = _pg_wire_scalar(self.host, self.port, "SELECT extversion FROM pg_extension WHERE extname = 'timescaledb'")
+            version = _pg_wire_scalar(
+                self.host, self.port, "SELECT extversion FROM pg_extension WHERE extname = 'timescaledb'"
+            )
         except TimeoutError as exc:
             raise ServiceBusy("busy: serving another client (PGlite takes one at a time)") from exc
         if version is None:
@@ -437,8 +453,15 @@ def _pg_wire_scalar(host: str, port: int, sql: str, timeout_s: float = HEALTH_TI
         while True:
             kind = read_exact(sock, 1)
             body = read_exact(sock, struct.unpack("!I", read_exact(sock, 4))[0] - 4)
-            if kind == b"R" and body[:4] == struct.pack("!I", 3):  # cleartext password: any will do
-                sock.sendall(message(b"p", b"any\0"))
+            if kind == b"R":  # authentication: PGlite accepts any password
+                (auth,) = struct.unpack("!I", body[:4])
+                if auth == 3:  # cleartext
+                    sock.sendall(message(b"p", b"any\0"))
+                elif auth == 5:  # md5 with a 4-byte salt
+                    inner = hashlib.md5(b"any" + b"postgres").hexdigest().encode()
+                    sock.sendall(message(b"p", b"md5" + hashlib.md5(inner + body[4:8]).hexdigest().encode() + b"\0"))
+                elif auth != 0:
+                    raise StackError(f"unsupported authentication request {auth}")
             elif kind == b"E":
                 raise StackError(f"server error: {body.decode(errors='replace')}")
             elif kind == b"D" and value is None:

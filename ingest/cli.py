@@ -146,10 +146,14 @@ def simulate(
     settings = _settings()
     console = Console(stderr=as_json)
     options = dict(fmt=fmt, console=console)
-    if source == "hapt":
-        summary = replay_hapt(settings, devices, speed, duration, frame_s, **options)
-    else:
-        summary = replay_synthetic(settings, devices, speed, duration, frame_s, seed=seed, **options)
+    try:
+        if source == "hapt":
+            summary = replay_hapt(settings, devices, speed, duration, frame_s, **options)
+        else:
+            summary = replay_synthetic(settings, devices, speed, duration, frame_s, seed=seed, **options)
+    except ValueError as exc:  # arguments the replay cannot honour (FrameError included)
+        typer.echo(f"simulate: {exc}", err=True)
+        raise typer.Exit(2) from None
     if as_json:
         _print_json(summary.to_dict())
         return

@@ -46,7 +46,9 @@ class DeviceProducer:
         )
 
     def send(self, frame: Frame, *, truth: Truth | None = None, fmt: Format = "msgpack"):
-        """Encode ``frame`` and queue it for the frames topic. Returns kafka-python's future."""
+        """Check ``frame`` against the limits consumers apply, encode it and queue it for the frames
+        topic. Returns kafka-python's future."""
+        self.limits.check_clock(frame)
         value = encode(frame, fmt)
         self.limits.check_size(len(value))
         headers: Headers = [(CONTENT_TYPE_HEADER, CONTENT_TYPES[fmt].encode())]

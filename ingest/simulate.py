@@ -40,6 +40,14 @@ class DeviceSignal(Protocol):
         """Frame ``seq`` as sent by ``device_id``, or None once the signal has ended."""
 
 
+def _samples_per_frame(frame_s: float, rate_hz: float) -> int:
+    """Frames hold whole samples, so consecutive frames tile the signal without gaps or overlap."""
+    m = round(frame_s * rate_hz)
+    if m < 1 or abs(m - frame_s * rate_hz) > 1e-6:
+        raise ValueError(f"frame_s {frame_s:g} s is not a whole number of samples at {rate_hz:g} Hz")
+    return m
+
+
 def _imu_frame(device_id: str, seq: int, t0: float, rate_hz: float, placement: str, acc, gyro) -> Frame:
     return Frame(
         device_id=device_id, seq=seq, t0=t0, duration_s=len(acc) / rate_hz, placement=placement,
@@ -100,7 +108,7 @@ class SubjectSignal:
     def frame(self, device_id: str, seq: int, t0: float, frame_s: float) -> tuple[Frame, Truth] | None:
         from ingest.hapt import HAPT_ACTIVITIES
 
-        m = int(round(frame_s * self.rate_hz))
+        m = _samples_per_frame(frame_s, self.rate_hz)
         part = slice(seq * m, (seq + 1) * m)
         if part.stop > len(self.labels):
             return None
@@ -159,7 +167,7 @@ class SyntheticPersonSignal:
         self._labels = np.concatenate([self._labels, np.full(len(trace.acc), label, np.int16)])
 
     def frame(self, device_id: str, seq: int, t0: float, frame_s: float) -> tuple[Frame, Truth]:
-        m = int(round(frame_s * self.rate_hz))
+        m = _samples_per_frame(frame_s, self.rate_hz)
         start = seq * m - self._first
         if start < 0:
             raise ValueError(f"frame {seq} was already cut; a synthetic person streams forward only")
@@ -247,9 +255,10 @@ def replay(
 ) -> ReplaySummary:
     """Stream every device's signal onto the frames topic for ``duration_s`` seconds of signal.
 
-    ``t0`` of frame ``seq`` is ``start_time + seq * frame_s`` (``start_time`` defaults to now), so
-    event time advances ``speed`` times faster than the wall clock. A device whose signal is
-    shorter than ``duration_s`` stops at its end.
+    ``t0`` of frame ``seq`` is ``start_time + seq * frame_s``, so event time advances ``speed``
+    times faster than the wall clock. ``start_time`` defaults to now, or with ``speed=0`` to
+    ``duration_s`` ago: an as-fast-as-possible replay is a backfill of recent history, never a
+    day into the future. A device whose signal is shorter than ``duration_s`` stops at its end.
     """
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
@@ -257,8 +266,9 @@ def replay(
 
     if not devices or duration_s <= 0 or frame_s <= 0 or speed < 0:
         raise ValueError("need devices, duration_s > 0, frame_s > 0 and speed >= 0 (0 = as fast as possible)")
-    start_time = time.time() if start_time is None else start_time
     n_frames = int(duration_s / frame_s + 1e-9)
+    if start_time is None:
+        start_time = time.time() - (n_frames * frame_s if speed == 0 else 0.0)
     summary = ReplaySummary(
         source=source, topic=settings.kafka.frames_topic, speed=speed, frame_s=frame_s, start_time=start_time,
         devices=[DeviceReplay(device_id, signal.origin) for device_id, signal in devices],

@@ -21,13 +21,25 @@ from storage.lane import Lane, open_engine, recorded_lane
 MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
 
 
+# Any constant shared by all IoT-LM processes: serializes concurrent migrations of one database.
+MIGRATION_LOCK_KEY = 0x107_1A4
+
+
 def _run(engine: Engine, action, revision: str, requested_lane: str, storage_settings: StorageSettings | None):
     config = Config()
     config.set_main_option("script_location", str(MIGRATIONS_DIR))
     with engine.connect() as conn:
-        config.attributes.update(connection=conn, requested_lane=requested_lane, storage_settings=storage_settings)
-        action(config, revision)
+        # Several processes (workers, API, test sessions) may start at once and each upgrade.
+        conn.execute(text("SELECT pg_advisory_lock(:key)"), {"key": MIGRATION_LOCK_KEY})
         conn.commit()
+        try:
+            config.attributes.update(connection=conn, requested_lane=requested_lane, storage_settings=storage_settings)
+            action(config, revision)
+            conn.commit()
+        finally:
+            conn.rollback()
+            conn.execute(text("SELECT pg_advisory_unlock(:key)"), {"key": MIGRATION_LOCK_KEY})
+            conn.commit()
 
 
 def _engine(url_or_engine: str | Engine) -> Engine:

@@ -209,6 +209,7 @@ class StreamWorker:
             await self._producer.stop()
             writer_executor.shutdown(wait=True)
             self._sink.close()
+            self.metrics.close()
         return self.totals
 
     def _load_model(self, name: str | None) -> ActivityModel:

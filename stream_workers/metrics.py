@@ -35,6 +35,7 @@ class WorkerMetrics:
         self.assigned_partitions = Gauge("iotlm_worker_assigned_partitions", "Frames partitions owned now", ["worker"], registry=r).labels(**labels)
         self.pending_windows = Gauge("iotlm_worker_pending_windows", "Windows queued or computing", ["worker"], registry=r).labels(**labels)
         self._worker = worker
+        self._server = None
 
     def dead_lettered(self, code: str) -> None:
         self.dlq.labels(worker=self._worker, code=code).inc()
@@ -43,4 +44,11 @@ class WorkerMetrics:
         self.alerts.labels(worker=self._worker, rule=rule).inc()
 
     def serve(self, port: int) -> None:
-        start_http_server(port, addr="127.0.0.1", registry=self.registry)
+        self._server, _thread = start_http_server(port, addr="127.0.0.1", registry=self.registry)
+
+    def close(self) -> None:
+        """Free the port (a worker stopped; another may start in this process)."""
+        if self._server is not None:
+            self._server.shutdown()
+            self._server.server_close()
+            self._server = None

@@ -278,10 +278,11 @@ class WindowAssembler:
     def _build(self, dev: _DeviceBuffer, used: list[ImuSegment], start: float, end: float) -> Window:
         times = np.concatenate([s.times() for s in used])
         targets = start + np.arange(self.samples_per_window) / self.rate_hz
-        acc = _interp(targets, times, np.concatenate([s.acc for s in used]))
+        decimation = round(used[0].rate_hz / self.rate_hz)
+        acc = _interp(targets, times, _low_pass(np.concatenate([s.acc for s in used]), decimation))
         gyro = None
         if all(s.gyro is not None for s in used):
-            gyro = _interp(targets, times, np.concatenate([s.gyro for s in used]))
+            gyro = _interp(targets, times, _low_pass(np.concatenate([s.gyro for s in used]), decimation))
         truth = None
         if all(s.labels is not None for s in used):
             labels = np.concatenate([s.labels for s in used])
@@ -307,6 +308,17 @@ class WindowAssembler:
         counts = np.bincount(labels.astype(np.int64), minlength=7)[1:7]
         index = int(np.argmax(counts))
         return self.labels[index] if index < len(self.labels) else None
+
+
+def _low_pass(values: np.ndarray, width: int) -> np.ndarray:
+    """Box filter over `width` samples before decimating, the same anti-aliasing as
+    models.encoder.resample: without it 50 Hz walking harmonics fold into the 25 Hz band and the model
+    sees a signal unlike the one it was trained on."""
+    if width <= 1:
+        return values
+    padded = np.pad(values, (((width - 1) // 2, width // 2), (0, 0)), mode="edge")
+    cumulative = np.cumsum(np.pad(padded, ((1, 0), (0, 0))), axis=0)
+    return (cumulative[width:] - cumulative[:-width]) / width
 
 
 def _interp(targets: np.ndarray, times: np.ndarray, values: np.ndarray) -> np.ndarray:

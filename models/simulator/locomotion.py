@@ -34,7 +34,9 @@ class Gait:
     trunk_lean: float = 3 * DEG
     arm_swing: float = 15 * DEG
     elbow_mean: float = 15 * DEG
-    speed_swing: float = 0.12  # in-stride speed modulation, relative
+    speed_swing: float = 0.15  # in-stride speed modulation, relative
+    sway_m: float = 0.03  # side-to-side pelvis shift over the stance leg
+    pelvis_scale: float = 1.0  # pelvis tilt, obliquity and rotation ranges, relative
     bounce_m: float = 0.022  # half the vertical excursion of the pelvis (walking)
     climb_m: float = 0.0  # rise per step: > 0 up stairs, < 0 down stairs
     stance_fraction: float | None = None  # running: share of a step on the ground
@@ -42,6 +44,13 @@ class Gait:
     impact_width_s: float = 0.018
     in_place: bool = False  # both feet together (jumping)
     turn_chance: float = 0.0  # probability of one U-turn in the clip
+
+
+def _harmonics(phase: np.ndarray, rng: np.random.Generator, strength: float = 0.35) -> np.ndarray:
+    """2nd and 3rd harmonics of a rhythm with random amplitudes and phases (a personal signature)."""
+    amps = rng.uniform(0, strength, 2)
+    phases = rng.uniform(0, 2 * np.pi, 2)
+    return amps[0] * np.sin(2 * phase + phases[0]) + amps[1] * np.sin(3 * phase + phases[1])
 
 
 def ballistic_bounce(step_phase: np.ndarray, step_hz: float, stance_fraction: float) -> np.ndarray:
@@ -75,9 +84,12 @@ def gait_motion(t: np.ndarray, subject: SubjectParams, rng: np.random.Generator,
     widest = 35 * DEG if gait.stance_fraction is None else 25 * DEG
     hip_amp = 0.0 if gait.in_place else float(np.clip(hip_amp, 8 * DEG, widest))
     knee_jitter = 1.0 + smooth_noise(t, rng, 0.05 * noise, 0.5)
-    pelvis_roll = 4 * DEG * amp * np.sin(stride)
-    pelvis_yaw = 0.0 if gait.in_place else -5 * DEG * amp * np.cos(stride)
-    pelvis_pitch = 4 * DEG + 2 * DEG * np.cos(2 * stride) + 0.3 * gait.trunk_lean
+    # Each person's pelvis moves with their own mix of harmonics (sharper drops, asymmetries).
+    pelvis_roll = gait.pelvis_scale * 5 * DEG * amp * (np.sin(stride) + _harmonics(stride, rng))
+    pelvis_yaw = np.zeros(T) if gait.in_place else (
+        -gait.pelvis_scale * 6 * DEG * amp * (np.cos(stride) + _harmonics(stride, rng)))
+    pelvis_pitch = (4 * DEG + 0.3 * gait.trunk_lean
+                    + gait.pelvis_scale * 2.5 * DEG * (np.cos(2 * stride) + _harmonics(2 * stride, rng)))
     for side, ph in (("left", stride), ("right", stride + (0.0 if gait.in_place else np.pi))):
         hip = gait.hip_mean + hip_amp * np.cos(ph - 0.3)
         knee = (3 * DEG + gait.knee_loading * bump(ph, 0.15, gait.knee_loading_kappa)
@@ -105,7 +117,8 @@ def gait_motion(t: np.ndarray, subject: SubjectParams, rng: np.random.Generator,
     root = np.zeros((T, 3))
     root[:, 0] = np.cumsum(speed * np.cos(heading) * dt)
     root[:, 1] = np.cumsum(speed * np.sin(heading) * dt)
-    sway = 0.0 if gait.in_place else 0.02 * amp * np.sin(stride)  # over the stance leg
+    # Side to side over the stance leg.
+    sway = np.zeros(T) if gait.in_place else gait.sway_m * amp * (np.sin(stride) + _harmonics(stride, rng))
     root[:, 0] += -np.sin(heading) * sway
     root[:, 1] += np.cos(heading) * sway
 
@@ -117,8 +130,8 @@ def gait_motion(t: np.ndarray, subject: SubjectParams, rng: np.random.Generator,
         bounce = -gait.bounce_m * amp * np.cos(2 * np.pi * frac)
     if gait.climb_m > 0:  # up: the body is lifted mostly in mid-step
         climb = gait.climb_m * (whole + frac - np.sin(2 * np.pi * frac) / (2 * np.pi))
-    elif gait.climb_m < 0:  # down: a late drop onto the lower step, stopped at foot contact
-        climb = gait.climb_m * (whole + 5 * frac**4 - 4 * frac**5)
+    elif gait.climb_m < 0:  # down: lowered, then a late drop onto the lower step stopped at foot contact
+        climb = gait.climb_m * (whole + 0.5 * min_jerk(frac) + 0.5 * (5 * frac**4 - 4 * frac**5))
     else:
         climb = 0.0
     root[:, 2] = subject.standing_pelvis_height() * np.cos(gait.hip_mean) + bounce + climb
@@ -156,8 +169,9 @@ def walking_upstairs(t, subject: SubjectParams, rng) -> Motion:
     return gait_motion(t, subject, rng, Gait(
         cadence, rng.uniform(0.25, 0.32) * cadence, hip_mean=35 * DEG, knee_loading=45 * DEG,
         knee_swing=75 * DEG, knee_swing_center=0.68, ankle_scale=0.6, trunk_lean=rng.uniform(8, 18) * DEG,
-        arm_swing=rng.uniform(4, 12) * DEG, elbow_mean=20 * DEG, bounce_m=0.008,
-        climb_m=rng.uniform(0.15, 0.19), impact=rng.uniform(1.5, 3.0), impact_width_s=0.025, turn_chance=0.2))
+        arm_swing=rng.uniform(4, 12) * DEG, elbow_mean=20 * DEG, bounce_m=0.015, speed_swing=0.6, sway_m=0.045,
+        pelvis_scale=1.3, climb_m=rng.uniform(0.15, 0.19), impact=rng.uniform(2.5, 5.0), impact_width_s=0.02,
+        turn_chance=0.2))
 
 
 def walking_downstairs(t, subject: SubjectParams, rng) -> Motion:
@@ -166,8 +180,9 @@ def walking_downstairs(t, subject: SubjectParams, rng) -> Motion:
     return gait_motion(t, subject, rng, Gait(
         cadence, rng.uniform(0.25, 0.32) * cadence, hip_mean=20 * DEG, knee_loading=40 * DEG,
         knee_swing=70 * DEG, knee_swing_center=0.7, ankle_scale=1.2, trunk_lean=rng.uniform(-3, 5) * DEG,
-        arm_swing=rng.uniform(6, 16) * DEG, elbow_mean=20 * DEG, bounce_m=0.01,
-        climb_m=-rng.uniform(0.15, 0.19), impact=rng.uniform(6.0, 11.0), impact_width_s=0.012, turn_chance=0.2))
+        arm_swing=rng.uniform(6, 16) * DEG, elbow_mean=20 * DEG, bounce_m=0.01, speed_swing=0.25, sway_m=0.03,
+        pelvis_scale=1.1, climb_m=-rng.uniform(0.15, 0.19), impact=rng.uniform(4.0, 7.0), impact_width_s=0.012,
+        turn_chance=0.2))
 
 
 def running(t, subject: SubjectParams, rng) -> Motion:

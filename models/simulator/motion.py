@@ -223,7 +223,7 @@ def standing(subject: SubjectParams, rng: np.random.Generator) -> Posture:
 def sitting(subject: SubjectParams, rng: np.random.Generator, seat_m: float | None = None) -> Posture:
     """On a chair: pelvis rolled back, thighs about horizontal, shins about vertical, hands on lap."""
     a = np.zeros((N_JOINTS, 3))
-    tilt_back = rng.uniform(5, 20) * DEG
+    tilt_back = rng.uniform(8, 25) * DEG
     thigh_slope = rng.normal(0, 5) * DEG  # knees a little above/below the hips
     for side in ("left", "right"):
         hip_flex = 90 * DEG - tilt_back + thigh_slope
@@ -298,7 +298,10 @@ def add_liveliness(motion: Motion, rng: np.random.Generator, scale: float = 1.0,
         rate_hz = rng.uniform(0.2, 0.35)
         breath = np.sin(2 * np.pi * rate_hz * t + rng.uniform(0, 2 * np.pi))
         _add(a, "spine3", None, pitch=-0.8 * DEG * breath)
+    # Now and then a fidget: shifting weight, scratching, adjusting clothes.
+    fidget = episodes(t, rng, on_s=(0.6, 1.5), off_s=(2.0, 8.0), ramp_s=0.25)
+    set_trunk(a, lean=fidget * smooth_noise(t, rng, 2 * sway, 2.0), twist=fidget * smooth_noise(t, rng, 2 * sway, 2.0))
     for axis in range(3):
-        motion.root_pos[:, axis] += smooth_noise(t, rng, 0.004 * scale, 0.4)
-        motion.root_angles[:, axis] += smooth_noise(t, rng, 0.4 * sway, 0.5)
+        motion.root_pos[:, axis] += smooth_noise(t, rng, 0.004 * scale, 0.4) + fidget * smooth_noise(t, rng, 0.0015, 1.5)
+        motion.root_angles[:, axis] += smooth_noise(t, rng, 0.4 * sway, 0.5) + fidget * smooth_noise(t, rng, 0.5 * sway, 2.0)
     return motion

@@ -7,21 +7,21 @@ import numpy as np
 from models.simulator.body import JOINTS, SubjectParams
 from models.simulator.motion import (
     DEG, Impact, Motion, Posture, add_liveliness, face, hold, local_gains, lying, min_jerk, random_heading, set_arm,
-    set_leg, set_trunk, sitting, standing, through_postures,
+    set_leg, set_trunk, sitting, smooth_noise, standing, through_postures,
 )  # fmt: skip
 
 
 def standing_still(t, subject: SubjectParams, rng) -> Motion:
-    motion = add_liveliness(hold(t, standing(subject, rng)), rng, scale=rng.uniform(0.6, 1.6))
+    motion = add_liveliness(hold(t, standing(subject, rng)), rng, scale=rng.uniform(1.0, 2.5))
     return face(motion, random_heading(rng))
 
 
 def sitting_still(t, subject: SubjectParams, rng) -> Motion:
-    return face(add_liveliness(hold(t, sitting(subject, rng)), rng, scale=rng.uniform(0.6, 1.6)), random_heading(rng))
+    return face(add_liveliness(hold(t, sitting(subject, rng)), rng, scale=rng.uniform(0.8, 2.0)), random_heading(rng))
 
 
 def lying_still(t, subject: SubjectParams, rng) -> Motion:
-    return add_liveliness(hold(t, lying(subject, rng)), rng, scale=rng.uniform(0.3, 1.0))
+    return add_liveliness(hold(t, lying(subject, rng)), rng, scale=rng.uniform(0.6, 1.8))
 
 
 # Transitions ---------------------------------------------------------------------------------
@@ -66,12 +66,29 @@ def _sit_lie_chain(subject: SubjectParams, rng) -> list[Posture]:
 
 
 def _transition(t, subject: SubjectParams, rng, chain: list[Posture]) -> Motion:
-    """Hold the first posture, move through the chain (about 1 s per leg), hold the last."""
-    legs = rng.uniform(0.7, 1.5, len(chain) - 1) / np.sqrt(subject.amplitude)
+    """Hold the first posture, move through the chain (0.5-1.2 s per leg), hold the last.
+
+    Real transitions are not clean: the trunk wobbles, hands push on knees and armrests, and
+    the body lands on the seat or mattress with a jolt.
+    """
+    legs = rng.uniform(0.5, 1.2, len(chain) - 1) / np.sqrt(subject.amplitude)
     start = rng.uniform(t[0] + 0.5, max(t[0] + 0.6, t[-1] - legs.sum() - 1.0))
     times = list(start + np.concatenate([[0.0], np.cumsum(legs)]))
     motion = through_postures(t, times, chain)
-    return face(add_liveliness(motion, rng, scale=rng.uniform(0.5, 1.2)), random_heading(rng))
+
+    effort = min_jerk((t - start + 0.2) / 0.3) * (1 - min_jerk((t - times[-1]) / 0.3))
+    set_trunk(motion.local_angles, lean=effort * smooth_noise(t, rng, 4 * DEG, 2.5),
+              side_bend=effort * smooth_noise(t, rng, 3 * DEG, 2.5), twist=effort * smooth_noise(t, rng, 5 * DEG, 2.0))
+    for side in ("left", "right"):
+        set_arm(motion.local_angles, side, flex=effort * smooth_noise(t, rng, 10 * DEG, 2.0),
+                abd=effort * smooth_noise(t, rng, 5 * DEG, 2.0), elbow=effort * smooth_noise(t, rng, 10 * DEG, 2.0))
+    for axis in range(3):
+        motion.root_angles[:, axis] += effort * smooth_noise(t, rng, 2 * DEG, 2.0)
+    for k in range(1, len(chain)):
+        if chain[k].root_pos[2] < chain[k - 1].root_pos[2] - 0.05:  # sat or lay down: contact jolt
+            motion.impacts.append(Impact(times[k] - rng.uniform(0.1, 0.3) * legs[k - 1], rng.uniform(3, 10), 0.03,
+                                         local_gains({name: 1.0 for name in JOINTS})))
+    return face(add_liveliness(motion, rng, scale=rng.uniform(0.7, 1.5)), random_heading(rng))
 
 
 def sit_to_stand(t, subject, rng) -> Motion:

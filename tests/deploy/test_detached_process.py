@@ -32,7 +32,10 @@ class TestDetachedProcess:
         assert "ready" in log_tail(sleeper.log_file)
 
     def test_ignored_sigterm_gets_sigkill_after_grace(self, sleeper: DetachedProcess):
-        code = "import signal, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); print('up', flush=True); time.sleep(60)"
+        code = (
+            "import signal, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); "
+            "print('up', flush=True); time.sleep(60)"
+        )
         proc = sleeper.start([sys.executable, "-c", code])
         for _ in range(50):  # wait until the handler is installed
             if "up" in log_tail(sleeper.log_file):

@@ -8,9 +8,11 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import socket
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import psutil
@@ -39,9 +41,13 @@ def _port_open(port: int) -> bool:
 
 
 @pytest.fixture
-def private_settings(tmp_path: Path) -> Settings:
-    ports = dict(zip(PORT_FIELDS, _free_ports(len(PORT_FIELDS))))
-    return Settings(state_dir=tmp_path / "state", stack=StackSettings(**ports, kafka_heap="512m"))
+def private_settings() -> Settings:
+    # Not pytest's tmp_path: that sits in a 0700 folder the `postgres` OS user cannot enter.
+    state_dir = Path(tempfile.mkdtemp(prefix="iotlm-deploy-test-"))
+    state_dir.chmod(0o755)
+    ports = dict(zip(PORT_FIELDS, _free_ports(len(PORT_FIELDS)), strict=True))
+    yield Settings(state_dir=state_dir, stack=StackSettings(**ports, kafka_heap="512m"))
+    shutil.rmtree(state_dir, ignore_errors=True)
 
 
 def _iotlm(settings: Settings, *args: str) -> subprocess.CompletedProcess:
@@ -120,6 +126,20 @@ class TestStartFailures:
         # All or nothing: the redis this call started is stopped again.
         assert not _port_open(broken.stack.redis_port)
         assert not list((broken.state_dir / "run").glob("*.pid"))
+
+
+class TestPostgresDataPlacement:
+    def test_state_dir_the_postgres_user_cannot_enter_falls_back_to_a_private_temp_dir(self):
+        from deploy.services import PostgresServer
+
+        locked = Path(tempfile.mkdtemp(prefix="iotlm-deploy-test-"))  # mode 0700, like /root
+        try:
+            server = PostgresServer(Settings(state_dir=locked / "state"))
+            assert server.data_root.name.startswith("iotlm-postgres-")
+            locked.chmod(0o755)
+            assert server.data_root == server.home == locked / "state" / "postgres"
+        finally:
+            shutil.rmtree(locked)
 
 
 class TestLeases:

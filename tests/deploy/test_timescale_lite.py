@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import gc
 import uuid
+
+import pytest
 
 from iotlm.settings import Settings
 
@@ -50,3 +53,40 @@ class TestTimescaleLite:
         with engine.connect() as conn:
             assert conn.execute(sqlalchemy.text("SELECT 1")).scalar() == 1
         engine.dispose()
+
+
+class TestOneClientAtATime:
+    """On a private server (the shared one may be older code started by another session)."""
+
+    def test_a_client_that_gives_up_waiting_does_not_block_the_next(self, tmp_path):
+        import socket
+
+        import psycopg
+
+        from deploy.stack import Stack
+        from iotlm.settings import StackSettings
+
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            port = probe.getsockname()[1]
+        private = Settings(state_dir=tmp_path / "state", stack=StackSettings(timescale_port=port))
+        stack = Stack(private)
+        assert stack.up(["timescale"]) == ["timescale"]
+        try:
+            with _connect(private) as holder:
+                holder.execute("SELECT 1")
+                # A psycopg connect that times out keeps its socket until garbage collection: the
+                # server must still move on once the holder leaves and the waiter hangs up.
+                with pytest.raises(psycopg.OperationalError):
+                    psycopg.connect(host="127.0.0.1", port=port, user="postgres", password="x",
+                                    dbname="postgres", sslmode="disable", connect_timeout=1).close()
+                (state,) = stack.status(["timescale"])
+                assert state.healthy and state.detail.startswith("busy")
+            gc.collect()  # the timed-out waiter's socket closes here
+            with _connect(private) as after:
+                assert after.execute("SELECT 2").fetchone() == (2,)
+            (state,) = stack.status(["timescale"])
+            assert state.healthy and state.detail.startswith("TimescaleDB"), state
+        finally:
+            assert stack.down() == ["timescale"]
+        assert not stack.status(["timescale"])[0].healthy

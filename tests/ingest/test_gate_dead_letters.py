@@ -17,8 +17,9 @@ import pytest
 from ingest.codec import decode, encode, header
 from ingest.dead_letters import read_dead_letters
 from ingest.frame import Frame, ImuStream
-from ingest.gate import IngestGate
+from ingest.gate import IngestGate, SettingsAdmission
 from ingest.producer import DeviceProducer
+from iotlm.settings import IngestSettings
 
 pytestmark = pytest.mark.services
 
@@ -33,7 +34,7 @@ def json_doc(**changes) -> dict:
     return json.loads(encode(valid_frame("dev-json", 0), "json")) | changes
 
 
-def malformed_corpus() -> dict[str, bytes]:
+def malformed_corpus(max_frame_bytes: int) -> dict[str, bytes]:
     good = encode(valid_frame("dev-bad", 0), "msgpack")
     doc = json_doc()
     nan_acc = [row[:] for row in doc["imu"]["acc"]]
@@ -49,7 +50,7 @@ def malformed_corpus() -> dict[str, bytes]:
         "unknown schema": json.dumps(json_doc(schema_version=2)).encode(),
         "unknown device": encode(valid_frame("rogue-7", 0), "msgpack"),
         "10 MB payload": b"{" + b" " * (10 * 1024 * 1024) + b"}",
-        "empty object at the size limit": b"{" + b" " * (1_000_000 - 2) + b"}",  # kept whole in the DLQ
+        "empty object at the size limit": b"{" + b" " * (max_frame_bytes - 2) + b"}",  # kept whole in the DLQ
         "non-UTF-8 JSON": json.dumps(json_doc(device_id="dev-X")).encode().replace(b"dev-X", b"dev-\xff"),
         "not a frame": b"\x00\x01\x02 hello",
         "missing field": json.dumps({k: v for k, v in json_doc().items() if k != "t0"}).encode(),
@@ -58,7 +59,7 @@ def malformed_corpus() -> dict[str, bytes]:
 
 
 def test_malformed_corpus_is_dead_lettered_with_distinct_reasons(topic_settings, read_topic):
-    corpus = malformed_corpus()
+    corpus = malformed_corpus(topic_settings.kafka.max_frame_bytes)
     sent_valid = []
     with DeviceProducer(topic_settings) as producer:
         gate = IngestGate(topic_settings, producer)
@@ -127,3 +128,9 @@ def test_send_and_dlq_commands(topic_settings, tmp_path):
     shown = subprocess.run(iotlm + ["ingest", "dlq", "--last", "5", "--json"], env=env, capture_output=True, text=True)
     (letter,) = json.loads(shown.stdout)
     assert (letter["source"], letter["code"], letter["preview"], letter["size"]) == ("shell", "unknown_format", "25.3 C", 6)
+
+
+def test_admission_by_registration_or_prefix():
+    admission = SettingsAdmission(IngestSettings(registered_devices=["kitchen-co2"], allow_prefixes=["sim-"]))
+    assert admission.refusal("kitchen-co2") is None and admission.refusal("sim-007") is None
+    assert "not in settings.ingest.registered_devices" in admission.refusal("kitchen-co2-b")

@@ -14,9 +14,17 @@ import pytest
 from deploy.services import kafka_java_argv
 from ingest.codec import TRUTH_HEADER, Truth, decode, header
 from ingest.hapt import load_hapt
-from ingest.simulate import HAPT_TEST_SUBJECTS, hapt_device_ids, replay_hapt
+from ingest.simulate import HAPT_TEST_SUBJECTS, hapt_device_ids, hapt_devices, replay_hapt
 
 pytestmark = pytest.mark.services
+
+
+def test_frames_tile_the_signal_in_whole_samples():
+    (device_id, signal), = hapt_devices(1)
+    assert signal.frame(device_id, 0, 1.8e9, 0.02)[0].imu.n_samples == 1
+    with pytest.raises(ValueError, match="not a whole number of samples at 50 Hz"):
+        signal.frame(device_id, 0, 1.8e9, 1.01)
+    assert signal.frame(device_id, 10**6, 1.8e9, 1.0) is None  # past the end of the recording
 
 
 def test_device_ids_put_test_subjects_first_and_suffix_copies():

@@ -121,3 +121,35 @@ def test_frames_published_while_the_bridge_is_down_arrive_after_restart(topic_se
     assert (summary.received, summary.accepted, summary.stopped_by) == (1, 1, "max_messages")
     (forwarded,) = read_topic(topic_settings, topic_settings.kafka.frames_topic, expected=1)
     assert forwarded.key == b"dev-mqtt-3"
+
+
+class KafkaOutage:
+    """Stands in for a producer while Kafka is unreachable: the shared test broker cannot be taken
+    down without disturbing the other tests, so this one fake is the outage."""
+
+    def send_raw(self, *args, **kwargs):
+        from kafka.errors import KafkaTimeoutError
+
+        raise KafkaTimeoutError("broker unreachable")
+
+    def flush(self):
+        pass
+
+
+def test_a_frame_kafka_did_not_take_is_redelivered_to_the_next_session(topic_settings, read_topic, tmp_path):
+    client_id = f"t-{uuid.uuid4().hex}"
+    (tmp_path / "frame.bin").write_bytes(encode(a_frame("dev-mqtt-4")))
+    failing = MqttBridge(topic_settings, IngestGate(topic_settings, KafkaOutage()), client_id=client_id)
+    runner = threading.Thread(target=lambda: failing.run(duration_s=60))
+    runner.start()
+    assert failing.ready.wait(15)
+    mosquitto_pub(topic_settings, mqtt_topic(topic_settings, "dev-mqtt-4"), tmp_path / "frame.bin")
+    runner.join(30)
+    assert "forwarding to Kafka failed" in failing.failure
+
+    with DeviceProducer(topic_settings) as producer:
+        summary = MqttBridge(topic_settings, IngestGate(topic_settings, producer), client_id=client_id).run(
+            max_messages=1, duration_s=30)
+    assert (summary.received, summary.accepted) == (1, 1)
+    (forwarded,) = read_topic(topic_settings, topic_settings.kafka.frames_topic, expected=1)
+    assert forwarded.key == b"dev-mqtt-4"

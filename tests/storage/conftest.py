@@ -42,7 +42,7 @@ def ts_url(settings, timescale):
     migrate.downgrade(settings.timescale_url)
 
 
-@pytest.fixture(scope="module", params=["postgresql", "timescaledb"])
+@pytest.fixture(scope="module", params=["postgresql", pytest.param("timescaledb", marks=pytest.mark.timescale)])
 def lane_url(request):
     """Each test using it runs once per lane, against an empty database of that lane."""
     return request.getfixturevalue("pg_url" if request.param == "postgresql" else "ts_url")

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import json
 
+import pytest
 from typer.testing import CliRunner
 
 from iotlm.cli import app
 
 runner = CliRunner()
+pytestmark = pytest.mark.services
 
 
 def db(*args: str) -> dict:
@@ -27,6 +29,7 @@ def test_db_commands_on_postgresql(pg_url):
     assert db("downgrade", "--url", pg_url, "--revision", "base") == {"revision": None}
 
 
+@pytest.mark.timescale
 def test_db_commands_on_timescaledb(ts_url):
     assert db("upgrade", "--lane", "timescale", "--url", ts_url)["lane"] == "timescaledb"
     info = db("info", "--url", ts_url)

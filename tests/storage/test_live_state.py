@@ -10,6 +10,7 @@ import pytest
 from redis import Redis
 
 from storage.live_state import AlertStream, LiveState
+pytestmark = pytest.mark.services
 
 
 @pytest.fixture

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta, timezone
 
+import pytest
 from sqlalchemy import inspect, text
 
 from iotlm.settings import StorageSettings
@@ -15,6 +16,7 @@ TIME_SERIES = {"raw_frames", "window_predictions", "alerts"}
 CATALOG = {"sites", "buildings", "rooms", "devices", "labels", "model_versions", "finetune_jobs", "api_keys",
            "activity_episodes", "storage_lane"}
 AGGREGATES = ["activity_per_room_hourly", "device_windows_hourly"]
+pytestmark = pytest.mark.services
 
 
 def _tables(url: str) -> set[str]:
@@ -29,6 +31,7 @@ class TestUpgradeDowngrade:
     def test_round_trip(self, lane_url, settings):
         lane = migrate.upgrade(lane_url)  # auto: TimescaleDB exactly where the extension is available
         assert lane is (Lane.TIMESCALEDB if lane_url == settings.timescale_url else Lane.POSTGRESQL)
+        assert migrate.upgrade(lane_url) is lane  # already at head: nothing to do
         assert CATALOG | TIME_SERIES <= _tables(lane_url)
         info = migrate.describe(lane_url)
         assert info["lane"] == lane.value and info["revision"] == "0002"
@@ -89,6 +92,7 @@ class TestPostgresPartitions:
         migrate.downgrade(pg_url)
 
 
+@pytest.mark.timescale
 class TestTimescalePolicies:
     def test_compression_and_retention_jobs(self, ts_url):
         migrate.upgrade(ts_url)

@@ -19,6 +19,7 @@ from storage.writer import AlertRow, AlertWriter, EpisodeRow, EpisodeWriter, Pre
 HOP_S = 30  # sparse windows keep the PGlite lane quick; the queries do not depend on the hop
 LABELS = ["walking", "sitting", "lying"]
 DEVICE_ROOMS = {"dev-a": "room-1", "dev-b": "room-1", "dev-c": "room-2"}
+pytestmark = pytest.mark.services
 
 
 @dataclass

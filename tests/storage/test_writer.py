@@ -17,6 +17,7 @@ from storage.lane import open_engine
 from storage.writer import AlertRow, AlertWriter, PredictionRow, PredictionWriter, RawFrameRow, RawFrameWriter
 
 T0 = datetime(2026, 3, 1, 12, tzinfo=timezone.utc)  # before any daily partition: the DEFAULT one takes them
+pytestmark = pytest.mark.services
 
 
 def predictions(n: int, devices: int = 4, model_version: str = "m1") -> list[PredictionRow]:

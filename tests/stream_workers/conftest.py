@@ -21,8 +21,9 @@ def _free_port() -> int:
 def isolated(settings, stack):
     """`settings` with its own frames/DLQ/alerts topics, consumer group and PostgreSQL database."""
     import psycopg
+    from kafka import KafkaAdminClient
 
-    from deploy.topics import ensure_topics
+    from deploy.topics import ensure_topics, topic_partitions
     from storage.migrate import upgrade
 
     tag = uuid.uuid4().hex[:10]
@@ -49,6 +50,11 @@ def isolated(settings, stack):
     yield private
     with psycopg.connect(admin_dsn, autocommit=True) as conn:
         conn.execute(f'DROP DATABASE IF EXISTS "{db}" WITH (FORCE)')
+    admin = KafkaAdminClient(bootstrap_servers=private.kafka_bootstrap, client_id="iotlm-test-cleanup")
+    try:
+        admin.delete_topics(list(topic_partitions(private)))
+    finally:
+        admin.close()
 
 
 @pytest.fixture
