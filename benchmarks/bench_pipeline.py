@@ -29,6 +29,18 @@ def private(settings, tag: str):
     })
 
 
+def drop_topics(settings) -> None:
+    from kafka import KafkaAdminClient
+
+    from deploy.topics import topic_partitions
+
+    admin = KafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap, client_id="iotlm-bench-cleanup")
+    try:
+        admin.delete_topics(list(topic_partitions(settings)))
+    finally:
+        admin.close()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--devices", type=int, default=20)
@@ -67,8 +79,12 @@ def main() -> None:
     for name, speed in (("throughput", 0.0), ("latency", args.latency_speed)):
         console.rule(f"pipeline, {name} (speed {speed:g})")
         start = (time.time() - 3600 if speed == 0 else time.time()) // hop * hop
-        report = run_demo(private(settings, uuid.uuid4().hex[:8]), duration_s=args.duration,
-                          devices=args.devices, speed=speed, workers=2, console=console, start_time=start)
+        run_settings = private(settings, uuid.uuid4().hex[:8])
+        try:
+            report = run_demo(run_settings, duration_s=args.duration, devices=args.devices, speed=speed,
+                              workers=2, console=console, start_time=start)
+        finally:
+            drop_topics(run_settings)
         runs[name] = report.to_dict() | {"speed": speed}
         console.print(runs[name])
     result = {

@@ -149,9 +149,11 @@ def write_markdown(result: dict, path) -> None:
         f"{pg['rows']:,} window predictions, {pg['devices']} devices, written in chunks of {pg['chunk_rows']:,}"
         f" (writer transactions of {pg['writer_batch_rows']:,} rows), the two paths alternating per chunk.", "",
         "| path | seconds | rows/s |", "|---|---:|---:|",
-        f"| PredictionWriter (COPY -> staging -> INSERT ... ON CONFLICT into daily partitions) |"
+        f"| PredictionWriter: binary COPY -> temp staging -> INSERT ... ON CONFLICT DO NOTHING into daily"
+        f" partitions (primary key, BRIN, room index) |"
         f" {pg['prediction_writer']['seconds']} | {pg['prediction_writer']['rows_per_s']:,} |",
-        f"| raw COPY into a plain table (no key, no partitions) | {pg['raw_copy_plain_table']['seconds']} |"
+        f"| raw binary COPY into a plain table (no key, no index, no partitions) |"
+        f" {pg['raw_copy_plain_table']['seconds']} |"
         f" {pg['raw_copy_plain_table']['rows_per_s']:,} |", "",
         f"PredictionWriter runs at **{pg['writer_vs_raw_copy']:.0%}** of raw COPY speed. Re-delivering"
         f" {pg['redelivery_of_a_chunk']['rows']:,} rows stored {pg['redelivery_of_a_chunk']['new_rows']} new rows"

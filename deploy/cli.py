@@ -55,8 +55,8 @@ def up(
         if as_json:
             started = stack.up(names)
         else:
-            with Console(stderr=True).status(f"starting {', '.join(names)} ..."):
-                started = stack.up(names)
+            with Console(stderr=True).status(f"starting {', '.join(names)} ...") as spinner:
+                started = stack.up(names, progress=lambda step: spinner.update(f"{step} ..."))
     except StackError as exc:
         _fail(str(exc))
     statuses = stack.status(names)
@@ -108,6 +108,24 @@ def down(
         typer.echo(json.dumps({"stopped": stopped}))
     else:
         typer.echo(f"stopped: {', '.join(stopped) or 'nothing of ours was running'}")
+
+
+@stack_app.command("logs")
+def logs(
+    service: str = typer.Argument(..., help="kafka, postgres, redis, mosquitto or timescale."),
+    lines: int = typer.Option(40, "--lines", "-n", help="How many of the last lines to show."),
+) -> None:
+    """Show the end of a service's log ({state_dir}/logs/<service>.log)."""
+    from deploy.process import log_tail
+    from deploy.stack import StackError
+
+    stack = _stack()
+    if service not in stack.services:
+        _fail(str(StackError(f"unknown service {service}; known: {', '.join(stack.services)}")))
+    log_file = stack.services[service].process.log_file
+    if not log_file.exists():
+        _fail(f"no log yet at {log_file}")
+    typer.echo(log_tail(log_file, lines))
 
 
 def register(app: typer.Typer) -> None:

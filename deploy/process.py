@@ -43,6 +43,7 @@ class PidRecord:
 
     pid: int
     started_at: float  # psutil create_time, seconds since the epoch
+    address: tuple[str, int] | None = None  # where it listens, as launched (settings may change)
 
     def process(self) -> psutil.Process | None:
         """The live process this record names, or None if it is gone or the PID was reused."""
@@ -61,14 +62,19 @@ class PidRecord:
 class DetachedProcess:
     """One service process, known by its PID file and writing to its log file."""
 
-    def __init__(self, pid_file: Path, log_file: Path) -> None:
+    def __init__(self, pid_file: Path, log_file: Path, rotate_log_bytes: int = 50 * 1024 * 1024) -> None:
         self.pid_file = pid_file
         self.log_file = log_file
+        self.rotate_log_bytes = rotate_log_bytes
 
     def record(self) -> PidRecord | None:
         try:
             data = json.loads(self.pid_file.read_text())
-            return PidRecord(pid=int(data["pid"]), started_at=float(data["started_at"]))
+            address = data.get("address")
+            return PidRecord(
+                pid=int(data["pid"]), started_at=float(data["started_at"]),
+                address=(address[0], int(address[1])) if address else None,
+            )
         except (FileNotFoundError, ValueError, KeyError, TypeError):
             return None
 
@@ -86,13 +92,18 @@ class DetachedProcess:
         self,
         argv: list[str],
         *,
+        address: tuple[str, int] | None = None,
         cwd: Path | None = None,
         env: dict[str, str] | None = None,
         user: str | None = None,
     ) -> psutil.Process:
-        """Launch argv detached (new session, no stdin), appending its output to the log file."""
+        """Launch argv detached (new session, no stdin), appending its output to the log file.
+        `address` (host, port) is recorded so that stopping it can wait for that port to free."""
         self.log_file.parent.mkdir(parents=True, exist_ok=True)
         self.pid_file.parent.mkdir(parents=True, exist_ok=True)
+        # Logs append across restarts; keep one previous generation once they grow large.
+        if self.log_file.exists() and self.log_file.stat().st_size > self.rotate_log_bytes:
+            self.log_file.replace(self.log_file.with_name(self.log_file.name + ".1"))
         with self.log_file.open("ab") as log:
             log.write(f"\n==== {time.strftime('%Y-%m-%d %H:%M:%S')} start: {' '.join(argv)}\n".encode())
             log.flush()
@@ -107,40 +118,48 @@ class DetachedProcess:
                 start_new_session=True,
             )
         proc = psutil.Process(popen.pid)
-        self.pid_file.write_text(json.dumps({"pid": popen.pid, "started_at": proc.create_time(), "argv": argv}))
-        # Nobody waits on the Popen object once this CLI exits; the detached child is reparented.
+        self.pid_file.write_text(
+            json.dumps({"pid": popen.pid, "started_at": proc.create_time(), "address": address, "argv": argv})
+        )
+        # The service is meant to outlive this Popen: mark it handled so Popen.__del__ does not warn
+        # "subprocess still running". `stop` waits for (and reaps) it through psutil instead.
         popen.returncode = 0
         return proc
 
-    def request_stop(self, stop_signal: signal.Signals) -> psutil.Process | None:
-        """Send stop_signal to our process group; the process to wait for, or None if none ran."""
+    def request_stop(self, stop_signal: signal.Signals) -> PidRecord | None:
+        """Send stop_signal to our process group; the record of what to wait for, or None if none ran."""
+        record = self.record()
         proc = self.running()
-        if proc is None:
+        if record is None or proc is None:
             self.pid_file.unlink(missing_ok=True)
             return None
         self._signal_group(proc.pid, stop_signal)
-        return proc
+        return record
 
-    def await_stop(self, proc: psutil.Process, grace_s: float) -> None:
-        """Wait for a stop requested earlier; SIGKILL the group after grace_s."""
-        try:
-            proc.wait(timeout=grace_s)
-        except psutil.TimeoutExpired:
-            self._signal_group(proc.pid, signal.SIGKILL)
+    def await_stop(self, record: PidRecord, grace_s: float) -> bool:
+        """Wait for a stop requested earlier (SIGKILL the group after grace_s), then for its port
+        to be free. False when the port is still taken after that."""
+        proc = record.process()
+        if proc is not None:
             try:
-                proc.wait(timeout=10)
+                proc.wait(timeout=grace_s)
             except psutil.TimeoutExpired:
+                self._signal_group(proc.pid, signal.SIGKILL)
+                try:
+                    proc.wait(timeout=10)
+                except psutil.TimeoutExpired:
+                    pass
+            except psutil.Error:
                 pass
-        except psutil.Error:
-            pass
         self.pid_file.unlink(missing_ok=True)
+        return record.address is None or wait_port_closed(*record.address, timeout_s=10)
 
     def stop(self, stop_signal: signal.Signals, grace_s: float) -> bool:
         """Stop our process (signal, wait, SIGKILL after grace_s). False when nothing of ours ran."""
-        proc = self.request_stop(stop_signal)
-        if proc is None:
+        record = self.request_stop(stop_signal)
+        if record is None:
             return False
-        self.await_stop(proc, grace_s)
+        self.await_stop(record, grace_s)
         return True
 
     @staticmethod

@@ -85,7 +85,7 @@ class Service(ABC):
         return self.home
 
     def launch(self) -> None:
-        self.process.start(self.argv(), cwd=self.workdir, user=self.run_as)
+        self.process.start(self.argv(), address=(self.host, self.port), cwd=self.workdir, user=self.run_as)
 
     def _run_step(self, argv: list[str], what: str, stdin: str | None = None) -> None:
         """Run a one-off setup command (format, initdb), its output appended to the service log."""
@@ -93,9 +93,9 @@ class Service(ABC):
         with self.process.log_file.open("ab") as log:
             log.write(f"\n==== {what}: {' '.join(argv)}\n".encode())
             log.flush()
+            feed = {"input": stdin.encode()} if stdin else {"stdin": subprocess.DEVNULL}
             result = subprocess.run(
-                argv, input=stdin.encode() if stdin else None, stdout=log, stderr=subprocess.STDOUT,
-                user=self.run_as, cwd=self.workdir, check=False,
+                argv, **feed, stdout=log, stderr=subprocess.STDOUT, user=self.run_as, cwd=self.workdir, check=False,
             )
         if result.returncode != 0:
             raise StackError(

@@ -16,14 +16,14 @@ import json
 import os
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import psutil
 
-from deploy.process import log_tail, port_is_open, wait_port_closed
+from deploy.process import log_tail, port_is_open
 from deploy.services import DEFAULT_SERVICES, SERVICE_TYPES, Service, ServiceBusy, StackError, kafka_java_argv
 from deploy.topics import ensure_topics
 from iotlm.settings import Settings
@@ -89,13 +89,14 @@ class Stack:
         return [self.check(s) for s in self._select(services, tuple(self.services))]
 
     # ---- up -------------------------------------------------------------------------------
-    def up(self, services: list[str] | None = None) -> list[str]:
+    def up(self, services: list[str] | None = None, progress: Callable[[str], None] | None = None) -> list[str]:
         """Start the default services (or the named ones) that are not healthy yet; wait until all
-        are healthy; make sure the Kafka topics exist. Returns the names this call started."""
+        are healthy; make sure the Kafka topics exist. Returns the names this call started.
+        `progress`, if given, is told each step in a few words (the CLI shows them)."""
         with self._locked():
-            return self._up(services)
+            return self._up(services, progress or (lambda _step: None))
 
-    def _up(self, services: list[str] | None) -> list[str]:
+    def _up(self, services: list[str] | None, progress: Callable[[str], None] = lambda _step: None) -> list[str]:
         chosen = self._select(services, DEFAULT_SERVICES)
         started: list[Service] = []
         waiting: list[Service] = []
@@ -112,15 +113,19 @@ class Stack:
                         f"{service.name}: {service.address} is taken by a program that is not a healthy "
                         f"{service.name} ({state.detail}); stop it or choose another port in the settings"
                     )
+                progress(f"preparing {service.name}")
                 service.prepare()
                 service.launch()
                 started.append(service)
             deadline = time.monotonic() + self.settings.stack.start_timeout_s
             for service in started:
+                progress(f"waiting for {service.name} on {service.address}")
                 self._wait_healthy(service, deadline, stop_if_late=True)
             for service in waiting:  # started by an earlier call: report, never kill
+                progress(f"waiting for {service.name} on {service.address}")
                 self._wait_healthy(service, deadline, stop_if_late=False)
             if any(s.name == "kafka" for s in chosen):
+                progress("creating Kafka topics")
                 ensure_topics(self.settings)
         except BaseException:
             # All or nothing: a half-started stack would leak processes nobody knows to stop.
@@ -162,13 +167,12 @@ class Stack:
         # Signal all first, then wait: Kafka's controlled shutdown overlaps the others'.
         stopping = []
         for service in reversed(self._select(only, tuple(self.services))):
-            proc = service.process.request_stop(service.stop_signal)
-            if proc is not None:
-                stopping.append((service, proc))
-        for service, proc in stopping:
-            service.process.await_stop(proc, service.stop_grace_s)
-            if not wait_port_closed(service.host, service.port, timeout_s=10):
-                raise StackError(f"{service.name}: stopped our process but {service.address} is still in use")
+            record = service.process.request_stop(service.stop_signal)
+            if record is not None:
+                stopping.append((service, record))
+        for service, record in stopping:
+            if not service.process.await_stop(record, service.stop_grace_s):
+                raise StackError(f"{service.name}: stopped our process but {record.address} is still in use")
         return [service.name for service, _ in stopping]
 
     # ---- shared use -----------------------------------------------------------------------

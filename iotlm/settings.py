@@ -17,19 +17,20 @@ PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
 
 class StackSettings(BaseModel):
-    """Where the local services listen. Non-default ports so a system service never collides."""
+    """Where the local services listen. Non-default ports so a system service never collides.
+    `iotlm stack up` (deploy/stack.py) starts them; `IOTLM_STACK__<FIELD>` overrides each."""
 
     host: str = "127.0.0.1"
     kafka_port: int = 19092
-    kafka_controller_port: int = 19093
-    kafka_heap: str = "1G"
+    kafka_controller_port: int = 19093  # KRaft controller listener of the single node
+    kafka_heap: str = "1G"  # JVM -Xmx/-Xms of the broker
     postgres_port: int = 15432
-    postgres_user: str = "iotlm"
+    postgres_user: str = "iotlm"  # created with the cluster at first start (initdb)
     postgres_db: str = "iotlm"
     redis_port: int = 16379
     mqtt_port: int = 11883
-    timescale_port: int = 15433
-    start_timeout_s: float = 120.0
+    timescale_port: int = 15433  # PGlite TimescaleDB server; not started by default
+    start_timeout_s: float = 120.0  # how long `up` waits for each service to become healthy
 
 
 class KafkaSettings(BaseModel):

@@ -16,7 +16,7 @@ from alembic.runtime.migration import MigrationContext
 from sqlalchemy import Engine, inspect, text
 
 from iotlm.settings import StorageSettings
-from storage.lane import Lane, open_engine, recorded_lane
+from storage.lane import Lane, choose_lane, open_engine, recorded_lane
 
 MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
 
@@ -49,8 +49,15 @@ def _engine(url_or_engine: str | Engine) -> Engine:
 
 def upgrade(url_or_engine: str | Engine, *, lane: str = "auto", revision: str = "head",
             storage_settings: StorageSettings | None = None) -> Lane:
-    """Bring the schema to `revision`; the lane is chosen on first creation ('auto' detects TimescaleDB)."""
+    """Bring the schema to `revision`; the lane is chosen on first creation ('auto' detects TimescaleDB)
+    and kept: asking for the other lane later raises instead of silently keeping the old one."""
     engine = _engine(url_or_engine)
+    if lane != "auto":
+        with engine.connect() as conn:
+            wanted = choose_lane(conn, lane)
+            if inspect(conn).has_table("storage_lane") and recorded_lane(conn) is not wanted:
+                raise ValueError(f"schema was created for lane {recorded_lane(conn).value}, not {wanted.value}; "
+                                 "downgrade to base first to switch lanes")
     _run(engine, command.upgrade, revision, lane, storage_settings)
     with engine.connect() as conn:
         return recorded_lane(conn)

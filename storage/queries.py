@@ -102,6 +102,17 @@ class StorageQueries:
             start=start, end=end, device_id=device_id, room_id=room_id, kind=kind, open_only=open_only,
         )
 
+    def labeled_frames(self, labeled_since: datetime, device_id: str | None = None,
+                       limit: int | None = None) -> list[dict]:
+        """Raw frames inside label ranges given since `labeled_since`, with their label: fine-tuning input."""
+        return self._rows(
+            "SELECT f.device_id, f.t0, f.seq, f.payload, l.label, l.id AS label_id FROM labels l "
+            "JOIN raw_frames f ON f.device_id = l.device_id AND f.t0 >= l.starts_at AND f.t0 < l.ends_at "
+            "WHERE l.labeled_at >= :since AND (CAST(:device_id AS text) IS NULL OR l.device_id = :device_id) "
+            "ORDER BY f.device_id, f.t0, f.seq LIMIT :limit",
+            since=labeled_since, device_id=device_id, limit=limit,
+        )
+
     def latest_model_version(self, name: str | None = None, status: str = "promoted") -> dict | None:
         """The most recently promoted (or created, for other statuses) model version, optionally by name."""
         rows = self._rows(

@@ -20,8 +20,6 @@ MODEL_STATUSES = ("candidate", "promoted", "retired")
 JOB_STATUSES = ("queued", "running", "succeeded", "failed", "cancelled")
 LABEL_SOURCES = ("manual", "llm", "rule", "import")
 SEVERITIES = ("info", "warning", "critical")
-# Tables whose rows are partitioned by time, with the column they are partitioned on.
-TIME_SERIES_TABLES = {"raw_frames": "t0", "window_predictions": "window_start", "alerts": "started_at"}
 
 Timestamp = DateTime(timezone=True)
 

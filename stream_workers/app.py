@@ -88,7 +88,6 @@ class WorkerTotals:
     alerts: int = 0
     truth_windows: int = 0
     correct_windows: int = 0
-    latencies_s: list[float] = field(default_factory=list)
     model_versions: Counter = field(default_factory=Counter)
 
 
@@ -143,6 +142,8 @@ class StreamWorker:
     async def run(self, stop: asyncio.Event) -> WorkerTotals:
         from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
+        from deploy.topics import ensure_topics
+
         loop = asyncio.get_running_loop()
         if self._model is None:
             self._model = await loop.run_in_executor(None, self._load_model, None)
@@ -150,20 +151,14 @@ class StreamWorker:
             from stream_workers.sink import StorageSink
 
             self._sink = await loop.run_in_executor(None, StorageSink, self.settings)
+        await loop.run_in_executor(None, ensure_topics, self.settings)  # idempotent; a fresh stack has none
         self.classifier = WindowClassifier(self._model, self.config.labels)
         self.assembler = WindowAssembler(
             window_s=self.config.window_s, hop_s=self.config.hop_s, rate_hz=self._model.rate_hz,
             max_gap_s=self.config.max_gap_s, lateness_s=self.config.lateness_s, labels=self.config.labels,
         )
-        if self.serve_metrics:
-            port = self.config.metrics_port + self.index
-            try:
-                self.metrics.serve(port)
-            except OSError as exc:  # another worker holds the port: run on, without /metrics
-                log.warning("%s: no /metrics on port %d: %s", self.name, port, exc)
         kafka = self.settings.kafka
         self._consumer = AIOKafkaConsumer(
-            kafka.frames_topic,
             bootstrap_servers=self.settings.kafka_bootstrap,
             group_id=self.config.consumer_group,
             client_id=f"iotlm-{self.name}",
@@ -177,14 +172,15 @@ class StreamWorker:
             bootstrap_servers=self.settings.kafka_bootstrap, client_id=f"iotlm-{self.name}-out",
             max_request_size=kafka.max_frame_bytes + 65_536,
         )
-        await self._producer.start()
-        await self._consumer.start()
         writer_executor = _single_thread("sink")
         batcher = MicroBatcher(
             self.classifier, max_size=self.config.batch_max, max_wait_s=self.config.batch_wait_ms / 1000,
             max_pending=self.config.max_pending_windows, on_batch=self._observe_batch,
         )
         try:
+            self._serve_metrics()
+            await self._producer.start()
+            await self._consumer.start()
             async with batcher:
                 tasks = [
                     asyncio.create_task(self._write_loop(writer_executor), name="write"),
@@ -211,6 +207,15 @@ class StreamWorker:
             self._sink.close()
             self.metrics.close()
         return self.totals
+
+    def _serve_metrics(self) -> None:
+        if not self.serve_metrics:
+            return
+        port = self.config.metrics_port + self.index
+        try:
+            self.metrics.serve(port)
+        except OSError as exc:  # another worker holds the port: run on, without /metrics
+            log.warning("%s: no /metrics on port %d: %s", self.name, port, exc)
 
     def _load_model(self, name: str | None) -> ActivityModel:
         from models.inference import MotionClassifier
@@ -381,9 +386,7 @@ class StreamWorker:
         t.model_versions[result.model_version] += 1
         self.metrics.results.inc()
         if result.completed_at > 0:
-            latency = written_at - result.completed_at
-            t.latencies_s.append(latency)
-            self.metrics.end_to_end_seconds.observe(latency)
+            self.metrics.end_to_end_seconds.observe(written_at - result.completed_at)
         if result.truth is not None:
             t.truth_windows += 1
             t.correct_windows += result.truth == result.activity

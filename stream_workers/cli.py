@@ -48,7 +48,7 @@ def worker(
             progress.cancel()
 
     totals = asyncio.run(main())
-    summary = {k: v for k, v in vars(totals).items() if k != "latencies_s"}
+    summary = vars(totals)
     if as_json:
         print(json.dumps(summary, default=dict))
     else:

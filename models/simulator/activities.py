@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from models.simulator import daily, locomotion, postures
+from models.simulator import daily, exercises, locomotion, postures
 from models.simulator.body import SubjectParams
 from models.simulator.motion import Motion
 
@@ -122,4 +122,46 @@ ACTIVITIES: dict[str, ActivitySpec] = dict([
     _spec("push-ups", daily.push_ups,
           "a person does push-ups", "someone doing press-ups", "push-up exercise", "doing push ups on the floor",
           "exercising with push-ups"),
+    _spec("squats", exercises.squats,
+          "a person does squats", "knees bending", "crouching down and standing up again", "squatting exercise",
+          "someone bending the knees repeatedly"),
+    _spec("jumping jacks", exercises.jumping_jacks,
+          "a person does jumping jacks", "star jumps", "jumping with arms and legs spreading out",
+          "someone doing jumping jacks", "jump and spread arms overhead"),
+    _spec("rope jumping", exercises.rope_jumping,
+          "a person skips rope", "jumping rope", "someone skipping with a rope", "rope skipping",
+          "small quick hops over a turning rope"),
+    _spec("nordic walking", exercises.nordic_walking,
+          "a person walks with poles", "nordic walking", "someone walking with trekking poles",
+          "brisk walking using sticks", "pole walking"),
+    _spec("elevator up", exercises.elevator_up,
+          "a person rides an elevator up", "standing in a lift going up", "someone taking the elevator upstairs",
+          "moving up in an elevator", "elevator ascending"),
+    _spec("elevator down", exercises.elevator_down,
+          "a person rides an elevator down", "standing in a lift going down",
+          "someone taking the elevator downstairs", "moving down in an elevator", "elevator descending"),
+    _spec("smoking", exercises.smoking,
+          "a person smokes", "someone smoking a cigarette", "taking a drag on a cigarette", "smoking",
+          "raising a cigarette to the lips now and then"),
+    _spec("talking on the phone", exercises.phone_call,
+          "a person talks on the phone", "someone making a phone call", "holding a phone to the ear",
+          "on a phone call", "talking into a mobile phone"),
+    _spec("sit-ups", exercises.sit_ups,
+          "a person does sit-ups", "someone doing crunches", "sit-up exercise", "curling the trunk up from lying",
+          "abdominal crunches on the floor"),
+    _spec("bending forward", exercises.bending_forward,
+          "a person bends forward at the waist", "waist bends forward", "someone bending over and standing up",
+          "touching the toes", "bending down"),
+    _spec("arm raises", exercises.arm_raises,
+          "a person raises both arms", "frontal elevation of arms", "lifting the arms forward and up",
+          "someone raising their arms overhead", "arm raise exercise"),
+    _spec("ironing", exercises.ironing,
+          "a person irons clothes", "someone ironing a shirt", "ironing", "pressing clothes with an iron",
+          "sliding an iron over an ironing board"),
+    _spec("rowing", exercises.rowing,
+          "a person rows on a rowing machine", "someone rowing", "indoor rowing", "rowing exercise",
+          "pulling the handle of a rowing machine"),
+    _spec("dribbling a basketball", exercises.dribbling,
+          "a person dribbles a basketball", "someone bouncing a basketball", "dribbling",
+          "bouncing a ball with one hand", "playing with a basketball"),
 ])  # fmt: skip

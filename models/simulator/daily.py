@@ -317,16 +317,18 @@ def badminton(t, subject: SubjectParams, rng) -> Motion:
     times, poses = [t[0]], [np.array(overhead[0], float)]
     clock = t[0] + rng.uniform(0.3, 1.5)
     while clock < t[-1]:
-        stroke = overhead if rng.random() < 0.6 else drive
-        durations = (rng.uniform(0.35, 0.6), rng.uniform(0.08, 0.16), rng.uniform(0.25, 0.4), rng.uniform(0.4, 0.8))
+        stroke = overhead if rng.random() < 0.4 else drive
+        durations = (rng.uniform(0.3, 0.5), rng.uniform(0.1, 0.2), rng.uniform(0.2, 0.35), rng.uniform(0.3, 0.5))
         for pose, step in zip(stroke[1:] + stroke[:1], durations):
             clock += step
             times.append(clock)
             poses.append(np.array(pose, float) * rng.uniform(0.9, 1.1))
-        clock += rng.uniform(0.5, 2.0)
+        clock += rng.uniform(0.2, 1.0)  # a rally: the next shot comes quickly
     arm = keyframes(t, times, poses) * DEG  # (T, 5)
     set_arm(a, dom, flex=arm[:, 0], abd=arm[:, 1], rot=arm[:, 2], elbow=arm[:, 3], pronation=arm[:, 4])
-    set_arm(a, subject.limb("other"), flex=_jitter(rng, 40) + 0.3 * arm[:, 0], abd=_jitter(rng, 20))
+    # The free arm counterbalances: raised for overheads, swung across for drives.
+    set_arm(a, subject.limb("other"), flex=_jitter(rng, 30) + 0.6 * arm[:, 0], abd=_jitter(rng, 20) + 0.3 * arm[:, 1],
+            elbow=_jitter(rng, 40) + 0.3 * arm[:, 3])
     set_trunk(a, lean=_jitter(rng, 10, 0.5), twist=0.3 * arm[:, 2] * (1 if dom == "left" else -1),
               head_nod=-0.1 * arm[:, 0])
     motion.impacts += [Impact(float(w), rng.uniform(3, 8), 0.015, np.ones(N_JOINTS))

@@ -51,6 +51,18 @@ PLACEMENTS: dict[str, Placement] = {
     # Glasses, a headband or an earbud: roughly level with the eyes.
     "head": Placement("head", "head", "head", "head", (0.0, 0.0), (0.08, 0.0, 0.06),
                       (1.0, 0.0, 0.0), (0.0, 0.0, 1.0), 10.0),
+    # A phone in an armband on the upper arm (runners).
+    "upper arm": Placement("{side}_shoulder", "{side}_shoulder", "{side}_shoulder", "{side}_elbow", (0.35, 0.6),
+                           (0.0, 0.045, 0.0), (0.0, 0.0, -1.0), (0.0, 1.0, 0.0), 12.0),
+    # A research IMU strapped over the sacrum.
+    "lower back": Placement("pelvis", "pelvis", "pelvis", "pelvis", (0.0, 0.0), (-0.09, 0.0, 0.05),
+                            (0.0, 0.0, 1.0), (-1.0, 0.0, 0.0), 8.0),
+    # A sensor on the shoe, over the instep; the ankle joint turns the foot.
+    "foot": Placement("{side}_foot", "{side}_ankle", "{side}_ankle", "{side}_foot", (0.2, 0.6), (0.0, 0.0, 0.04),
+                      (1.0, 0.0, 0.0), (0.0, 0.0, 1.0), 10.0),
+    # A phone held in the hand (reading, texting): just beyond the wrist, along the hand.
+    "hand": Placement("{side}_wrist", "{side}_wrist", "{side}_elbow", "{side}_wrist", (1.15, 1.35), (0.0, 0.0, 0.0),
+                      (0.0, 0.0, -1.0), (0.0, -1.0, 0.0), 20.0),
 }  # fmt: skip
 # placement -> the joints a device there is reported at (left/right where the body has two).
 PLACEMENT_JOINTS: dict[str, tuple[str, ...]] = {
@@ -117,16 +129,19 @@ def attach_sensor(
     nominal=True: the textbook mounting (no flips, tilt or offset jitter; watch on the
     non-dominant wrist, left pocket/ankle, phone at the front of the belt).
     """
-    side, _, name = placement_name.rpartition(" ")
+    side, name = "", placement_name
+    for fixed_side in ("left", "right"):
+        if placement_name.startswith(fixed_side + " "):
+            side, name = fixed_side, placement_name[len(fixed_side) + 1:]
     if name == "unknown":
         name = str(rng.choice(list(PLACEMENTS)))
     placement = PLACEMENTS[name]
     # Watches: either wrist, so hand activities are seen from both the working and the idle
     # hand (most people wear one on the non-dominant wrist). Pockets and ankles: either side.
     non_dominant = "left" if handedness == "right" else "right"
-    if side not in ("left", "right") and name == "wrist":
+    if not side and name in ("wrist", "hand"):
         side = non_dominant if nominal or rng.random() < 0.5 else handedness
-    elif side not in ("left", "right"):
+    elif not side:
         side = "left" if nominal or rng.random() < 0.5 else "right"
     frame = placement.frame.format(side=side)
     start, end = (J[placement.start.format(side=side)], J[placement.end.format(side=side)])

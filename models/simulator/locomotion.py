@@ -156,10 +156,13 @@ def gait_motion(t: np.ndarray, subject: SubjectParams, rng: np.random.Generator,
 def walking(t, subject: SubjectParams, rng) -> Motion:
     cadence = subject.cadence_spm / 60.0 * rng.uniform(0.95, 1.05)
     speed = subject.walk_speed_mps * rng.uniform(0.9, 1.1)
-    # Some walk with hands in pockets or carrying something: the arms barely swing.
-    arm_swing = rng.uniform(8, 22) * DEG if rng.random() < 0.8 else rng.uniform(0, 4) * DEG
+    # Some walk with hands in pockets, or carry a phone or a cup: the arms barely swing.
+    if rng.random() < 0.8:
+        arm_swing, elbow = rng.uniform(8, 22) * DEG, rng.uniform(10, 40) * DEG
+    else:
+        arm_swing, elbow = rng.uniform(0, 4) * DEG, rng.uniform(20, 95) * DEG
     return gait_motion(t, subject, rng, Gait(
-        cadence, speed, trunk_lean=rng.uniform(0, 6) * DEG, arm_swing=arm_swing, elbow_mean=rng.uniform(10, 40) * DEG,
+        cadence, speed, trunk_lean=rng.uniform(0, 6) * DEG, arm_swing=arm_swing, elbow_mean=elbow,
         impact=rng.uniform(2.5, 5.0), turn_chance=0.3))
 
 
@@ -191,15 +194,15 @@ def running(t, subject: SubjectParams, rng) -> Motion:
         cadence, rng.uniform(2.3, 4.0) * subject.height_m / 1.72, hip_mean=20 * DEG, knee_loading=25 * DEG,
         knee_swing=85 * DEG, knee_swing_center=0.65, knee_swing_kappa=1.5, ankle_scale=1.4,
         trunk_lean=rng.uniform(5, 12) * DEG,
-        arm_swing=rng.uniform(20, 35) * DEG, elbow_mean=rng.uniform(75, 95) * DEG,
+        arm_swing=rng.uniform(30, 45) * DEG, elbow_mean=rng.uniform(75, 95) * DEG,
         stance_fraction=rng.uniform(0.33, 0.42), impact=rng.uniform(8.0, 14.0), impact_width_s=0.014, turn_chance=0.2))
 
 
 def jumping(t, subject: SubjectParams, rng) -> Motion:
     """Hopping on the spot with both feet, arms swinging up in flight."""
-    hops_hz = rng.uniform(1.6, 2.4)
+    hops_hz = rng.uniform(1.5, 2.2)
     return gait_motion(t, subject, rng, Gait(
-        2 * hops_hz, 0.0, hip_mean=15 * DEG, knee_loading=35 * DEG, knee_loading_kappa=1.5, knee_swing=10 * DEG,
+        2 * hops_hz, 0.0, hip_mean=15 * DEG, knee_loading=25 * DEG, knee_loading_kappa=1.5, knee_swing=10 * DEG,
         ankle_scale=1.5,
         trunk_lean=rng.uniform(0, 10) * DEG, arm_swing=rng.uniform(10, 25) * DEG, elbow_mean=30 * DEG,
         stance_fraction=rng.uniform(0.4, 0.55), impact=rng.uniform(10.0, 18.0), impact_width_s=0.015,

@@ -302,6 +302,8 @@ def add_liveliness(motion: Motion, rng: np.random.Generator, scale: float = 1.0,
     fidget = episodes(t, rng, on_s=(0.6, 1.5), off_s=(2.0, 8.0), ramp_s=0.25)
     set_trunk(a, lean=fidget * smooth_noise(t, rng, 2 * sway, 2.0), twist=fidget * smooth_noise(t, rng, 2 * sway, 2.0))
     for axis in range(3):
-        motion.root_pos[:, axis] += smooth_noise(t, rng, 0.004 * scale, 0.4) + fidget * smooth_noise(t, rng, 0.0015, 1.5)
-        motion.root_angles[:, axis] += smooth_noise(t, rng, 0.4 * sway, 0.5) + fidget * smooth_noise(t, rng, 0.5 * sway, 2.0)
+        motion.root_pos[:, axis] += smooth_noise(t, rng, 0.004 * scale, 0.4)
+        motion.root_pos[:, axis] += fidget * smooth_noise(t, rng, 0.0015, 1.5)
+        motion.root_angles[:, axis] += smooth_noise(t, rng, 0.4 * sway, 0.5)
+        motion.root_angles[:, axis] += fidget * smooth_noise(t, rng, 0.5 * sway, 2.0)
     return motion

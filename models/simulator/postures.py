@@ -72,7 +72,8 @@ def _transition(t, subject: SubjectParams, rng, chain: list[Posture]) -> Motion:
     the body lands on the seat or mattress with a jolt.
     """
     legs = rng.uniform(0.5, 1.2, len(chain) - 1) / np.sqrt(subject.amplitude)
-    start = rng.uniform(t[0] + 0.5, max(t[0] + 0.6, t[-1] - legs.sum() - 1.0))
+    # Keep the whole transition in view: t runs a second past the clip at both ends.
+    start = rng.uniform(t[0] + 1.2, max(t[0] + 1.3, t[-1] - legs.sum() - 1.2))
     times = list(start + np.concatenate([[0.0], np.cumsum(legs)]))
     motion = through_postures(t, times, chain)
 
@@ -80,8 +81,8 @@ def _transition(t, subject: SubjectParams, rng, chain: list[Posture]) -> Motion:
     set_trunk(motion.local_angles, lean=effort * smooth_noise(t, rng, 4 * DEG, 2.5),
               side_bend=effort * smooth_noise(t, rng, 3 * DEG, 2.5), twist=effort * smooth_noise(t, rng, 5 * DEG, 2.0))
     for side in ("left", "right"):
-        set_arm(motion.local_angles, side, flex=effort * smooth_noise(t, rng, 10 * DEG, 2.0),
-                abd=effort * smooth_noise(t, rng, 5 * DEG, 2.0), elbow=effort * smooth_noise(t, rng, 10 * DEG, 2.0))
+        set_arm(motion.local_angles, side, flex=effort * smooth_noise(t, rng, 6 * DEG, 1.5),
+                abd=effort * smooth_noise(t, rng, 4 * DEG, 1.5), elbow=effort * smooth_noise(t, rng, 6 * DEG, 1.5))
     for axis in range(3):
         motion.root_angles[:, axis] += effort * smooth_noise(t, rng, 2 * DEG, 2.0)
     for k in range(1, len(chain)):
@@ -154,7 +155,7 @@ def falling(t, subject: SubjectParams, rng) -> Motion:
                 elbow=rng.uniform(10, 60) * DEG)
 
     fall_s, stop_s = rng.uniform(0.45, 0.8), rng.uniform(0.05, 0.09)
-    start = rng.uniform(t[0] + 1.0, max(t[0] + 1.1, 0.5 * (t[0] + t[-1])))
+    start = rng.uniform(t[0] + 1.2, max(t[0] + 1.3, 0.5 * (t[0] + t[-1])))
     u = fall_progress(t, start, fall_s, stop_s)
     a0, a1 = upright.stacked(), down.stacked()
     limbs = min_jerk((t - start) / (fall_s + 0.3))[:, None]  # limbs move on their own (reflex) timing

@@ -7,6 +7,7 @@ import os
 import signal
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import psutil
@@ -16,7 +17,7 @@ from deploy.process import DetachedProcess, log_tail
 
 
 @pytest.fixture
-def sleeper(tmp_path: Path) -> DetachedProcess:
+def sleeper(tmp_path: Path) -> Iterator[DetachedProcess]:
     process = DetachedProcess(pid_file=tmp_path / "run" / "sleeper.pid", log_file=tmp_path / "logs" / "sleeper.log")
     yield process
     process.stop(signal.SIGKILL, grace_s=1)
@@ -52,6 +53,14 @@ class TestDetachedProcess:
         assert sleeper.running() is None
         assert sleeper.stop(signal.SIGKILL, grace_s=1) is False  # and we are still alive to assert it
         assert not sleeper.pid_file.exists()
+
+    def test_a_large_log_is_rotated_at_start(self, tmp_path: Path):
+        process = DetachedProcess(tmp_path / "run" / "p.pid", tmp_path / "logs" / "p.log", rotate_log_bytes=10)
+        process.log_file.parent.mkdir(parents=True)
+        process.log_file.write_text("an old run's long log\n")
+        process.start([sys.executable, "-c", "print('new run', flush=True)"]).wait(timeout=10)
+        assert "an old run" in (tmp_path / "logs" / "p.log.1").read_text()
+        assert "new run" in process.log_file.read_text() and "an old run" not in process.log_file.read_text()
 
     def test_garbled_pid_file_means_not_running(self, sleeper: DetachedProcess):
         sleeper.pid_file.parent.mkdir(parents=True)

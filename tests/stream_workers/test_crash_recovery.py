@@ -26,6 +26,7 @@ def worker_env(settings) -> dict:
     return os.environ | {
         "IOTLM_KAFKA__FRAMES_TOPIC": k.frames_topic, "IOTLM_KAFKA__DLQ_TOPIC": k.dlq_topic,
         "IOTLM_KAFKA__ALERTS_TOPIC": k.alerts_topic, "IOTLM_KAFKA__CONTROL_TOPIC": k.control_topic,
+        "IOTLM_KAFKA__PARTITIONS": str(k.partitions),
         "IOTLM_WORKERS__CONSUMER_GROUP": w.consumer_group, "IOTLM_WORKERS__METRICS_PORT": str(w.metrics_port),
         "IOTLM_WORKERS__MODEL_KEY": w.model_key, "IOTLM_WORKERS__COMMIT_INTERVAL_S": str(w.commit_interval_s),
         "IOTLM_STACK__POSTGRES_DB": settings.stack.postgres_db, "IOTLM_STORAGE__LANE": settings.storage.lane,

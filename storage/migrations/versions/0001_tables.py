@@ -169,6 +169,10 @@ def upgrade() -> None:
     )
     op.create_index("window_predictions_room", "window_predictions", ["room_id", "window_start"])
 
+    if lane is Lane.POSTGRESQL and bind.execute(sa.text(
+            "SELECT 'lz4' = ANY(enumvals) FROM pg_settings WHERE name = 'default_toast_compression'")).scalar():
+        # Frames over ~2 KB are TOASTed; lz4 is cheaper than the default pglz. Partitions inherit it.
+        op.execute("ALTER TABLE raw_frames ALTER COLUMN payload SET COMPRESSION lz4")
     for table, column in TIME_COLUMNS.items():
         if lane is Lane.TIMESCALEDB:
             op.execute(f"SELECT create_hypertable('{table}', by_range('{column}', INTERVAL '{CHUNK_INTERVAL[table]}'))")

@@ -56,7 +56,8 @@ BEGIN
         lo := day::timestamp AT TIME ZONE 'UTC';
         hi := (day + 1)::timestamp AT TIME ZONE 'UTC';
         -- Rows that arrived before their partition existed sit in the default partition: move them over.
-        EXECUTE format('CREATE TABLE %I (LIKE %s INCLUDING DEFAULTS INCLUDING CONSTRAINTS)', part, parent);
+        EXECUTE format('CREATE TABLE %I (LIKE %s INCLUDING DEFAULTS INCLUDING CONSTRAINTS INCLUDING COMPRESSION)',
+                       part, parent);
         EXECUTE format('WITH moved AS (DELETE FROM %I WHERE %I >= %L AND %I < %L RETURNING *) '
                        'INSERT INTO %I SELECT * FROM moved', parent::text || '_default', key, lo, key, hi, part);
         EXECUTE format('ALTER TABLE %s ATTACH PARTITION %I FOR VALUES FROM (%L) TO (%L)', parent, part, lo, hi);

