@@ -360,7 +360,7 @@ def finetune(
         schedule.step()
         if (step + 1) % eval_every == 0 or step + 1 == total_steps:
             metrics = validate()
-            history.append({"step": step + 1, "loss": float(loss), "val_accuracy": metrics["accuracy"],
+            history.append({"step": step + 1, "loss": loss.item(), "val_accuracy": metrics["accuracy"],
                             "val_macro_f1": metrics["macro_f1"]})
             if metrics["macro_f1"] > best_f1:
                 best_f1, best = metrics["macro_f1"], copy.deepcopy(model.state_dict())

@@ -20,13 +20,13 @@ JsonOption = typer.Option(False, "--json", help="Print one JSON object for machi
 
 def _engine(lane: str, url: str | None):
     from iotlm.settings import Settings
-    from storage.lane import engine_from_settings, open_engine
+    from storage.lane import open_engine, url_from_settings
 
     settings = Settings()
-    if url:
-        # A command holds one connection at a time anyway, and an unpooled engine is also right for PGlite.
-        return settings, open_engine(url, single_connection=True)
-    return settings, engine_from_settings(settings, "timescale" if lane in ("timescale", "timescaledb") else "postgresql")
+    # `auto` without --url means the PostgreSQL server; `timescale` the TimescaleDB one.
+    url = url or url_from_settings(settings, "postgresql" if lane == "auto" else lane)
+    # A command holds one connection at a time anyway, and an unpooled engine is also right for PGlite.
+    return settings, open_engine(url, single_connection=True)
 
 
 def _print(result: dict, as_json: bool) -> None:

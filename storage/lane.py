@@ -77,9 +77,17 @@ def _load_timescaledb(dbapi_conn, _record) -> None:
     dbapi_conn.commit()
 
 
+def uses_timescale(settings, lane: str | None = None) -> bool:
+    """Whether `lane` (default: settings.storage.lane) names the TimescaleDB server."""
+    return (lane or settings.storage.lane).lower() in ("timescale", "timescaledb")
+
+
+def url_from_settings(settings, lane: str | None = None) -> str:
+    """The server of the lane: 'timescale' -> timescale_url, anything else -> database_url."""
+    return settings.timescale_url if uses_timescale(settings, lane) else settings.database_url
+
+
 def engine_from_settings(settings, lane: str | None = None) -> Engine:
-    """The engine for the configured lane's server ('postgresql' -> database_url, 'timescale' -> timescale_url)."""
-    lane = (lane or settings.storage.lane).lower()
-    if lane in ("timescale", "timescaledb"):
-        return open_engine(settings.timescale_url, single_connection=settings.storage.timescale_single_connection)
-    return open_engine(settings.database_url)
+    """The engine for the lane's server (`url_from_settings`), unpooled for the PGlite TimescaleDB."""
+    single = uses_timescale(settings, lane) and settings.storage.timescale_single_connection
+    return open_engine(url_from_settings(settings, lane), single_connection=single)

@@ -30,7 +30,7 @@ import math
 import time
 from collections import Counter, deque
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 
 from aiokafka.abc import ConsumerRebalanceListener
 
@@ -282,14 +282,17 @@ class StreamWorker:
         self.metrics.pending_windows.set(len(self._pending))
 
     async def _dead_letter(self, record, code: str, reason: str) -> None:
-        headers = [("reason", reason.encode()), ("code", code.encode()), ("source", DLQ_SOURCE),
-                   ("original_topic", record.topic.encode()),
-                   ("original_offset", f"{record.partition}:{record.offset}".encode())]
-        await self._producer.send_and_wait(self.settings.kafka.dlq_topic, record.value, key=record.key,
-                                           headers=headers)
+        await self._send_dead_letter(record.value, record.key, code, reason, [
+            ("original_topic", record.topic.encode()),
+            ("original_offset", f"{record.partition}:{record.offset}".encode()),
+        ])
+
+    async def _send_dead_letter(self, value: bytes, key: bytes | None, code: str, reason: str, extra) -> None:
+        headers = [("reason", reason.encode()), ("code", code.encode()), ("source", DLQ_SOURCE), *extra]
+        await self._producer.send_and_wait(self.settings.kafka.dlq_topic, value, key=key, headers=headers)
         self.totals.dlq += 1
         self.metrics.dead_lettered(code)
-        log.info("dead-lettered %s:%s: %s", record.partition, record.offset, reason)
+        log.info("dead-lettered (%s): %s", code, reason)
 
     def _sync_gap_count(self) -> None:
         gaps = self.assembler.stats.gap_windows
@@ -334,14 +337,17 @@ class StreamWorker:
             batch = self._sink_batch([r for _, r in done])
             if not batch:
                 continue
-            await self._write_durably(loop, executor, batch)
+            refused = await self._write_durably(loop, executor, batch)
+            refused_ids = {id(x) for x in refused.results + refused.alerts}
             written_at = time.time()
-            for window, result in done:
+            written = [r for _, r in done if id(r) not in refused_ids]
+            for window, _ in done:
                 self._release(window)
+            for result in written:
                 self._account(result, written_at)
-            await self._publish_alerts(batch.alerts)
-            if self.on_written is not None and done:
-                self.on_written([r for _, r in done])
+            await self._publish_alerts([a for a in batch.alerts if id(a) not in refused_ids])
+            if self.on_written is not None and written:
+                self.on_written(written)
 
     def _sink_batch(self, results: list[WindowResult]) -> SinkBatch:
         episodes: dict[tuple[str, float], Episode] = {}
@@ -352,17 +358,35 @@ class StreamWorker:
             alerts.extend(self.rules.on_result(result))
         return SinkBatch(results=results, episodes=list(episodes.values()), alerts=alerts)
 
-    async def _write_durably(self, loop, executor, batch: SinkBatch) -> None:
+    async def _write_durably(self, loop, executor, batch: SinkBatch) -> SinkBatch:
+        """Write `batch`, waiting out backpressure. Returns the records the store refused (dead-lettered):
+        a batch that fails is retried record by record, so one unstorable record cannot stop the worker."""
         while True:
             try:
                 await loop.run_in_executor(executor, self._sink.write, batch)
-                return
+                return SinkBatch()
             except SinkBackpressure as exc:
                 paused = self._consumer.assignment()
                 self._consumer.pause(*paused)
                 log.warning("sink pushed back (%s); consumption paused %.1fs", exc.reason, exc.retry_after_s)
                 await asyncio.sleep(exc.retry_after_s)
                 self._consumer.resume(*[tp for tp in paused if tp in self._consumer.assignment()])
+            except Exception as exc:
+                if len(batch) > 1:
+                    refused = SinkBatch()
+                    for single in batch.split():
+                        refused.extend(await self._write_durably(loop, executor, single))
+                    return refused
+                await self._dead_letter_record(batch, exc)
+                return batch
+
+    async def _dead_letter_record(self, single: SinkBatch, exc: Exception) -> None:
+        record = (single.results + single.episodes + single.alerts)[0]
+        kind = type(record).__name__
+        reason = f"the store refused this {kind} ({type(exc).__name__}: {str(exc).splitlines()[0][:300]})"
+        value = json.dumps(asdict(record), default=str).encode()
+        await self._send_dead_letter(value, record.device_id.encode(), "unstorable", reason,
+                                     [("record_type", kind.encode())])
 
     async def _publish_alerts(self, alerts: list[Alert]) -> None:
         for alert in alerts:

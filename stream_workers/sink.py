@@ -30,6 +30,16 @@ class SinkBatch:
     def __len__(self) -> int:
         return len(self.results) + len(self.episodes) + len(self.alerts)
 
+    def split(self) -> list[SinkBatch]:
+        """One batch per record: to find the one record a store refuses."""
+        return ([SinkBatch(results=[r]) for r in self.results] + [SinkBatch(episodes=[e]) for e in self.episodes]
+                + [SinkBatch(alerts=[a]) for a in self.alerts])
+
+    def extend(self, other: SinkBatch) -> None:
+        self.results += other.results
+        self.episodes += other.episodes
+        self.alerts += other.alerts
+
 
 class SinkBackpressure(Exception):
     """The store cannot take this batch now; send the same batch again after `retry_after_s`."""
@@ -42,7 +52,8 @@ class SinkBackpressure(Exception):
 
 class ResultSink(Protocol):
     def write(self, batch: SinkBatch) -> int:
-        """Store the batch durably and idempotently; returns rows new or changed. May raise SinkBackpressure."""
+        """Store the batch durably and idempotently; returns rows new or changed. May raise SinkBackpressure
+        (retry later); any other exception means the store refuses something in this batch."""
         ...
 
     def close(self) -> None: ...

@@ -214,10 +214,10 @@ class WindowAssembler:
         while True:
             start = self.window_start(dev.next_k)
             end = start + self.window_s
-            last_target = start + (self.samples_per_window - 1) / self.rate_hz
-            if dev.max_seen_t < last_target - tol:
+            last_sample = end - 2 * tol  # the window's last source sample (tol is half a sample period)
+            if dev.max_seen_t < last_sample - tol:
                 break  # the device has not reached this window's end yet
-            used, hole = self._cover(dev, start, last_target, tol)
+            used, hole = self._cover(dev, start, last_sample, tol)
             if hole is None:
                 emitted.append(self._build(dev, used, start, end))
                 dev.next_k += 1
@@ -234,9 +234,9 @@ class WindowAssembler:
         return emitted
 
     def _cover(
-        self, dev: _DeviceBuffer, start: float, last_target: float, tol: float
+        self, dev: _DeviceBuffer, start: float, last_sample: float, tol: float
     ) -> tuple[list[ImuSegment], tuple[ImuSegment | None, ImuSegment | None] | None]:
-        """Segments covering [start, last_target] without holes, or the hole (segments around it)."""
+        """Segments covering [start, last_sample] without holes, or the hole (segments around it)."""
         used: list[ImuSegment] = []
         prev = dev.tail
         for seg in dev.segments:
@@ -249,7 +249,7 @@ class WindowAssembler:
             elif seg.t0 - reach > self.max_gap_s:
                 return used, (used[-1] if used else prev, seg)
             used.append(seg)
-            if seg.last_sample_t >= last_target - tol:
+            if seg.last_sample_t >= last_sample - tol:
                 return used, None
         return used, (used[-1] if used else prev, None)
 
@@ -277,8 +277,12 @@ class WindowAssembler:
 
     def _build(self, dev: _DeviceBuffer, used: list[ImuSegment], start: float, end: float) -> Window:
         times = np.concatenate([s.times() for s in used])
-        targets = start + np.arange(self.samples_per_window) / self.rate_hz
-        decimation = round(used[0].rate_hz / self.rate_hz)
+        source_rate = used[0].rate_hz
+        # Model sample j summarises the source around start + (j + 1/2)/rate - 1/(2 source_rate): the
+        # convention of models.encoder.resample (linear, align_corners=False), so a window resampled here
+        # equals what the model would make of the raw window itself.
+        targets = start + (np.arange(self.samples_per_window) + 0.5) / self.rate_hz - 0.5 / source_rate
+        decimation = round(source_rate / self.rate_hz)
         acc = _interp(targets, times, _low_pass(np.concatenate([s.acc for s in used]), decimation))
         gyro = None
         if all(s.gyro is not None for s in used):

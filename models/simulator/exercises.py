@@ -12,7 +12,7 @@ import numpy as np
 from models.simulator.body import J, SubjectParams
 from models.simulator.locomotion import Gait, ballistic_bounce, gait_motion
 from models.simulator.motion import (
-    DEG, Impact, Motion, add_liveliness, cycle_phase, episodes, face, foot_strike_gains, hold, local_gains, lying,
+    DEG, Impact, Motion, add_liveliness, bump, cycle_phase, episodes, face, foot_strike_gains, hold, local_gains, lying,
     min_jerk, random_heading, set_arm, set_leg, set_trunk, sitting, standing,
 )  # fmt: skip
 
@@ -59,7 +59,7 @@ def _hops(t, subject: SubjectParams, rng, hops_hz: float, stance_fraction: float
     Returns the motion and the hop count (T,), integer at each landing."""
     motion = _standing(t, subject, rng, scale=0.5)
     hops = cycle_phase(t, rng, hops_hz, 0.03) / (2 * np.pi)
-    landing = np.exp(-(np.mod(hops, 1.0) / 0.15) ** 2)  # knees give just after touch-down
+    landing = bump(2 * np.pi * hops, 0.1, 8.0)  # knees give just after touch-down
     for side in ("left", "right"):
         set_leg(motion.local_angles, side, hip_flex=15 * DEG * landing, knee_flex=30 * DEG * landing,
                 ankle_plantar=-10 * DEG * landing)

@@ -110,7 +110,7 @@ def gait_motion(t: np.ndarray, subject: SubjectParams, rng: np.random.Generator,
     # (kinetic and potential energy trade, as in an inverted pendulum).
     heading = rng.uniform(-np.pi, np.pi) + smooth_noise(t, rng, 0.25, 0.08)
     if rng.random() < gait.turn_chance:  # the end of a corridor, a stair landing: turn around
-        turn_at, turn_s = rng.uniform(t[0], t[-1]), rng.uniform(1.0, 2.0)
+        turn_at, turn_s = rng.uniform(t[0], t[-1]), rng.uniform(1.5, 3.0)
         heading = heading + rng.choice([-1.0, 1.0]) * np.pi * min_jerk((t - turn_at) / turn_s)
     speed = gait.speed_mps * (1.0 + gait.speed_swing * np.cos(2 * stride))
     dt = np.gradient(t)
@@ -174,7 +174,7 @@ def walking_upstairs(t, subject: SubjectParams, rng) -> Motion:
         knee_swing=75 * DEG, knee_swing_center=0.68, ankle_scale=0.6, trunk_lean=rng.uniform(8, 18) * DEG,
         arm_swing=rng.uniform(4, 12) * DEG, elbow_mean=20 * DEG, bounce_m=0.015, speed_swing=0.6, sway_m=0.045,
         pelvis_scale=1.3, climb_m=rng.uniform(0.15, 0.19), impact=rng.uniform(2.5, 5.0), impact_width_s=0.02,
-        turn_chance=0.2))
+        turn_chance=0.1))
 
 
 def walking_downstairs(t, subject: SubjectParams, rng) -> Motion:
@@ -185,7 +185,7 @@ def walking_downstairs(t, subject: SubjectParams, rng) -> Motion:
         knee_swing=70 * DEG, knee_swing_center=0.7, ankle_scale=1.2, trunk_lean=rng.uniform(-3, 5) * DEG,
         arm_swing=rng.uniform(6, 16) * DEG, elbow_mean=20 * DEG, bounce_m=0.01, speed_swing=0.25, sway_m=0.03,
         pelvis_scale=1.1, climb_m=-rng.uniform(0.15, 0.19), impact=rng.uniform(4.0, 7.0), impact_width_s=0.012,
-        turn_chance=0.2))
+        turn_chance=0.1))
 
 
 def running(t, subject: SubjectParams, rng) -> Motion:

@@ -15,7 +15,8 @@ from models.simulator.imu import GRAVITY, G_WORLD, specific_force_and_rate
 from models.simulator.validate import compare, hapt_path, load_hapt
 
 HAPT = ("walking", "walking upstairs", "walking downstairs", "sitting", "standing", "lying")
-VIGOROUS = ("running", "jumping", "playing badminton")
+VIGOROUS = ("running", "jumping", "playing badminton", "jumping jacks", "rope jumping", "nordic walking", "rowing",
+            "dribbling a basketball")
 
 
 def _angle_deg(u: np.ndarray, v: np.ndarray) -> float:
@@ -113,6 +114,17 @@ class TestClips:
             for _ in range(8)
         ]
         assert max(_angle_deg(directions[0], d) for d in directions[1:]) > 45.0
+
+    def test_placements_can_fix_a_side(self):
+        clip = simulate_clip("waving", np.random.default_rng(9), duration_s=2.0,
+                             placements=("right wrist", "left pocket", "upper arm"))
+        assert clip.imu["right wrist"].joint == "right_wrist"
+        assert clip.imu["left pocket"].joint == "left_hip"
+        assert clip.imu["upper arm"].joint in PLACEMENT_JOINTS["upper arm"]
+
+    def test_every_activity_has_paraphrases_led_by_its_label(self):
+        for name, spec in ACTIVITIES.items():
+            assert spec.descriptions[0] == name and len(set(spec.descriptions)) >= 5
 
     def test_batch_draws_from_the_requested_activities(self):
         clips = simulate_batch(6, np.random.default_rng(7), activities=HAPT, duration_s=2.0)

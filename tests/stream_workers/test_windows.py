@@ -62,9 +62,9 @@ class TestAlignedKeys:
         windows = feed(make_assembler(rate_hz=50.0), frames(6, rate_hz=100.0))
         w = windows[0]
         assert w.acc.shape == (128, 3)
-        expected = w.start + np.arange(128) / 50.0 - T0
-        # the anti-aliasing box filter (2 samples) delays a ramp by half a 100 Hz sample, like the model's
-        assert np.allclose(w.acc[:, 0], expected + 0.005, atol=1e-4)
+        # sample j summarises the 100 Hz samples around start + j/50 + 1/100, as models.encoder.resample does
+        expected = w.start + np.arange(128) / 50.0 + 0.01 - T0
+        assert np.allclose(w.acc[:, 0], expected, atol=1e-4)
 
     def test_decimating_removes_frequencies_above_the_model_nyquist(self):
         segs = frames(6, rate_hz=50.0)

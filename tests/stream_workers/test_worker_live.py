@@ -97,6 +97,33 @@ class TestDeadLetters:
         assert totals.truth_windows > 0  # frames carried ground truth, so results were judged
 
 
+    def test_a_result_the_store_refuses_is_dead_lettered_and_the_worker_goes_on(self, isolated, stored_windows):
+        import numpy as np
+
+        from ingest.frame import Frame, ImuStream
+        from ingest.producer import DeviceProducer
+
+        # valid as a frame (ids up to 128 characters) but longer than the database's device_id column
+        too_long, fine = "dev-" + "x" * 96, "dev-fine"
+        rng = np.random.default_rng(1)
+        t0 = time.time() - 5000
+        with DeviceProducer(isolated) as producer:
+            for seq in range(10):
+                for device in (too_long, fine):
+                    acc = rng.normal([0, 0, 9.81], 0.5, (50, 3)).astype(np.float32)
+                    producer.send(Frame(device_id=device, seq=seq, t0=t0 + seq, duration_s=1.0, imu=ImuStream(50.0, acc)))
+
+        worker, totals = run_worker(isolated, lambda w: w.totals.results >= 6 and w.totals.dlq >= 6)
+
+        assert len(stored_windows(isolated, [fine])) == totals.results >= 6
+        refused = [r for r in read_topic(isolated, isolated.kafka.dlq_topic, expected=6)
+                   if dict(r.headers)["record_type"] == b"WindowResult"]
+        assert len(refused) == totals.windows - totals.results
+        assert all(dict(r.headers)["code"] == b"unstorable" for r in refused)
+        assert json.loads(refused[0].value)["device_id"] == too_long
+        assert "store refused this WindowResult" in dict(refused[0].headers)["reason"].decode()
+
+
 class TestHotReload:
     def test_a_promoted_model_is_served_without_restart_and_each_result_names_its_version(self, isolated, tmp_path):
         import redis

@@ -1,0 +1,73 @@
+"""Checkpoints round-trip; the shipped checkpoint loads and answers any label set; the CLI works."""
+
+import json
+
+import numpy as np
+import torch
+from typer.testing import CliRunner
+
+from iotlm.cli import app
+from models.encoder import ContrastiveMotionModel, MotionEncoderConfig
+from models.inference import MotionClassifier, save_checkpoint
+from models.text import label_to_phrase
+
+LABELS = ["walking", "sitting", "lying down"]
+
+
+def windows(n=5, t=128, seed=0):
+    rng = np.random.default_rng(seed)
+    acc = rng.normal(0, 1, (n, t, 3)).astype(np.float32) + np.array([9.8, 0, 0], np.float32)
+    return acc, rng.normal(0, 0.3, (n, t, 3)).astype(np.float32)
+
+
+def test_checkpoint_round_trip(tmp_path):
+    torch.manual_seed(0)
+    config = MotionEncoderConfig(d_model=32, n_layers=1, n_heads=2)
+    model = ContrastiveMotionModel(config, head_labels=["walking", "sitting"])
+    torch.nn.init.normal_(model.head)
+    vectors = {label_to_phrase(x): np.eye(384, dtype=np.float32)[i] for i, x in enumerate(LABELS)}
+    save_checkpoint(model, tmp_path / "tiny-v0", {"version": "tiny-0", "default_labels": LABELS}, vectors)
+    loaded = MotionClassifier.load(tmp_path / "tiny-v0", device="cpu")
+    assert loaded.version == "tiny-0" and loaded.rate_hz == 25.0 and loaded.window_s == 2.56
+    for key, value in model.state_dict().items():
+        assert torch.equal(value, loaded.model.state_dict()[key])
+    acc, gyro = windows()
+    p = loaded.predict_proba(acc, gyro, 50.0, LABELS, placement="waist")
+    assert p.shape == (5, 3) and np.allclose(p.sum(1), 1, atol=1e-5)
+    # head labels use the learned prototypes; "lying down" falls back to its stored text vector
+    expected = torch.stack([model.head[0], model.head[1], torch.from_numpy(vectors["lying down"])])
+    assert torch.allclose(loaded.label_vectors(LABELS), expected)
+
+
+def test_shipped_checkpoint_predicts_default_and_new_labels():
+    clf = MotionClassifier.load(None, device="cpu")
+    assert clf.default_labels and clf.version
+    acc, gyro = windows(n=7, t=333)
+    p = clf.predict_proba(acc, None, 100.0, clf.default_labels)
+    assert p.shape == (7, len(clf.default_labels)) and np.allclose(p.sum(1), 1, atol=1e-5)
+    assert clf.predict_proba(acc[:0], None, 100.0, clf.default_labels).shape == (0, len(clf.default_labels))
+    # a label outside the stored vectors is embedded on the fly with all-MiniLM-L6-v2
+    p = clf.predict_proba(acc, gyro, 100.0, ["brushing teeth", "walking"], placement="wrist")
+    assert p.shape == (7, 2)
+
+
+def test_cli_classify_and_eval_json(tmp_path):
+    acc, gyro = windows(n=4, t=60)
+    np.savez(tmp_path / "x.npz", acc=acc, gyro=gyro, sample_rate=20.0)
+    runner = CliRunner()
+    labels = ",".join(["walking", "sitting", "standing"])
+    out = runner.invoke(app, ["classify", "--input", str(tmp_path / "x.npz"), "--labels", labels, "--json"])
+    assert out.exit_code == 0, out.output
+    result = json.loads(out.output.strip().splitlines()[-1])
+    assert result["labels"] == ["walking", "sitting", "standing"]
+    assert len(result["predictions"]) == 4 and np.allclose(np.sum(result["probabilities"], 1), 1, atol=1e-3)
+
+    out = runner.invoke(app, ["eval", "--dataset", "hapt", "--setting", "zero-shot", "--limit", "30", "--json"])
+    assert out.exit_code == 0, out.output
+    report = json.loads(out.output.strip().splitlines()[-1])
+    for key in ("accuracy", "macro_f1", "per_class_f1", "confusion", "labels", "n_windows", "test_subjects",
+                "model_version", "reference"):
+        assert key in report
+    assert 0 <= report["accuracy"] <= 1 and report["test_subjects"] == [2, 4, 9, 10, 12, 13, 18, 20, 24]
+    assert report["n_windows"]["test"] == 30 and np.sum(report["confusion"]) == 30
+    assert report["reference"]["accuracy"] == 35.2
