@@ -395,8 +395,8 @@ def _mosquitto_binary() -> str | None:
 
 
 class TimescaleLite(Service):
-    """TimescaleDB compiled to WASM (PGlite) behind pglite-socket: Postgres wire protocol, one client
-    at a time. Not part of the default stack; the Timescale storage lane asks for it."""
+    """TimescaleDB compiled to WASM (PGlite) behind our wire-protocol server (pglite/server.mjs), one
+    client at a time. Not part of the default stack; the Timescale storage lane asks for it."""
 
     name = "timescale"
 

@@ -106,6 +106,15 @@ class Stack:
                 if state.healthy:
                     continue
                 if state.pid is not None:  # ours, still starting (or stuck: the wait below tells)
+                    launched = service.process.record()
+                    if launched and launched.address and launched.address != (service.host, service.port):
+                        # Started with other settings: waiting for it on this port would only time out.
+                        raise StackError(
+                            f"{service.name}: our process {state.pid} listens on "
+                            f"{launched.address[0]}:{launched.address[1]}, not on {service.address} as the "
+                            f"settings say; `iotlm stack down -s {service.name}` on state dir {self.settings.state_dir} "
+                            "stops it (by its PID file), then `up` starts it on the new port"
+                        )
                     waiting.append(service)
                     continue
                 if port_is_open(service.host, service.port):

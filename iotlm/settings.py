@@ -32,6 +32,17 @@ class StackSettings(BaseModel):
     timescale_port: int = 15433  # PGlite TimescaleDB server; not started by default
     start_timeout_s: float = 120.0  # how long `up` waits for each service to become healthy
 
+    def with_ports_moved(self, offset: int) -> StackSettings:
+        """A copy with every port `offset` higher: a second stack that runs beside this one
+        without sharing a port (the test session's, see tests/conftest.py)."""
+        return self.model_copy(
+            update={name: getattr(self, name) + offset for name in type(self).model_fields if name.endswith("_port")}
+        )
+
+    def environ(self) -> dict[str, str]:
+        """`IOTLM_STACK__*` variables that give a child process these same addresses."""
+        return {f"IOTLM_STACK__{name.upper()}": str(value) for name, value in self.model_dump().items()}
+
 
 class KafkaSettings(BaseModel):
     """Topic names and sizes; the bootstrap address comes from the stack section."""

@@ -115,8 +115,8 @@ def register(app: typer.Typer) -> None:
     def train_zero_shot_command(
         out: Optional[Path] = typer.Option(None, help="output directory (default: checkpoints/motion-v1)"),
         init: Optional[Path] = typer.Option(None, help="checkpoint to start from, e.g. runs/ssl-v1 (default: scratch)"),
-        clips: int = typer.Option(4000, help="simulated clips (each recorded at two placements)"),
-        epochs: int = typer.Option(10),
+        clips: int = typer.Option(8000, help="simulated clips (each recorded at two placements)"),
+        epochs: int = typer.Option(14),
         max_steps: Optional[int] = typer.Option(None, help="stop after this many steps (quick checks)"),
         seed: int = typer.Option(0),
         device: str = typer.Option("auto"),

@@ -146,7 +146,20 @@ class StreamWorker:
 
         loop = asyncio.get_running_loop()
         if self._model is None:
-            self._model = await loop.run_in_executor(None, self._load_model, None)
+            import redis.asyncio as redis
+
+            client = redis.from_url(self.settings.redis_url)
+            try:  # start on the promoted model, if any, rather than switch a moment later
+                self.promoted = await self._read_promoted(client)
+            finally:
+                await client.aclose()
+            try:
+                self._model = await loop.run_in_executor(None, self._load_model, self.promoted)
+            except Exception as exc:
+                if self.promoted is None:
+                    raise
+                log.error("cannot load promoted model %r (%s); starting on the default", self.promoted, exc)
+                self._model = await loop.run_in_executor(None, self._load_model, None)
         if self._sink is None:
             from stream_workers.sink import StorageSink
 
@@ -473,6 +486,17 @@ class StreamWorker:
                 self._alerts_out.extend(silent)
                 self._pending_added.set()
 
+    async def _read_promoted(self, client) -> str | None:
+        """The checkpoint named by the promotion key, or None (unset, or Redis unreachable)."""
+        from redis.exceptions import RedisError
+
+        try:
+            value = await client.get(self.config.model_key)
+        except RedisError as exc:
+            log.warning("cannot read %s: %s", self.config.model_key, exc)
+            return None
+        return value.decode() if value else None
+
     async def _model_watch_loop(self) -> None:
         import redis.asyncio as redis
 
@@ -480,12 +504,7 @@ class StreamWorker:
         loop = asyncio.get_running_loop()
         try:
             while True:
-                try:
-                    value = await client.get(self.config.model_key)
-                except redis.RedisError as exc:
-                    log.warning("cannot read %s: %s", self.config.model_key, exc)
-                    value = None
-                promoted = value.decode() if value else None
+                promoted = await self._read_promoted(client)
                 if promoted and promoted != self.promoted:
                     try:
                         model = await loop.run_in_executor(None, self._load_model, promoted)

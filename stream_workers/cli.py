@@ -84,6 +84,7 @@ def demo(
     logging.basicConfig(level=logging.WARNING)
     # the broker's group coordinator takes a few seconds after a fresh start; the live table shows progress
     logging.getLogger("aiokafka").setLevel(logging.CRITICAL)
+    logging.getLogger("kafka").setLevel(logging.ERROR)
     console = Console(stderr=True)
     report = run_demo(Settings(), duration_s=duration, devices=devices, speed=speed, workers=workers,
                       console=console, live=not as_json)

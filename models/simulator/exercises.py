@@ -12,8 +12,8 @@ import numpy as np
 from models.simulator.body import J, SubjectParams
 from models.simulator.locomotion import Gait, ballistic_bounce, gait_motion
 from models.simulator.motion import (
-    DEG, Impact, Motion, add_liveliness, bump, cycle_phase, episodes, face, foot_strike_gains, hold, local_gains, lying,
-    min_jerk, random_heading, set_arm, set_leg, set_trunk, sitting, standing,
+    DEG, Impact, Motion, add_liveliness, bump, clear_arm, cycle_phase, episodes, face, foot_strike_gains, hold,
+    about_deg, local_gains, lying, min_jerk, random_heading, set_arm, set_leg, set_trunk, sitting, standing,
 )  # fmt: skip
 
 
@@ -23,10 +23,6 @@ def _repetitions(t, rng, rate_hz: float, rest_chance: float = 0.3) -> np.ndarray
     if rng.random() < rest_chance:
         progress *= episodes(t, rng, on_s=(4.0, 9.0), off_s=(1.0, 2.5), ramp_s=0.5, start_on=True)
     return progress
-
-
-def _jitter(rng, value_deg: float, spread: float = 0.15) -> float:
-    return value_deg * DEG * rng.uniform(1 - spread, 1 + spread)
 
 
 def _standing(t, subject, rng, scale: float = 1.0) -> Motion:
@@ -42,7 +38,7 @@ def squats(t, subject: SubjectParams, rng) -> Motion:
     hip, knee, pelvis_pitch = 95 * DEG * depth, 110 * DEG * depth, 35 * DEG * depth
     for side in ("left", "right"):
         set_leg(motion.local_angles, side, hip_flex=hip, knee_flex=knee, ankle_plantar=-(knee - hip + pelvis_pitch))
-        set_arm(motion.local_angles, side, flex=_jitter(rng, 80) * depth)
+        set_arm(motion.local_angles, side, flex=about_deg(rng, 80) * depth)
     set_trunk(motion.local_angles, lean=10 * DEG * depth)
     motion.root_angles[:, 1] += pelvis_pitch
     # The pelvis sits where the folded legs put it (thigh and shank angles from the vertical).
@@ -72,13 +68,14 @@ def _hops(t, subject: SubjectParams, rng, hops_hz: float, stance_fraction: float
 
 
 def jumping_jacks(t, subject: SubjectParams, rng) -> Motion:
+    """Star jumps: arms overhead and feet apart on one hop, back together on the next."""
     hops_hz = rng.uniform(1.0, 1.6)
     motion, hops = _hops(t, subject, rng, hops_hz, rng.uniform(0.45, 0.6), rng.uniform(8, 15))
     # Out on one hop, in on the next: arms swing overhead, legs apart.
     spread = 0.5 * (1 - np.cos(np.pi * hops))
     for side in ("left", "right"):
-        set_leg(motion.local_angles, side, hip_abd=_jitter(rng, 18) * spread)
-        set_arm(motion.local_angles, side, abd=_jitter(rng, 150, 0.1) * spread, elbow=_jitter(rng, 15))
+        set_leg(motion.local_angles, side, hip_abd=about_deg(rng, 18) * spread)
+        set_arm(motion.local_angles, side, abd=about_deg(rng, 150, 0.1) * spread, elbow=about_deg(rng, 15))
     return face(motion, random_heading(rng))
 
 
@@ -88,8 +85,8 @@ def rope_jumping(t, subject: SubjectParams, rng) -> Motion:
     motion, hops = _hops(t, subject, rng, hops_hz, rng.uniform(0.5, 0.65), rng.uniform(8, 14))
     turn = 2 * np.pi * hops
     for side in ("left", "right"):
-        set_arm(motion.local_angles, side, flex=_jitter(rng, 15) + 8 * DEG * np.sin(turn),
-                abd=_jitter(rng, 20) + 8 * DEG * np.cos(turn), elbow=_jitter(rng, 80), pronation=_jitter(rng, 40))
+        set_arm(motion.local_angles, side, flex=about_deg(rng, 15) + 8 * DEG * np.sin(turn),
+                abd=about_deg(rng, 20) + 8 * DEG * np.cos(turn), elbow=about_deg(rng, 80), pronation=about_deg(rng, 40))
     return face(motion, random_heading(rng))
 
 
@@ -97,8 +94,8 @@ def nordic_walking(t, subject: SubjectParams, rng) -> Motion:
     """Brisk walking with poles: long straight-arm swings, a pole plant jolting each hand."""
     cadence = subject.cadence_spm / 60.0 * rng.uniform(0.95, 1.1)
     motion = gait_motion(t, subject, rng, Gait(cadence, subject.walk_speed_mps * rng.uniform(1.05, 1.25),
-                                               trunk_lean=_jitter(rng, 8, 0.4), arm_swing=_jitter(rng, 38),
-                                               elbow_mean=_jitter(rng, 20), impact=rng.uniform(3.0, 5.5)))
+                                               trunk_lean=about_deg(rng, 8, 0.4), arm_swing=about_deg(rng, 38),
+                                               elbow_mean=about_deg(rng, 20), impact=rng.uniform(3.0, 5.5)))
     for strike in list(motion.impacts):  # the pole in the opposite hand lands with each heel
         hand = "right" if strike.gains[J["left_ankle"]] > strike.gains[J["right_ankle"]] else "left"
         motion.impacts.append(Impact(strike.time_s, rng.uniform(5, 12), 0.015, local_gains({f"{hand}_wrist": 1.0})))
@@ -129,13 +126,12 @@ def smoking(t, subject: SubjectParams, rng) -> Motion:
     """A cigarette held low with a bent elbow, brought to the lips every 8-20 s for 1-2 s."""
     motion = add_liveliness(hold(t, sitting(subject, rng) if rng.random() < 0.4 else standing(subject, rng)), rng)
     dom = subject.limb("dominant")
-    for joint in ("shoulder", "elbow", "wrist"):
-        motion.local_angles[:, J[f"{dom}_{joint}"]] = 0.0
+    clear_arm(motion.local_angles, dom)
     puff = episodes(t, rng, on_s=(2.0, 3.5), off_s=(6.0, 18.0), ramp_s=rng.uniform(0.6, 0.9))
-    set_arm(motion.local_angles, dom, flex=_jitter(rng, 15) + puff * _jitter(rng, 25),
-            abd=_jitter(rng, 10) + puff * _jitter(rng, 15), rot=puff * _jitter(rng, 40),
-            elbow=_jitter(rng, 75) + puff * _jitter(rng, 60), pronation=_jitter(rng, 20, 1.0))
-    set_trunk(motion.local_angles, head_nod=-puff * _jitter(rng, 8, 0.5))
+    set_arm(motion.local_angles, dom, flex=about_deg(rng, 15) + puff * about_deg(rng, 25),
+            abd=about_deg(rng, 10) + puff * about_deg(rng, 15), rot=puff * about_deg(rng, 40),
+            elbow=about_deg(rng, 75) + puff * about_deg(rng, 60), pronation=about_deg(rng, 20, 1.0))
+    set_trunk(motion.local_angles, head_nod=-puff * about_deg(rng, 8, 0.5))
     return face(motion, random_heading(rng))
 
 
@@ -147,14 +143,13 @@ def phone_call(t, subject: SubjectParams, rng) -> Motion:
     else:
         motion = add_liveliness(hold(t, sitting(subject, rng) if rng.random() < 0.4 else standing(subject, rng)), rng)
     dom, other = subject.limb("dominant"), subject.limb("other")
-    for joint in ("shoulder", "elbow", "wrist"):
-        motion.local_angles[:, J[f"{dom}_{joint}"]] = 0.0
-    set_arm(motion.local_angles, dom, flex=_jitter(rng, 30), abd=_jitter(rng, 55), rot=_jitter(rng, 30),
-            elbow=_jitter(rng, 140, 0.05), pronation=_jitter(rng, 30, 0.5))
+    clear_arm(motion.local_angles, dom)
+    set_arm(motion.local_angles, dom, flex=about_deg(rng, 30), abd=about_deg(rng, 55), rot=about_deg(rng, 30),
+            elbow=about_deg(rng, 140, 0.05), pronation=about_deg(rng, 30, 0.5))
     gesture = episodes(t, rng, on_s=(1.0, 3.0), off_s=(2.0, 6.0), ramp_s=0.4)
-    set_arm(motion.local_angles, other, flex=gesture * _jitter(rng, 40), elbow=gesture * _jitter(rng, 60),
-            pronation=gesture * _jitter(rng, 40))
-    set_trunk(motion.local_angles, side_bend=_jitter(rng, 5, 0.8))
+    set_arm(motion.local_angles, other, flex=gesture * about_deg(rng, 40), elbow=gesture * about_deg(rng, 60),
+            pronation=gesture * about_deg(rng, 40))
+    set_trunk(motion.local_angles, side_bend=about_deg(rng, 5, 0.8))
     return face(motion, random_heading(rng))
 
 
@@ -164,10 +159,10 @@ def sit_ups(t, subject: SubjectParams, rng) -> Motion:
     motion.root_angles[:, 0] = 0.0
     curl = _repetitions(t, rng, rng.uniform(0.3, 0.6))
     for side in ("left", "right"):
-        set_leg(motion.local_angles, side, hip_flex=_jitter(rng, 45) - 25 * DEG * curl, knee_flex=_jitter(rng, 90))
-        set_arm(motion.local_angles, side, flex=_jitter(rng, 40, 0.5) * curl, elbow=_jitter(rng, 60, 0.5))
+        set_leg(motion.local_angles, side, hip_flex=about_deg(rng, 45) - 25 * DEG * curl, knee_flex=about_deg(rng, 90))
+        set_arm(motion.local_angles, side, flex=about_deg(rng, 40, 0.5) * curl, elbow=about_deg(rng, 60, 0.5))
     motion.root_angles[:, 1] += 25 * DEG * curl  # the pelvis rolls up a little
-    set_trunk(motion.local_angles, lean=_jitter(rng, 55, 0.2) * curl, head_nod=_jitter(rng, 20) * curl)
+    set_trunk(motion.local_angles, lean=about_deg(rng, 55, 0.2) * curl, head_nod=about_deg(rng, 20) * curl)
     return motion
 
 
@@ -175,11 +170,11 @@ def bending_forward(t, subject: SubjectParams, rng) -> Motion:
     """Waist bends: the trunk folds forward over straight legs and comes back up."""
     motion = _standing(t, subject, rng)
     bend = _repetitions(t, rng, rng.uniform(0.2, 0.4))
-    pelvis = _jitter(rng, 40) * bend
+    pelvis = about_deg(rng, 40) * bend
     motion.root_angles[:, 1] += pelvis
     for side in ("left", "right"):
         set_leg(motion.local_angles, side, hip_flex=pelvis)  # thighs stay vertical
-    set_trunk(motion.local_angles, lean=_jitter(rng, 40) * bend, head_nod=_jitter(rng, 10) * bend)
+    set_trunk(motion.local_angles, lean=about_deg(rng, 40) * bend, head_nod=about_deg(rng, 10) * bend)
     return face(motion, random_heading(rng))
 
 
@@ -187,11 +182,10 @@ def arm_raises(t, subject: SubjectParams, rng) -> Motion:
     """Frontal elevation of both arms, straight, up to about overhead and down."""
     motion = _standing(t, subject, rng, scale=0.7)
     raise_ = _repetitions(t, rng, rng.uniform(0.25, 0.5))
-    top = _jitter(rng, 150, 0.15)
+    top = about_deg(rng, 150, 0.15)
     for side in ("left", "right"):
-        for joint in ("shoulder", "elbow", "wrist"):
-            motion.local_angles[:, J[f"{side}_{joint}"]] = 0.0
-        set_arm(motion.local_angles, side, flex=top * raise_, abd=_jitter(rng, 8), elbow=_jitter(rng, 8))
+        clear_arm(motion.local_angles, side)
+        set_arm(motion.local_angles, side, flex=top * raise_, abd=about_deg(rng, 8), elbow=about_deg(rng, 8))
     return face(motion, random_heading(rng))
 
 
@@ -200,17 +194,17 @@ def ironing(t, subject: SubjectParams, rng) -> Motion:
     motion = _standing(t, subject, rng)
     dom, other = subject.limb("dominant"), subject.limb("other")
     for side in (dom, other):
-        for joint in ("shoulder", "elbow", "wrist"):
-            motion.local_angles[:, J[f"{side}_{joint}"]] = 0.0
+        clear_arm(motion.local_angles, side)
     stroke = np.sin(cycle_phase(t, rng, rng.uniform(0.5, 1.0), 0.1))
     ironing_on = episodes(t, rng, on_s=(4.0, 9.0), off_s=(1.0, 2.5), ramp_s=0.6, start_on=True)
-    set_arm(motion.local_angles, dom, flex=_jitter(rng, 40) + ironing_on * _jitter(rng, 12) * stroke,
-            abd=_jitter(rng, 12), rot=_jitter(rng, 15), elbow=_jitter(rng, 80) - ironing_on * _jitter(rng, 20) * stroke,
-            pronation=_jitter(rng, 85, 0.05))
-    set_arm(motion.local_angles, other, flex=_jitter(rng, 35), abd=_jitter(rng, 10), rot=_jitter(rng, 30),
-            elbow=_jitter(rng, 80), pronation=_jitter(rng, 85, 0.05))
-    set_trunk(motion.local_angles, lean=_jitter(rng, 15, 0.4) + 3 * DEG * ironing_on * stroke,
-              head_nod=_jitter(rng, 25, 0.3))
+    set_arm(motion.local_angles, dom, flex=about_deg(rng, 40) + ironing_on * about_deg(rng, 12) * stroke,
+            abd=about_deg(rng, 12), rot=about_deg(rng, 15),
+            elbow=about_deg(rng, 80) - ironing_on * about_deg(rng, 20) * stroke,
+            pronation=about_deg(rng, 85, 0.05))
+    set_arm(motion.local_angles, other, flex=about_deg(rng, 35), abd=about_deg(rng, 10), rot=about_deg(rng, 30),
+            elbow=about_deg(rng, 80), pronation=about_deg(rng, 85, 0.05))
+    set_trunk(motion.local_angles, lean=about_deg(rng, 15, 0.4) + 3 * DEG * ironing_on * stroke,
+              head_nod=about_deg(rng, 25, 0.3))
     return face(motion, random_heading(rng))
 
 
@@ -243,15 +237,14 @@ def dribbling(t, subject: SubjectParams, rng) -> Motion:
     else:
         motion = _standing(t, subject, rng)
         for side in ("left", "right"):
-            set_leg(motion.local_angles, side, hip_flex=_jitter(rng, 20), knee_flex=_jitter(rng, 30))
+            set_leg(motion.local_angles, side, hip_flex=about_deg(rng, 20), knee_flex=about_deg(rng, 30))
         motion.root_pos[:, 2] -= 0.05 * subject.height_m
     dom = subject.limb("dominant")
-    for joint in ("shoulder", "elbow", "wrist"):
-        motion.local_angles[:, J[f"{dom}_{joint}"]] = 0.0
+    clear_arm(motion.local_angles, dom)
     bounce = cycle_phase(t, rng, rng.uniform(1.5, 2.5), 0.05)
     push = 0.5 * (1 + np.sin(bounce))
-    set_arm(motion.local_angles, dom, flex=_jitter(rng, 30) + 10 * DEG * push, abd=_jitter(rng, 20),
-            elbow=_jitter(rng, 70) - 30 * DEG * push, pronation=_jitter(rng, 80, 0.1))
+    set_arm(motion.local_angles, dom, flex=about_deg(rng, 30) + 10 * DEG * push, abd=about_deg(rng, 20),
+            elbow=about_deg(rng, 70) - 30 * DEG * push, pronation=about_deg(rng, 80, 0.1))
     catches = np.flatnonzero(np.diff(np.floor((bounce - np.pi / 2) / (2 * np.pi))) > 0)
     motion.impacts += [Impact(float(t[k]), rng.uniform(5, 12), 0.012, local_gains({f"{dom}_wrist": 1.0}),
                               np.array([0.0, 0.0, 1.0])) for k in catches]  # the ball pushes the hand up

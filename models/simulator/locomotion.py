@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from models.simulator.body import J, N_JOINTS, SubjectParams
+from models.simulator.body import J, N_JOINTS, SubjectParams, euler_to_matrix
 from models.simulator.imu import GRAVITY
 from models.simulator.motion import (
     DEG, Impact, Motion, bump, cycle_phase, foot_strike_gains, min_jerk, set_arm, set_leg, set_trunk, smooth_noise,
@@ -28,7 +28,7 @@ class Gait:
     knee_loading: float = 15 * DEG  # knee bend just after heel strike
     knee_loading_kappa: float = 3.5  # narrowness of that bend
     knee_swing: float = 55 * DEG
-    knee_swing_center: float = 0.72  # cycle fraction of peak swing flexion
+    knee_swing_center: float = 0.68  # cycle fraction of peak swing flexion
     knee_swing_kappa: float = 2.5  # narrowness of the swing flexion bump
     ankle_scale: float = 1.0
     trunk_lean: float = 3 * DEG
@@ -68,6 +68,50 @@ def ballistic_bounce(step_phase: np.ndarray, step_hz: float, stance_fraction: fl
     return np.where(in_stance, -depth * np.sin(np.pi * tau / stance_s), v0 * tau - 0.5 * GRAVITY * tau**2)
 
 
+def _plant_feet(t, legs: dict, root: np.ndarray, root_angles: np.ndarray, heading: np.ndarray, steps: np.ndarray,
+                stance_s: float, offsets: np.ndarray) -> dict:
+    """Re-solve each stance leg by two-link inverse kinematics so the foot stays where it landed.
+
+    The phase-based joint curves place the foot at heel strike; from then until toe-off the hip
+    and knee follow the pelvis over that fixed point (sagittal plane of the heading) with the foot
+    flat, then hand back to the curves for swing. Without this the stance foot would slide.
+    """
+    thigh, shank = -offsets[J["left_knee"], 2], -offsets[J["left_ankle"], 2]
+    pitch = root_angles[:, 1]
+    forward = np.stack([np.cos(heading), np.sin(heading)], axis=1)  # (T, 2)
+    root_R = euler_to_matrix(root_angles)  # (T, 3, 3)
+    planted = {}
+    for side, parity in (("left", 0), ("right", 1)):
+        hip, knee, ankle = legs[side]
+        hip_joint = root + root_R @ offsets[J[f"{side}_hip"]]  # (T, 3)
+        thigh_angle, shank_angle = hip - pitch, knee - (hip - pitch)  # from the vertical, forward +
+        foot = hip_joint.copy()  # where the curves put the ankle
+        foot[:, :2] += forward * (thigh * np.sin(thigh_angle) - shank * np.sin(shank_angle))[:, None]
+        foot[:, 2] -= thigh * np.cos(thigh_angle) + shank * np.cos(shank_angle)
+
+        target, weight = foot.copy(), np.zeros(len(t))
+        for n in np.arange(np.ceil(steps[0]), np.floor(steps[-1]) + 1):
+            if int(n) % 2 != parity:
+                continue
+            strike = int(np.searchsorted(t, np.interp(n, steps, t)))
+            stance = (t >= t[strike]) & (t < t[strike] + stance_s)
+            target[stance] = foot[strike]
+            ramp = min_jerk((t - t[strike]) / 0.12) * (1 - min_jerk((t - (t[strike] + stance_s - 0.3)) / 0.3))
+            weight = np.maximum(weight, np.where(stance, ramp, 0.0))
+
+        reach = target - hip_joint
+        ahead, down = (reach[:, :2] * forward).sum(axis=1), -reach[:, 2]
+        span = np.clip(np.hypot(ahead, down), 0.3 * (thigh + shank), 0.999 * (thigh + shank))
+        knee_ik = np.pi - np.arccos(np.clip((thigh**2 + shank**2 - span**2) / (2 * thigh * shank), -1, 1))
+        thigh_ik = np.arctan2(ahead, down) + np.arccos(
+            np.clip((thigh**2 + span**2 - shank**2) / (2 * thigh * span), -1, 1))
+        hip_ik = thigh_ik + pitch
+        flat = hip_ik - knee_ik - pitch  # ankle angle that keeps the sole on the ground
+        planted[side] = tuple(weight * ik + (1 - weight) * curve
+                              for ik, curve in ((hip_ik, hip), (knee_ik, knee), (flat, ankle)))
+    return planted
+
+
 def gait_motion(t: np.ndarray, subject: SubjectParams, rng: np.random.Generator, gait: Gait) -> Motion:
     T = len(t)
     amp = subject.amplitude * rng.uniform(0.9, 1.1)
@@ -90,12 +134,14 @@ def gait_motion(t: np.ndarray, subject: SubjectParams, rng: np.random.Generator,
         -gait.pelvis_scale * 6 * DEG * amp * (np.cos(stride) + _harmonics(stride, rng)))
     pelvis_pitch = (4 * DEG + 0.3 * gait.trunk_lean
                     + gait.pelvis_scale * 2.5 * DEG * (np.cos(2 * stride) + _harmonics(2 * stride, rng)))
+    legs = {}  # side -> (hip flexion, knee flexion, ankle plantarflexion), each (T,)
     for side, ph in (("left", stride), ("right", stride + (0.0 if gait.in_place else np.pi))):
-        hip = gait.hip_mean + hip_amp * np.cos(ph - 0.3)
+        hip = gait.hip_mean + hip_amp * np.cos(ph + 0.25)  # peaks in late swing, the foot slowing to land
         knee = (3 * DEG + gait.knee_loading * bump(ph, 0.15, gait.knee_loading_kappa)
                 + gait.knee_swing * bump(ph, gait.knee_swing_center, gait.knee_swing_kappa)) * knee_jitter
         ankle = gait.ankle_scale * DEG * (5 * bump(ph, 0.07, 12) - 10 * bump(ph, 0.42, 6) + 18 * bump(ph, 0.62, 10))
-        set_leg(a, side, hip_flex=hip, hip_abd=3 * DEG + 2 * DEG * np.sin(ph), knee_flex=knee, ankle_plantar=ankle)
+        legs[side] = (hip, knee, ankle)
+        set_leg(a, side, hip_abd=3 * DEG + 2 * DEG * np.sin(ph))
         arm_ph = ph if gait.in_place else ph + np.pi  # arms swing against the legs
         swing = gait.arm_swing * amp * np.cos(arm_ph)
         set_arm(a, side, flex=3 * DEG + swing, abd=6 * DEG, elbow=gait.elbow_mean + 0.5 * np.abs(swing) + 0.3 * swing)
@@ -110,7 +156,7 @@ def gait_motion(t: np.ndarray, subject: SubjectParams, rng: np.random.Generator,
     # (kinetic and potential energy trade, as in an inverted pendulum).
     heading = rng.uniform(-np.pi, np.pi) + smooth_noise(t, rng, 0.25, 0.08)
     if rng.random() < gait.turn_chance:  # the end of a corridor, a stair landing: turn around
-        turn_at, turn_s = rng.uniform(t[0], t[-1]), rng.uniform(1.5, 3.0)
+        turn_at, turn_s = rng.uniform(t[0], t[-1]), rng.uniform(2.0, 3.5)
         heading = heading + rng.choice([-1.0, 1.0]) * np.pi * min_jerk((t - turn_at) / turn_s)
     speed = gait.speed_mps * (1.0 + gait.speed_swing * np.cos(2 * stride))
     dt = np.gradient(t)
@@ -136,7 +182,13 @@ def gait_motion(t: np.ndarray, subject: SubjectParams, rng: np.random.Generator,
         climb = 0.0
     root[:, 2] = subject.standing_pelvis_height() * np.cos(gait.hip_mean) + bounce + climb
 
-    motion = Motion(t, a, np.stack([pelvis_roll, pelvis_pitch, heading + pelvis_yaw], axis=1), root)
+    root_angles = np.stack([pelvis_roll, pelvis_pitch, heading + pelvis_yaw], axis=1)
+    if not gait.in_place:
+        stance_s = (0.62 * 2 if gait.stance_fraction is None else gait.stance_fraction) / gait.cadence_hz
+        legs = _plant_feet(t, legs, root, root_angles, heading, steps, stance_s, offsets)
+    for side, (hip, knee, ankle) in legs.items():
+        set_leg(a, side, hip_flex=hip, knee_flex=knee, ankle_plantar=ankle)
+    motion = Motion(t, a, root_angles, root)
     for n in np.arange(np.ceil(steps[0]), np.floor(steps[-1]) + 1):
         when = float(np.interp(n, steps, t))
         strength = gait.impact * rng.uniform(0.7, 1.3) * amp
@@ -172,7 +224,7 @@ def walking_upstairs(t, subject: SubjectParams, rng) -> Motion:
     return gait_motion(t, subject, rng, Gait(
         cadence, rng.uniform(0.25, 0.32) * cadence, hip_mean=35 * DEG, knee_loading=45 * DEG,
         knee_swing=75 * DEG, knee_swing_center=0.68, ankle_scale=0.6, trunk_lean=rng.uniform(8, 18) * DEG,
-        arm_swing=rng.uniform(4, 12) * DEG, elbow_mean=20 * DEG, bounce_m=0.015, speed_swing=0.6, sway_m=0.045,
+        arm_swing=rng.uniform(4, 12) * DEG, elbow_mean=20 * DEG, bounce_m=0.022, speed_swing=0.6, sway_m=0.045,
         pelvis_scale=1.3, climb_m=rng.uniform(0.15, 0.19), impact=rng.uniform(2.5, 5.0), impact_width_s=0.02,
         turn_chance=0.1))
 

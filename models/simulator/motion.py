@@ -184,6 +184,17 @@ def set_arm(angles, side, flex=0.0, abd=0.0, rot=0.0, elbow=0.0, pronation=0.0, 
     _add(angles, "wrist", side, yaw=-pronation)
 
 
+def clear_arm(angles: np.ndarray, side: str) -> None:
+    """Zero an arm's shoulder, elbow and wrist angles so an activity can set them outright."""
+    for joint in ("shoulder", "elbow", "wrist"):
+        angles[..., J[f"{side}_{joint}"], :] = 0.0
+
+
+def about_deg(rng: np.random.Generator, value_deg: float, spread: float = 0.15) -> float:
+    """value_deg, in radians, varied by +-spread (relative) from person to person."""
+    return value_deg * DEG * rng.uniform(1 - spread, 1 + spread)
+
+
 def set_trunk(angles, lean=0.0, side_bend=0.0, twist=0.0, head_nod=0.0, head_turn=0.0) -> None:
     """Spread trunk lean/bend/twist over the three spine joints; the head nods on the neck."""
     for joint, share in (("spine1", 0.3), ("spine2", 0.35), ("spine3", 0.35)):

@@ -51,9 +51,7 @@ def private_settings() -> Settings:
 
 
 def _iotlm(settings: Settings, *args: str) -> subprocess.CompletedProcess:
-    env = {**os.environ, "IOTLM_STATE_DIR": str(settings.state_dir)}
-    for field in PORT_FIELDS + ("kafka_heap",):
-        env[f"IOTLM_STACK__{field.upper()}"] = str(getattr(settings.stack, field))
+    env = {**os.environ, "IOTLM_STATE_DIR": str(settings.state_dir), **settings.stack.environ()}
     return subprocess.run(
         [sys.executable, "-m", "iotlm", *args], env=env, capture_output=True, text=True, timeout=300,
     )
@@ -129,6 +127,39 @@ class TestStartFailures:
         # All or nothing: the redis this call started is stopped again.
         assert not _port_open(broken.stack.redis_port)
         assert not list((broken.state_dir / "run").glob("*.pid"))
+
+
+    def test_our_process_on_a_port_the_settings_moved_is_a_clear_error_not_a_wait(self, private_settings: Settings):
+        from deploy.stack import Stack, StackError
+
+        assert Stack(private_settings).up(["redis"]) == ["redis"]
+        moved = private_settings.model_copy(
+            update={"stack": private_settings.stack.model_copy(update={"redis_port": _free_ports(1)[0]})}
+        )
+        try:
+            with pytest.raises(StackError, match=f"listens on 127.0.0.1:{private_settings.stack.redis_port}, not on"):
+                Stack(moved).up(["redis"])
+            assert Stack(private_settings).status(["redis"])[0].healthy  # left running, for its holders
+        finally:
+            assert Stack(private_settings).down() == ["redis"]
+
+
+class TestSessionStack:
+    def test_the_test_session_shares_no_port_with_the_developer_stack(self, settings: Settings):
+        developer = Settings().stack
+        assert settings.state_dir != Settings().state_dir
+        for field in PORT_FIELDS:
+            assert getattr(settings.stack, field) == getattr(developer, field) + 1000, field
+        ports = [getattr(s, field) for s in (developer, settings.stack) for field in PORT_FIELDS]
+        assert len(set(ports)) == len(ports)
+
+    def test_settings_env_gives_a_child_process_the_same_stack(self, settings: Settings, settings_env: dict):
+        child = subprocess.run(
+            [sys.executable, "-c", "from iotlm.settings import Settings; print(Settings().model_dump_json())"],
+            env=settings_env, capture_output=True, text=True, timeout=60, check=True,
+        )
+        seen = json.loads(child.stdout)
+        assert (seen["state_dir"], seen["stack"]) == (str(settings.state_dir), settings.stack.model_dump(mode="json"))
 
 
 class TestDown:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import gc
+import os
+import time
 import uuid
 
 import pytest
@@ -55,38 +57,123 @@ class TestTimescaleLite:
         engine.dispose()
 
 
+@pytest.fixture(scope="module")
+def private_timescale(tmp_path_factory):
+    """Our own PGlite server as (Stack, Settings), stopped after this module: the shared one may be
+    older code started by another session."""
+    import socket
+
+    from deploy.stack import Stack
+    from iotlm.settings import StackSettings
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    private = Settings(state_dir=tmp_path_factory.mktemp("timescale") / "state",
+                       stack=StackSettings(timescale_port=port))
+    stack = Stack(private)
+    assert stack.up(["timescale"]) == ["timescale"]
+    try:
+        yield stack, private
+    finally:
+        assert stack.down() == ["timescale"]
+    assert not stack.status(["timescale"])[0].healthy
+
+
 class TestOneClientAtATime:
-    """On a private server (the shared one may be older code started by another session)."""
-
-    def test_a_client_that_gives_up_waiting_does_not_block_the_next(self, tmp_path):
-        import socket
-
+    def test_a_client_that_gives_up_waiting_does_not_block_the_next(self, private_timescale):
         import psycopg
 
-        from deploy.stack import Stack
-        from iotlm.settings import StackSettings
-
-        with socket.socket() as probe:
-            probe.bind(("127.0.0.1", 0))
-            port = probe.getsockname()[1]
-        private = Settings(state_dir=tmp_path / "state", stack=StackSettings(timescale_port=port))
-        stack = Stack(private)
-        assert stack.up(["timescale"]) == ["timescale"]
-        try:
-            with _connect(private) as holder:
-                holder.execute("SELECT 1")
-                # A psycopg connect that times out keeps its socket until garbage collection: the
-                # server must still move on once the holder leaves and the waiter hangs up.
-                with pytest.raises(psycopg.OperationalError):
-                    psycopg.connect(host="127.0.0.1", port=port, user="postgres", password="x",
-                                    dbname="postgres", sslmode="disable", connect_timeout=1).close()
-                (state,) = stack.status(["timescale"])
-                assert state.healthy and state.detail.startswith("busy")
-            gc.collect()  # the timed-out waiter's socket closes here
-            with _connect(private) as after:
-                assert after.execute("SELECT 2").fetchone() == (2,)
+        stack, private = private_timescale
+        port = private.stack.timescale_port
+        with _connect(private) as holder:
+            holder.execute("SELECT 1")
+            # A psycopg connect that times out keeps its socket until garbage collection: the
+            # server must still move on once the holder leaves and the waiter hangs up.
+            with pytest.raises(psycopg.OperationalError):
+                psycopg.connect(host="127.0.0.1", port=port, user="postgres", password="x",
+                                dbname="postgres", sslmode="disable", connect_timeout=1).close()
             (state,) = stack.status(["timescale"])
-            assert state.healthy and state.detail.startswith("TimescaleDB"), state
-        finally:
-            assert stack.down() == ["timescale"]
-        assert not stack.status(["timescale"])[0].healthy
+            assert state.healthy and state.detail.startswith("busy")
+        gc.collect()  # the timed-out waiter's socket closes here
+        with _connect(private) as after:
+            assert after.execute("SELECT 2").fetchone() == (2,)
+        (state,) = stack.status(["timescale"])
+        assert state.healthy and state.detail.startswith("TimescaleDB"), state
+
+
+class TestMessageFraming:
+    """TCP delivers a client's bytes in arbitrary pieces (64 KiB reads, say); PGlite must still be
+    given whole protocol messages, or a large one aborts it."""
+
+    def test_megabyte_bytea_parameter_and_200_kb_statement_come_back_intact(self, private_timescale):
+        stack, private = private_timescale
+        (before,) = stack.status(["timescale"])
+        blob = os.urandom(1_000_000)
+        note = os.urandom(100_000).hex()  # 200 KB of SQL text in one statement
+        table = f"blobs_{uuid.uuid4().hex[:8]}"
+        with _connect(private) as conn:
+            conn.execute(f"CREATE TABLE {table} (id int PRIMARY KEY, data bytea, note text)")
+            conn.execute(f"INSERT INTO {table} (id, data) VALUES (1, %s)", (blob,))
+            conn.execute(f"INSERT INTO {table} (id, note) VALUES (2, '{note}')")
+            assert conn.execute(f"SELECT data FROM {table} WHERE id = 1").fetchone() == (blob,)
+            assert conn.execute(f"SELECT note FROM {table} WHERE id = 2").fetchone() == (note,)
+            conn.execute(f"DROP TABLE {table}")
+        with _connect(private) as again:  # the server lives on, for the next client too
+            assert again.execute("SELECT 3").fetchone() == (3,)
+        (after,) = stack.status(["timescale"])
+        assert after.healthy and after.detail.startswith("TimescaleDB"), after
+        assert after.pid == before.pid
+
+    def test_messages_dribbled_byte_by_byte_and_pipelined(self, private_timescale):
+        import socket
+        import struct
+
+        _, private = private_timescale
+
+        def query(sql: str) -> bytes:
+            body = sql.encode() + b"\0"
+            return b"Q" + struct.pack("!I", len(body) + 4) + body
+
+        params = b"user\0postgres\0database\0postgres\0\0"
+        startup = struct.pack("!II", len(params) + 8, 196608) + params
+        with socket.create_connection(("127.0.0.1", private.stack.timescale_port), timeout=10) as sock:
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            for i in range(len(startup)):  # every header split, every length cut in two
+                sock.sendall(startup[i:i + 1])
+                time.sleep(0.002)
+            assert _read_until_ready(sock)[0][0] == b"R"  # authentication: any password
+            pipelined = query("SELECT 'first'") + query("SELECT 'second'")
+            cut = len(query("SELECT 'first'")) + 3  # the second message's length split across reads
+            sock.sendall(pipelined[:cut])
+            time.sleep(0.2)
+            sock.sendall(pipelined[cut:])
+            rows = [body for kind, body in _read_until_ready(sock) + _read_until_ready(sock) if kind == b"D"]
+            assert [row[6:] for row in rows] == [b"first", b"second"]
+            sock.sendall(b"X" + struct.pack("!I", 4))
+
+
+def _read_until_ready(sock) -> list[tuple[bytes, bytes]]:
+    """Backend messages up to and including the next ReadyForQuery (answering PGlite's md5 request)."""
+    import hashlib
+    import struct
+
+    def exactly(n: int) -> bytes:
+        data = b""
+        while len(data) < n:
+            chunk = sock.recv(n - len(data))
+            assert chunk, "server closed the connection"
+            data += chunk
+        return data
+
+    messages = []
+    while True:
+        kind = exactly(1)
+        body = exactly(struct.unpack("!I", exactly(4))[0] - 4)
+        messages.append((kind, body))
+        if kind == b"R" and struct.unpack("!I", body[:4])[0] == 5:  # md5 password, with a 4-byte salt
+            inner = hashlib.md5(b"any" + b"postgres").hexdigest().encode()
+            password = b"md5" + hashlib.md5(inner + body[4:8]).hexdigest().encode() + b"\0"
+            sock.sendall(b"p" + struct.pack("!I", len(password) + 4) + password)
+        if kind == b"Z":
+            return messages

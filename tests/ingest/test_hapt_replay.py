@@ -80,7 +80,7 @@ def test_twenty_devices_thirty_seconds_read_back_bit_exact(topic_settings, read_
 
 
 def test_simulate_command_prints_a_json_summary(topic_settings, read_topic):
-    env = os.environ | {
+    env = os.environ | topic_settings.stack.environ() | {
         "IOTLM_KAFKA__FRAMES_TOPIC": topic_settings.kafka.frames_topic,
         "IOTLM_STATE_DIR": str(topic_settings.state_dir),
     }

@@ -115,6 +115,17 @@ class TestClips:
         ]
         assert max(_angle_deg(directions[0], d) for d in directions[1:]) > 45.0
 
+    def test_a_device_seed_keeps_the_device_worn_the_same_way(self):
+        subject = SubjectParams.random(np.random.default_rng(10))
+
+        def gravity_in_device(seed: int, device_seed: int) -> np.ndarray:
+            clip = simulate_clip("standing", np.random.default_rng(seed), subject=subject, device_seed=device_seed,
+                                 random_mount=True)
+            return _gravity_direction(clip.imu["waist"].acc)
+
+        assert _angle_deg(gravity_in_device(1, 5), gravity_in_device(2, 5)) < 10.0
+        assert _angle_deg(gravity_in_device(1, 5), gravity_in_device(1, 6)) > 10.0
+
     def test_placements_can_fix_a_side(self):
         clip = simulate_clip("waving", np.random.default_rng(9), duration_s=2.0,
                              placements=("right wrist", "left pocket", "upper arm"))
