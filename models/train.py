@@ -363,7 +363,7 @@ def finetune(
             metrics = validate()
             history.append({"step": step + 1, "loss": loss.item(), "val_accuracy": metrics["accuracy"],
                             "val_macro_f1": metrics["macro_f1"]})
-            if metrics["macro_f1"] > best_f1:
+            if metrics["macro_f1"] >= best_f1:  # ties go to the later, longer-trained weights
                 best_f1, best = metrics["macro_f1"], copy.deepcopy(model.state_dict())
     model.load_state_dict(best)
     return model.cpu().eval(), history

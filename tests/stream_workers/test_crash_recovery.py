@@ -6,7 +6,6 @@ stored twice (re-emitted windows upsert the same row). Workers run as real `iotl
 
 from __future__ import annotations
 
-import os
 import signal
 import subprocess
 import sys
@@ -21,9 +20,10 @@ pytestmark = [pytest.mark.services, pytest.mark.slow]
 DEVICES, DURATION_S, SPEED = 8, 40.0, 4.0
 
 
-def worker_env(settings) -> dict:
+def worker_env(settings, settings_env: dict) -> dict:
+    """The session's stack (settings_env) plus this test's private topics, group and database."""
     k, w = settings.kafka, settings.workers
-    return os.environ | {
+    return settings_env | {
         "IOTLM_KAFKA__FRAMES_TOPIC": k.frames_topic, "IOTLM_KAFKA__DLQ_TOPIC": k.dlq_topic,
         "IOTLM_KAFKA__ALERTS_TOPIC": k.alerts_topic, "IOTLM_KAFKA__CONTROL_TOPIC": k.control_topic,
         "IOTLM_KAFKA__PARTITIONS": str(k.partitions),
@@ -36,11 +36,11 @@ def worker_env(settings) -> dict:
 
 
 class WorkerProcess:
-    def __init__(self, settings, index: int, logs):
+    def __init__(self, settings, env: dict, index: int, logs):
         self.index, self.port = index, settings.workers.metrics_port + index
         self.log = open(logs / f"worker-{index}-{time.monotonic_ns()}.log", "wb")
         self.proc = subprocess.Popen([sys.executable, "-m", "iotlm", "worker", "--index", str(index)],
-                                     env=worker_env(settings), stdout=self.log, stderr=subprocess.STDOUT)
+                                     env=env, stdout=self.log, stderr=subprocess.STDOUT)
 
     def metric(self, name: str) -> float | None:
         try:
@@ -74,7 +74,7 @@ def wait_for(condition, timeout_s: float, what: str) -> None:
 
 
 def test_kill_dash_nine_one_of_two_workers_mid_stream_loses_and_duplicates_no_window(
-    isolated, expected_windows, stored_windows, tmp_path
+    isolated, settings_env, expected_windows, stored_windows, tmp_path
 ):
     from ingest.simulate import hapt_devices, replay_hapt
 
@@ -85,7 +85,8 @@ def test_kill_dash_nine_one_of_two_workers_mid_stream_loses_and_duplicates_no_wi
     expected = expected_windows(isolated, frames, rate_hz=25.0)
     device_ids = [d for d, _ in devices]
 
-    workers = [WorkerProcess(isolated, i, tmp_path) for i in (0, 1)]
+    env = worker_env(isolated, settings_env)
+    workers = [WorkerProcess(isolated, env, i, tmp_path) for i in (0, 1)]
     try:
         partitions = isolated.kafka.partitions
         wait_for(lambda: all((w.metric("iotlm_worker_assigned_partitions") or 0) > 0 for w in workers)
@@ -97,7 +98,7 @@ def test_kill_dash_nine_one_of_two_workers_mid_stream_loses_and_duplicates_no_wi
         wait_for(lambda: (workers[1].metric("iotlm_worker_results_total") or 0) > 0, 60, "worker 1 to write")
         workers[1].stop(signal.SIGKILL)  # mid-stream: frames buffered, windows in flight, offsets uncommitted
         killed_at = len(stored_windows(isolated, device_ids))
-        workers[1] = WorkerProcess(isolated, 1, tmp_path)
+        workers[1] = WorkerProcess(isolated, env, 1, tmp_path)
         replay.join()
         wait_for(lambda: len(stored_windows(isolated, device_ids)) >= len(expected), 150, "every window stored")
         time.sleep(2.0)  # a late duplicate would land now

@@ -177,6 +177,9 @@ class TestHotReload:
                 for seq, (frame, truth) in enumerate(frames):
                     if seq == 20:
                         producer.flush()
+                        deadline = time.monotonic() + 30
+                        while worker.totals.results < 10 and time.monotonic() < deadline:
+                            time.sleep(0.1)  # the first windows are served by the default model
                         client.set(isolated.workers.model_key, str(promoted))
                         time.sleep(isolated.workers.model_poll_s + 3.0)  # the worker picks it up meanwhile
                     producer.send(frame, truth=truth)
