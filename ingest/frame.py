@@ -48,7 +48,9 @@ IMU_UNITS: dict[str, str] = {"acc": "m/s^2", "gyro": "rad/s", "mag": "uT"}
 EARLIEST_T0 = 946_684_800.0
 MAX_DURATION_S = 3600.0
 MAX_RATE_HZ = 100_000.0
-DEVICE_ID_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$")
+# 64 characters: the width of every device_id column in storage, so a valid frame is always storable.
+MAX_DEVICE_ID_LENGTH = 64
+DEVICE_ID_PATTERN = re.compile(rf"^[A-Za-z0-9][A-Za-z0-9._:-]{{0,{MAX_DEVICE_ID_LENGTH - 1}}}$")
 MODALITY_PATTERN = re.compile(r"^[a-z][a-z0-9_]{0,31}$")
 CHANNEL_PATTERN = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
 _AXES = "xyz"
@@ -289,7 +291,7 @@ class Frame:
             )
         if not isinstance(self.device_id, str) or not DEVICE_ID_PATTERN.match(self.device_id):
             raise FrameError(
-                f"device_id {self.device_id!r} must be 1-128 characters of letters, digits, '.', '_', ':' or '-'",
+                f"device_id {self.device_id!r} must be 1-{MAX_DEVICE_ID_LENGTH} characters of letters, digits, '.', '_', ':' or '-'",
                 "bad_device_id",
             )
         if isinstance(self.seq, (bool, np.bool_)) or not isinstance(self.seq, numbers.Integral) or not 0 <= self.seq < 2**63:

@@ -103,8 +103,10 @@ class TestDeadLetters:
         from ingest.frame import Frame, ImuStream
         from ingest.producer import DeviceProducer
 
-        # valid as a frame (ids up to 128 characters) but longer than the database's device_id column
-        too_long, fine = "dev-" + "x" * 96, "dev-fine"
+        # a room id longer than the database's column (a misconfigured site), so the store refuses the row
+        too_long, fine = "dev-badroom", "dev-fine"
+        isolated = isolated.model_copy(update={"workers": isolated.workers.model_copy(
+            update={"device_rooms": {too_long: "room-" + "x" * 96}})})
         rng = np.random.default_rng(1)
         t0 = (time.time() - 5000) // isolated.workers.hop_s * isolated.workers.hop_s
         with DeviceProducer(isolated) as producer:
