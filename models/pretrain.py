@@ -43,6 +43,20 @@ class MaskedReconstruction(nn.Module):
         return self.decode(tokens).reshape(b, TOKEN_SAMPLES * t, 6)[:, :n_samples]
 
 
+def masked_reconstruction_loss(
+    encoder, decoder: MaskedReconstruction, batch: torch.Tensor, placement_id: int, generator: torch.Generator
+) -> torch.Tensor:
+    """Hide random 4-sample spans (25 %) of the (B, N, 6) batch; MSE of their reconstruction."""
+    b, n, _ = batch.shape
+    device = batch.device
+    hidden = span_mask(b, n, 0.25, TOKEN_SAMPLES, generator).to(device)
+    visible = torch.ones(b, n, dtype=torch.bool, device=device)  # hidden spans are zeros the model sees
+    gyro = torch.ones(b, dtype=torch.bool, device=device)
+    place = torch.full((b,), placement_id, dtype=torch.long, device=device)
+    tokens, _ = encoder.tokens(batch.masked_fill(hidden.unsqueeze(-1), 0.0), visible, gyro, place)
+    return F.mse_loss(decoder(tokens, n)[hidden], batch[hidden])
+
+
 def nt_xent(a: torch.Tensor, b: torch.Tensor, temperature: float = 0.1) -> torch.Tensor:
     """SimCLR loss between two views (B, D): each row's positive is its other view."""
     z = F.normalize(torch.cat([a, b]), dim=-1)
@@ -79,16 +93,13 @@ def pretrain_ssl(
     place_id = placement_index(placement, cfg.placements)
 
     def losses(batch: torch.Tensor, contrastive: bool) -> torch.Tensor:
-        b, n, _ = batch.shape
         view = augment(batch, generator=generator)
-        hidden = span_mask(b, n, 0.25, 4, generator).to(device)
-        visible = torch.ones(b, n, dtype=torch.bool, device=device)
-        gyro = torch.ones(b, dtype=torch.bool, device=device)
-        place = torch.full((b,), place_id, dtype=torch.long, device=device)
-        tokens, _ = encoder.tokens(view.masked_fill(hidden.unsqueeze(-1), 0.0), visible, gyro, place)
-        recon = decoder(tokens, n)
-        loss = F.mse_loss(recon[hidden], view[hidden])
+        loss = masked_reconstruction_loss(encoder, decoder, view, place_id, generator)
         if contrastive:
+            b, n, _ = batch.shape
+            visible = torch.ones(b, n, dtype=torch.bool, device=device)
+            gyro = torch.ones(b, dtype=torch.bool, device=device)
+            place = torch.full((b,), place_id, dtype=torch.long, device=device)
             other = augment(batch, generator=generator)
             loss = loss + 0.5 * nt_xent(encoder(view, visible, gyro, place), encoder(other, visible, gyro, place))
         return loss
@@ -119,7 +130,7 @@ def pretrain_ssl(
         encoder.eval()
         decoder.eval()
         with torch.no_grad():
-            val_generator_state = generator.get_state()
+            val_generator_state = generator.get_state()  # validation draws must not shift training's
             val_loss = float(losses(val_signal[:1024].to(device), contrastive))
             generator.set_state(val_generator_state)
         history.append({"epoch": epoch + 1, "stage": "mask+contrast" if contrastive else "mask",

@@ -23,7 +23,8 @@ from models.inference import MotionClassifier, resolve_device, save_checkpoint
 
 RUNS_DIR = PROJECT_ROOT / "runs"
 MODEL_VERSION = "1.0.0"
-DEFAULT_LABELS = list(HAPT_LABELS) + ["running", "cycling", "jumping", "falling", "lying down", "standing up", "sitting down"]
+# label words whose text vectors ship inside every checkpoint (no language model needed for these)
+DEFAULT_LABELS = list(HAPT_LABELS) + ["running", "cycling", "jumping", "falling", "standing up", "sitting down"]
 
 
 def _setup_torch(seed: int, threads: int | None) -> None:
@@ -148,12 +149,11 @@ def train_zero_shot(
 
     While aligning, masked reconstruction continues on unlabelled real HAPT train windows so the
     encoder's features stay grounded in real sensor data (no HAPT label is used)."""
-    import torch.nn.functional as F
     from tqdm import tqdm
 
     from models.augment import augment
-    from models.encoder import TOKEN_SAMPLES, placement_index, resample
-    from models.pretrain import MaskedReconstruction, prepared_hapt_unlabelled, span_mask
+    from models.encoder import GRAVITY, placement_index, resample
+    from models.pretrain import MaskedReconstruction, masked_reconstruction_loss, prepared_hapt_unlabelled
     from models.text import TextEncoder, label_to_phrase
 
     _setup_torch(seed, threads)
@@ -163,7 +163,7 @@ def train_zero_shot(
     data = build_synthetic_dataset(n_clips, seed, cache)
     activities = [str(a) for a in data["activities"]]
 
-    model = load_model(init, settings) if init and Path(init, "config.json").exists() else ContrastiveMotionModel(MotionEncoderConfig())
+    model = load_model(init, settings) if init else ContrastiveMotionModel(MotionEncoderConfig())
     model.head_labels, model.head = [], torch.nn.Parameter(torch.zeros(0, model.encoder.config.embed_dim))
     cfg = model.encoder.config
 
@@ -171,14 +171,14 @@ def train_zero_shot(
     descriptions = [str(d) for d in data["descriptions"]]
     desc_vectors = torch.from_numpy(text.embed(descriptions))  # (D, 384)
     activity_vectors = torch.from_numpy(text.embed_labels(activities))  # (A, 384) prompt-ensembled names
-    # clip -> its description rows, as a padded table to draw one per window on the fly
+    # each clip's descriptions are stored contiguously: first row + count, to draw one per window
     desc_clip = torch.from_numpy(data["desc_clip"]).long()
     desc_count = torch.bincount(desc_clip, minlength=n_clips)
     desc_first = torch.cumsum(desc_count, 0) - desc_count  # descriptions are stored clip by clip
     clip_of_row = torch.from_numpy(data["clip"]).long()
 
     # whole clips at the model rate; windows are random crops of them, drawn per batch
-    raw = torch.cat([torch.from_numpy(data["acc"]) / 9.80665, torch.from_numpy(data["gyro"])], dim=-1)
+    raw = torch.cat([torch.from_numpy(data["acc"]) / GRAVITY, torch.from_numpy(data["gyro"])], dim=-1)
     clips = resample(raw, float(data["rate_hz"]), cfg.rate_hz)  # (N, L, 6)
     activity = torch.from_numpy(data["activity"]).long()
     place = torch.tensor([placement_index(str(p), cfg.placements) for p in data["placement"]])
@@ -235,13 +235,10 @@ def train_zero_shot(
             same = (activity[rows].unsqueeze(1) == activity[rows].unsqueeze(0)).to(device)
             loss = multi_positive_clip_loss(logits, same)
             if real is not None:
-                batch = augment(real[torch.randint(0, len(real), (batch_size // 2,), generator=generator)], generator=generator).to(device)
-                hidden = span_mask(len(batch), cfg.n_samples, 0.25, TOKEN_SAMPLES, generator).to(device)
-                b = len(batch)
-                tokens, _ = model.encoder.tokens(
-                    batch.masked_fill(hidden.unsqueeze(-1), 0.0), torch.ones(b, cfg.n_samples, dtype=torch.bool, device=device),
-                    torch.ones(b, dtype=torch.bool, device=device), torch.full((b,), placement_index("waist"), device=device))
-                loss = loss + real_recon_weight * F.mse_loss(decoder(tokens, cfg.n_samples)[hidden], batch[hidden])
+                pick = torch.randint(0, len(real), (batch_size // 2,), generator=generator)
+                batch = augment(real[pick], generator=generator).to(device)
+                loss = loss + real_recon_weight * masked_reconstruction_loss(
+                    model.encoder, decoder, batch, placement_index("waist"), generator)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(params, 1.0)
@@ -257,9 +254,9 @@ def train_zero_shot(
             motion = torch.cat([model.embed(*motion_batch(rows, train=False)) for rows in val_rows.split(512)])
             predicted = (motion @ activity_vectors.to(device).T).argmax(1).cpu()
         sim_accuracy = float((predicted == activity[val_rows]).float().mean())
-        history.append({"epoch": epoch + 1, "loss": float(loss), "sim_heldout_zero_shot_accuracy": sim_accuracy,
+        history.append({"epoch": epoch + 1, "loss": loss.item(), "sim_heldout_zero_shot_accuracy": sim_accuracy,
                         "seconds": round(time.time() - start, 1)})
-        print(f"align epoch {epoch + 1}/{epochs} loss {float(loss):.3f} held-out simulated zero-shot acc {sim_accuracy:.3f}", flush=True)
+        print(f"align epoch {epoch + 1}/{epochs} loss {loss.item():.3f} held-out simulated zero-shot acc {sim_accuracy:.3f}", flush=True)
         if max_steps and step >= max_steps:
             break
 

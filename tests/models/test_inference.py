@@ -71,3 +71,14 @@ def test_cli_classify_and_eval_json(tmp_path):
     assert 0 <= report["accuracy"] <= 1 and report["test_subjects"] == [2, 4, 9, 10, 12, 13, 18, 20, 24]
     assert report["n_windows"]["test"] == 30 and np.sum(report["confusion"]) == 30
     assert report["reference"]["accuracy"] == 35.2
+
+
+def test_shipped_finetuned_checkpoint_mixes_head_and_text_labels():
+    clf = MotionClassifier.load("motion-v1-hapt", device="cpu")
+    assert clf.model.head_labels == clf.default_labels and len(clf.default_labels) == 6
+    acc, gyro = windows(n=3)
+    # "walking" and "sitting" use the fine-tuned prototypes, "running" its stored text vector
+    p = clf.predict_proba(acc, gyro, 50.0, ["walking", "running", "sitting"], placement="waist")
+    assert p.shape == (3, 3) and np.allclose(p.sum(1), 1, atol=1e-5)
+    head = {label: i for i, label in enumerate(clf.model.head_labels)}
+    assert torch.equal(clf.label_vectors(["sitting"])[0], clf.model.head[head["sitting"]].detach())
