@@ -88,7 +88,7 @@ def register(app: typer.Typer) -> None:
         result = {
             "labels": names,
             "predictions": [names[i] for i in probabilities.argmax(1)],
-            "probabilities": probabilities.round(4).tolist(),
+            "probabilities": probabilities.astype(float).round(4).tolist(),
             "model_version": classifier.version,
         }
         if as_json:

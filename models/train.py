@@ -11,6 +11,7 @@ and `iotlm train ssl` -> runs/ssl-v1 is the optional self-supervised initialisat
 from __future__ import annotations
 
 import time
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -159,7 +160,11 @@ def train_zero_shot(
     _setup_torch(seed, threads)
     device = resolve_device(device)
     out_dir = out_dir or settings.models.checkpoint_dir / "motion-v1"
-    cache = Path.home() / ".cache" / "iotlm" / f"sim_clips_v2_{n_clips}_{seed}.npz"
+    from models.simulator import ACTIVITIES
+
+    # the simulator grows; a cache made with another activity list must not be reused silently
+    activity_key = zlib.crc32(",".join(ACTIVITIES).encode())
+    cache = Path.home() / ".cache" / "iotlm" / f"sim_clips_v2_{n_clips}_{seed}_{activity_key:08x}.npz"
     data = build_synthetic_dataset(n_clips, seed, cache)
     activities = [str(a) for a in data["activities"]]
 

@@ -82,3 +82,12 @@ def test_shipped_finetuned_checkpoint_mixes_head_and_text_labels():
     assert p.shape == (3, 3) and np.allclose(p.sum(1), 1, atol=1e-5)
     head = {label: i for i, label in enumerate(clf.model.head_labels)}
     assert torch.equal(clf.label_vectors(["sitting"])[0], clf.model.head[head["sitting"]].detach())
+
+
+def test_cli_eval_few_shot_fine_tunes_on_train_subjects_only():
+    out = CliRunner().invoke(app, ["eval", "--setting", "few-shot", "--shots", "2", "--limit", "30", "--epochs", "1", "--json"])
+    assert out.exit_code == 0, out.output
+    report = json.loads(out.output.strip().splitlines()[-1])
+    assert report["setting"] == "few-shot" and report["shots"] == 2
+    assert report["n_windows"] == {"fit": 12, "validation": 30, "test": 30}
+    assert 0 <= report["macro_f1"] <= 1
