@@ -22,6 +22,8 @@ import numpy as np
 STANDARD_GRAVITY = 9.80665  # m/s^2 per g
 HAPT_RATE_HZ = 50.0
 HAPT_SUBJECTS = tuple(range(1, 31))
+# The UCI-HAR release's held-out subjects: evaluation and live replays measure accuracy on these.
+HAPT_TEST_SUBJECTS = (2, 4, 9, 10, 12, 13, 18, 20, 24)
 HAPT_ACTIVITIES: dict[int, str] = {
     1: "WALKING",
     2: "WALKING_UPSTAIRS",

@@ -22,9 +22,8 @@ import numpy as np
 
 from ingest.codec import Format, Truth
 from ingest.frame import Frame, ImuStream
+from ingest.hapt import HAPT_SUBJECTS, HAPT_TEST_SUBJECTS
 
-# UCI's held-out subjects; models/datasets.py uses the same nine for its test split.
-HAPT_TEST_SUBJECTS = (2, 4, 9, 10, 12, 13, 18, 20, 24)
 HAPT_PLACEMENT = "waist"
 SYNTHETIC_RATE_HZ = 50.0
 SYNTHETIC_PLACEMENTS = ("wrist", "waist", "pocket", "chest", "ankle")
@@ -58,7 +57,7 @@ def _imu_frame(device_id: str, seq: int, t0: float, rate_hz: float, placement: s
 # -------------------------------------------------------------------------------------------- HAPT
 def hapt_replay_order() -> list[int]:
     """Test subjects first, then the other 21."""
-    return list(HAPT_TEST_SUBJECTS) + [s for s in range(1, 31) if s not in HAPT_TEST_SUBJECTS]
+    return list(HAPT_TEST_SUBJECTS) + [s for s in HAPT_SUBJECTS if s not in HAPT_TEST_SUBJECTS]
 
 
 def hapt_device_ids(n_devices: int) -> list[tuple[str, int]]:

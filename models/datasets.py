@@ -12,10 +12,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ingest.hapt import load_hapt
+from ingest.hapt import HAPT_SUBJECTS, HAPT_TEST_SUBJECTS, load_hapt
 
-HAPT_TEST_SUBJECTS = (2, 4, 9, 10, 12, 13, 18, 20, 24)
-HAPT_TRAIN_SUBJECTS = tuple(s for s in range(1, 31) if s not in HAPT_TEST_SUBJECTS)
+HAPT_TRAIN_SUBJECTS = tuple(s for s in HAPT_SUBJECTS if s not in HAPT_TEST_SUBJECTS)
 # model selection holds out a few TRAIN subjects; test subjects stay unseen
 HAPT_VALIDATION_SUBJECTS = (1, 11, 21)
 HAPT_LABELS = ["walking", "walking upstairs", "walking downstairs", "sitting", "standing", "lying down"]

@@ -24,6 +24,7 @@ from models.inference import MotionClassifier, resolve_device, save_checkpoint
 
 RUNS_DIR = PROJECT_ROOT / "runs"
 MODEL_VERSION = "1.0.0"
+FINETUNE_VERSION = "1.1.0"  # motion-v1-hapt: 1.1.0 selects on six validation subjects
 # label words whose text vectors ship inside every checkpoint (no language model needed for these)
 DEFAULT_LABELS = list(HAPT_LABELS) + ["running", "cycling", "jumping", "falling", "standing up", "sitting down"]
 
@@ -303,10 +304,14 @@ def finetune(
     min_steps: int = 100,
     seed: int = 0,
     device: str = "cpu",
+    label_smoothing: float = 0.05,
+    max_angle_deg: float = 10.0,
+    eval_every: int | None = None,
 ) -> tuple[ContrastiveMotionModel, list[dict]]:
     """Cross-entropy fine-tuning of the encoder and a label-prototype head initialised from the
-    labels' text vectors; keeps the checkpoint (about ten are checked) with the best validation
-    macro-F1 (validation = held-out TRAIN subjects). Small few-shot sets get at least `min_steps` steps."""
+    labels' text vectors; keeps the checkpoint (about ten are checked, or one every `eval_every`
+    steps) with the best validation macro-F1 (validation = held-out TRAIN subjects). Small few-shot
+    sets get at least `min_steps` steps. `max_angle_deg` bounds the partial-rotation augmentation."""
     import copy
 
     from tqdm import tqdm
@@ -331,18 +336,20 @@ def finetune(
     n = len(fit_t[0])
     per_epoch = max(1, int(np.ceil(n / batch_size)))
     total_steps = max(min_steps, epochs * per_epoch)
-    eval_every = max(per_epoch, total_steps // 10)  # about ten validation checks per run
+    eval_every = eval_every or max(per_epoch, total_steps // 10)  # default: about ten validation checks
     schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, lr, total_steps=total_steps, pct_start=0.1)
 
     def validate() -> dict:
         model.eval()
         with torch.no_grad():
-            predicted = torch.cat([
-                model.logits(model.embed(*(t[j : j + 1024].to(device) for t in val_t[:4])), model.head).argmax(1).cpu()
+            logits = torch.cat([
+                model.logits(model.embed(*(t[j : j + 1024].to(device) for t in val_t[:4])), model.head).cpu()
                 for j in range(0, len(val_t[0]), 1024)
             ])
         model.train()
-        return classification_metrics(val_t[4].numpy(), predicted.numpy(), fit.labels)
+        metrics = classification_metrics(val_t[4].numpy(), logits.argmax(1).numpy(), fit.labels)
+        metrics["loss"] = float(torch.nn.functional.cross_entropy(logits, val_t[4]))  # unsmoothed
+        return metrics
 
     best, best_f1, history = None, -1.0, []
     model.train()
@@ -353,9 +360,9 @@ def finetune(
             order = torch.randperm(n, generator=generator)
         rows = order[i * batch_size : (i + 1) * batch_size]
         signal, mask, has_gyro, place, y = (t[rows] for t in fit_t)
-        signal = augment(signal, max_angle_deg=10.0, generator=generator)
+        signal = augment(signal, max_angle_deg=max_angle_deg, generator=generator)
         logits = model.logits(model.embed(signal.to(device), mask.to(device), has_gyro.to(device), place.to(device)), model.head)
-        loss = torch.nn.functional.cross_entropy(logits, y.to(device), label_smoothing=0.05)
+        loss = torch.nn.functional.cross_entropy(logits, y.to(device), label_smoothing=label_smoothing)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
@@ -364,41 +371,66 @@ def finetune(
         if (step + 1) % eval_every == 0 or step + 1 == total_steps:
             metrics = validate()
             history.append({"step": step + 1, "loss": loss.item(), "val_accuracy": metrics["accuracy"],
-                            "val_macro_f1": metrics["macro_f1"]})
+                            "val_macro_f1": metrics["macro_f1"], "val_loss": metrics["loss"]})
             if metrics["macro_f1"] >= best_f1:  # ties go to the later, longer-trained weights
                 best_f1, best = metrics["macro_f1"], copy.deepcopy(model.state_dict())
     model.load_state_dict(best)
     return model.cpu().eval(), history
 
 
+# fine-tuning selects on SIX train subjects (every fifth train subject id from 1). The three shared
+# validation subjects (models.datasets.HAPT_VALIDATION_SUBJECTS, used by zero-shot/SSL training and
+# `iotlm eval`) saturate at 100 % after ~144 fine-tuning steps and stop telling checkpoints apart.
+FINETUNE_VALIDATION_SUBJECTS = (1, 6, 11, 16, 21, 26)
+
+
 def train_finetune(
     settings: Settings, init: str | None = None, out_dir: Path | None = None, epochs: int = 15, seed: int = 0,
-    threads: int | None = 1,
+    threads: int | None = 1, lr: float = 3e-4, label_smoothing: float = 0.05, max_angle_deg: float = 10.0,
+    validation_subjects: tuple[int, ...] = FINETUNE_VALIDATION_SUBJECTS, measure_test: bool = True,
 ) -> Path:
-    """Fine-tune `init` (default: the settings' default checkpoint) on all HAPT train subjects,
-    select on the validation subjects, then measure once on the test subjects and ship the result."""
-    from models.evaluate import classification_metrics, predict_windows, splits
+    """Fine-tune `init` (default: the settings' default checkpoint) on the HAPT train subjects minus
+    `validation_subjects`, keep the checkpoint with the best validation macro-F1 (checked every
+    epoch), then measure once on the test subjects (unless measure_test=False, for comparing
+    configurations on validation alone) and save."""
+    from models.datasets import HAPT_TEST_SUBJECTS, hapt_windows
+    from models.evaluate import classification_metrics, predict_windows
 
+    assert not set(validation_subjects) & set(HAPT_TEST_SUBJECTS), "validation must use train subjects"
     _setup_torch(seed, threads)
     out_dir = out_dir or settings.models.checkpoint_dir / "motion-v1-hapt"
     classifier = MotionClassifier.load(init, device="cpu", checkpoint_dir=settings.models.checkpoint_dir)
-    fit, val, test = splits("hapt", None, seed)
+    fit = hapt_windows([s for s in HAPT_TRAIN_SUBJECTS if s not in validation_subjects])
+    val = hapt_windows(validation_subjects)
     start = time.time()
     label_vectors = classifier.label_vectors(fit.labels).cpu().numpy()
-    classifier.model, history = finetune(classifier.model, fit, val, label_vectors, epochs=epochs, seed=seed)
+    per_epoch = int(np.ceil(len(fit) / 128))
+    classifier.model, history = finetune(
+        classifier.model, fit, val, label_vectors, epochs=epochs, lr=lr, seed=seed, label_smoothing=label_smoothing,
+        max_angle_deg=max_angle_deg, eval_every=per_epoch)
     seconds = round(time.time() - start, 1)
-    report = classification_metrics(test.y, predict_windows(classifier, test), test.labels)
+    best = max(history, key=lambda h: (h["val_macro_f1"], h["step"]))  # finetune's rule: ties -> later
+    metrics = {"validation": {"accuracy": best["val_accuracy"], "macro_f1": best["val_macro_f1"],
+                              "loss": best["val_loss"], "step": best["step"]}}
+    if measure_test:
+        test = hapt_windows(HAPT_TEST_SUBJECTS)
+        report = classification_metrics(test.y, predict_windows(classifier, test), test.labels)
+        metrics.update({"hapt_test": {k: report[k] for k in ("accuracy", "macro_f1", "per_class_f1")},
+                        "test_subjects": sorted({int(s) for s in test.subjects})})
+        print(f"test accuracy {report['accuracy']:.3f} macro-F1 {report['macro_f1']:.3f}")
     meta = {
-        "version": f"motion-v1-hapt-{MODEL_VERSION}",
+        "version": f"motion-v1-hapt-{FINETUNE_VERSION}",
         "default_labels": list(HAPT_LABELS),
         "training": {
             "kind": "supervised fine-tuning (cross-entropy, text-initialised label prototypes)",
             "init": classifier.version, "data": f"HAPT UCI-HAR windows, {len(fit)} fit / {len(val)} validation",
-            "fit_subjects": sorted({int(s) for s in fit.subjects}), "validation_subjects": list(HAPT_VALIDATION_SUBJECTS),
+            "fit_subjects": sorted({int(s) for s in fit.subjects}), "validation_subjects": list(validation_subjects),
+            "hyperparameters": {"epochs": epochs, "lr": lr, "batch_size": 128, "label_smoothing": label_smoothing,
+                                "max_rotation_deg": max_angle_deg, "seed": seed},
             "seconds": seconds, "history": history,
         },
-        "metrics": {"hapt_test": {k: report[k] for k in ("accuracy", "macro_f1", "per_class_f1")},
-                    "test_subjects": sorted({int(s) for s in test.subjects})},
+        "metrics": metrics,
     }
-    print(f"test accuracy {report['accuracy']:.3f} macro-F1 {report['macro_f1']:.3f}")
+    print(f"validation (best, step {best['step']}) accuracy {best['val_accuracy']:.3f} "
+          f"macro-F1 {best['val_macro_f1']:.3f} loss {best['val_loss']:.3f}")
     return save_checkpoint(classifier.model, out_dir, meta, classifier.text_vectors)

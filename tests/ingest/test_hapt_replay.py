@@ -13,8 +13,8 @@ import pytest
 
 from deploy.services import kafka_java_argv
 from ingest.codec import TRUTH_HEADER, Truth, decode, header
-from ingest.hapt import load_hapt
-from ingest.simulate import HAPT_TEST_SUBJECTS, hapt_device_ids, hapt_devices, replay_hapt
+from ingest.hapt import HAPT_TEST_SUBJECTS, load_hapt
+from ingest.simulate import hapt_device_ids, hapt_devices, replay_hapt
 
 pytestmark = pytest.mark.services
 
