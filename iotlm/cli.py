@@ -1,6 +1,6 @@
 """The `iotlm` command. Each part of the data's path registers its own commands here.
 
-Part modules import their heavy dependencies (torch, faust, sqlalchemy) inside the command
+Part modules import their heavy dependencies (torch, aiokafka, sqlalchemy) inside the command
 functions, so `iotlm --help` and `iotlm stack status` stay fast.
 """
 

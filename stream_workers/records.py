@@ -1,4 +1,5 @@
-"""What the stream workers produce: one result per window, activity episodes, alerts.
+"""What the stream workers produce: one result per window, activity episodes, alerts; and what they keep
+of their input: each frame's bytes as received, for fine-tuning.
 
 Plain dataclasses with epoch-second times; the sink adapter maps them onto storage's rows.
 """
@@ -61,3 +62,16 @@ class Alert:
 
     def as_dict(self) -> dict:
         return asdict(self) | {"dedup_key": self.dedup_key}
+
+
+@dataclass
+class RawFrame:
+    """A consumed frame's bytes exactly as read from Kafka. Keyed by (device_id, t0, seq)."""
+
+    device_id: str
+    t0: float
+    seq: int
+    payload: bytes
+    received_at: float  # the Kafka record's timestamp
+    partition: int = -1
+    offset: int = -1

@@ -7,7 +7,7 @@ with how long to wait: the worker then pauses consumption and re-sends the same 
 write blocking silently inside the event loop.
 
 `StorageSink` adapts the interface onto `storage.writer` (idempotent upserts keyed by device, window
-start and model version; episodes by start; alerts by dedup key), then updates the live state in Redis
+start and model version; raw frames by device, t0 and seq; episodes by start; alerts by dedup key), then updates the live state in Redis
 (`storage.live_state`: each device's latest activity) and appends alerts to the Redis alert stream.
 The Redis stream is at-least-once: an alert re-raised after a crash carries the same `dedup_key`.
 """
@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Protocol
 
-from stream_workers.records import Alert, Episode, WindowResult
+from stream_workers.records import Alert, Episode, RawFrame, WindowResult
 
 
 @dataclass
@@ -26,19 +26,24 @@ class SinkBatch:
     results: list[WindowResult] = field(default_factory=list)
     episodes: list[Episode] = field(default_factory=list)
     alerts: list[Alert] = field(default_factory=list)
+    raw_frames: list[RawFrame] = field(default_factory=list)
 
     def __len__(self) -> int:
-        return len(self.results) + len(self.episodes) + len(self.alerts)
+        return len(self.results) + len(self.episodes) + len(self.alerts) + len(self.raw_frames)
+
+    def records(self) -> list:
+        return [*self.results, *self.episodes, *self.alerts, *self.raw_frames]
 
     def split(self) -> list[SinkBatch]:
         """One batch per record: to find the one record a store refuses."""
         return ([SinkBatch(results=[r]) for r in self.results] + [SinkBatch(episodes=[e]) for e in self.episodes]
-                + [SinkBatch(alerts=[a]) for a in self.alerts])
+                + [SinkBatch(alerts=[a]) for a in self.alerts] + [SinkBatch(raw_frames=[f]) for f in self.raw_frames])
 
     def extend(self, other: SinkBatch) -> None:
         self.results += other.results
         self.episodes += other.episodes
         self.alerts += other.alerts
+        self.raw_frames += other.raw_frames
 
 
 class SinkBackpressure(Exception):
@@ -69,13 +74,14 @@ class StorageSink:
     def __init__(self, settings):
         from storage.lane import engine_from_settings
         from storage.live_state import AlertStream, LiveState
-        from storage.writer import AlertWriter, EpisodeWriter, PredictionWriter
+        from storage.writer import AlertWriter, EpisodeWriter, PredictionWriter, RawFrameWriter
 
         self.rooms = settings.workers.device_rooms
         self.engine = engine_from_settings(settings)
         self.predictions = PredictionWriter(self.engine, storage_settings=settings.storage)
         self.episodes = EpisodeWriter(self.engine, lane=self.predictions.lane, storage_settings=settings.storage)
         self.alerts = AlertWriter(self.engine, lane=self.predictions.lane, storage_settings=settings.storage)
+        self.raw_frames = RawFrameWriter(self.engine, lane=self.predictions.lane, storage_settings=settings.storage)
         self.live_state = LiveState.from_settings(settings)
         self.alert_stream = AlertStream.from_settings(settings)
 
@@ -87,7 +93,8 @@ class StorageSink:
 
         try:
             stored = (
-                self.predictions.write([self._prediction(r) for r in batch.results])
+                self.raw_frames.write([self._raw_frame(f) for f in batch.raw_frames])
+                + self.predictions.write([self._prediction(r) for r in batch.results])
                 + self.episodes.write([self._episode(e) for e in batch.episodes])
                 + self.alerts.write([self._alert(a) for a in batch.alerts])
             )
@@ -125,6 +132,13 @@ class StorageSink:
             device_id=e.device_id, started_at=_utc(e.start), ended_at=_utc(e.end), model_version=e.model_version,
             label=e.activity, windows=e.windows, mean_probability=e.confidence, room_id=self.rooms.get(e.device_id),
         )
+
+    @staticmethod
+    def _raw_frame(f: RawFrame):
+        from storage.writer import RawFrameRow
+
+        return RawFrameRow(device_id=f.device_id, t0=_utc(f.t0), seq=f.seq, payload=f.payload,
+                           received_at=_utc(f.received_at))
 
     @staticmethod
     def _alert(a: Alert):
