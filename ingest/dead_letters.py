@@ -1,4 +1,5 @@
-"""Reading the dead-letter topic back: what was refused, why, and from where."""
+"""The dead-letter topic: the one header format every stage writes, and reading it back (what was
+refused, why, and from where)."""
 
 from __future__ import annotations
 
@@ -6,6 +7,19 @@ import time
 from dataclasses import dataclass
 
 from ingest.codec import header
+
+
+def dead_letter_headers(reason: str, code: str, source: str, received_at: float | None = None,
+                        **extra: str | bytes) -> list[tuple[str, bytes]]:
+    """Headers of a dead letter: ``reason`` (for people), ``code`` (for machines), ``source``,
+    ``received_at`` (epoch seconds, default now), then ``extra`` in order (say ``original_topic``).
+
+    Text is encoded with backslashreplace: a reason quoting hostile text must still encode."""
+    when = time.time() if received_at is None else received_at
+    headers = [("reason", reason), ("code", code), ("source", source), ("received_at", f"{when:.6f}"),
+               *extra.items()]
+    return [(name, value if isinstance(value, bytes) else value.encode(errors="backslashreplace"))
+            for name, value in headers]
 
 
 @dataclass(frozen=True)

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from ingest.codec import CONTENT_TYPE_HEADER, CONTENT_TYPES, TRUTH_HEADER, Truth, decode, encode
+from ingest.dead_letters import dead_letter_headers
 from ingest.frame import Frame, FrameError, FrameLimits
 from ingest.producer import DeviceProducer, Headers
 
@@ -80,7 +81,7 @@ class IngestGate:
 
     def admit(self, raw: bytes, source: str, *, truth: bytes | None = None) -> GateDecision:
         """Route one payload. ``truth`` is an optional ``iotlm-truth`` header value to carry along."""
-        received_at = ("received_at", f"{time.time():.6f}".encode())
+        received_at = time.time()
         device_id = None
         try:
             frame = decode(raw, self.limits)
@@ -99,7 +100,7 @@ class IngestGate:
         headers: Headers = [
             (CONTENT_TYPE_HEADER, CONTENT_TYPES["msgpack"].encode()),
             ("source", source.encode()),
-            received_at,
+            ("received_at", f"{received_at:.6f}".encode()),
         ]
         if truth is not None:
             headers.append((TRUTH_HEADER, truth))
@@ -108,20 +109,12 @@ class IngestGate:
         return GateDecision(accepted=True, device_id=device_id)
 
     def _dead_letter(self, raw, source, received_at, device_id, code, reason) -> GateDecision:
-        headers: Headers = [  # backslashreplace: a reason quoting hostile text must still encode
-            ("reason", reason.encode(errors="backslashreplace")),
-            ("code", code.encode()),
-            ("source", source.encode(errors="backslashreplace")),
-            received_at,
-        ]
-        value = raw
+        value, truncation = raw, {}
         if len(raw) > self.settings.kafka.max_frame_bytes:
             value = raw[: self.settings.kafka.dlq_keep_bytes]
-            headers += [
-                ("original_size", str(len(raw)).encode()),
-                ("original_sha256", hashlib.sha256(raw).hexdigest().encode()),
-                ("truncated", b"true"),
-            ]
+            truncation = {"original_size": str(len(raw)), "original_sha256": hashlib.sha256(raw).hexdigest(),
+                          "truncated": "true"}
+        headers: Headers = dead_letter_headers(reason, code, source, received_at, **truncation)
         self.producer.send_raw(self.settings.kafka.dlq_topic, device_id, value, headers)
         self.outcomes[code] += 1
         return GateDecision(accepted=False, device_id=device_id, code=code, reason=reason)

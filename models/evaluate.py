@@ -40,16 +40,18 @@ def predict_windows(classifier, windows) -> np.ndarray:
     return probabilities.argmax(1)
 
 
-def splits(dataset: str, limit: int | None, seed: int):
-    """(fit, validation, test) window sets. HAPT: fit = train subjects minus the validation subjects;
-    BasicMotions (no subject ids): validation = a stratified quarter of its train split."""
+def splits(dataset: str, limit: int | None, seed: int, validation_subjects: tuple[int, ...] | None = None):
+    """(fit, validation, test) window sets. HAPT: fit = train subjects minus the validation subjects
+    (default models.datasets.HAPT_VALIDATION_SUBJECTS); BasicMotions (no subject ids): validation = a
+    stratified quarter of its train split."""
     from models.datasets import (
         HAPT_TEST_SUBJECTS, HAPT_TRAIN_SUBJECTS, HAPT_VALIDATION_SUBJECTS, basicmotions_windows, hapt_windows,
     )  # fmt: skip
 
     if dataset == "hapt":
-        fit = hapt_windows([s for s in HAPT_TRAIN_SUBJECTS if s not in HAPT_VALIDATION_SUBJECTS])
-        val = hapt_windows(HAPT_VALIDATION_SUBJECTS)
+        validation_subjects = validation_subjects or HAPT_VALIDATION_SUBJECTS
+        fit = hapt_windows([s for s in HAPT_TRAIN_SUBJECTS if s not in validation_subjects])
+        val = hapt_windows(validation_subjects)
         test = hapt_windows(HAPT_TEST_SUBJECTS)
     elif dataset == "basicmotions":
         train = basicmotions_windows("train")
@@ -79,11 +81,13 @@ def run_evaluation(
     import torch
 
     from models.inference import MotionClassifier
-    from models.train import few_shot_subset, finetune
+    from models.train import FINETUNE_VALIDATION_SUBJECTS, few_shot_subset, finetune, steps_per_epoch
 
     torch.manual_seed(seed)
     start = time.time()
-    fit, val, test = splits(dataset, limit, seed)
+    # full fine-tuning selects as `iotlm train finetune` does: six validation subjects, once per epoch
+    full = setting == "full"
+    fit, val, test = splits(dataset, limit, seed, FINETUNE_VALIDATION_SUBJECTS if full else None)
     classifier = MotionClassifier.load(model, device="cpu", checkpoint_dir=checkpoint_dir)
     n_fit = 0
     if setting in ("few-shot", "full"):
@@ -91,7 +95,8 @@ def run_evaluation(
             fit = few_shot_subset(fit, shots, seed)
         n_fit = len(fit)
         label_vectors = classifier.label_vectors(fit.labels).cpu().numpy()
-        classifier.model, _ = finetune(classifier.model, fit, val, label_vectors, epochs=epochs, seed=seed)
+        classifier.model, _ = finetune(classifier.model, fit, val, label_vectors, epochs=epochs, seed=seed,
+                                       eval_every=steps_per_epoch(fit) if full else None)
     elif setting != "zero-shot":
         raise ValueError(f"unknown setting {setting!r}: zero-shot, few-shot or full")
     report = classification_metrics(test.y, predict_windows(classifier, test), test.labels)

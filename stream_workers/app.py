@@ -6,13 +6,14 @@ is not yet written. Faust commits the highest contiguous acked offset on its own
 no hook to hold a commit for data sitting in our own buffers; its windowed tables cannot assemble
 windows of samples (see `stream_workers.windows`); and `concurrency>1` on an agent can lose or
 reorder events (faust-streaming issue #606), so we would run one event at a time anyway. aiokafka
-(Faust's own driver) with `enable_auto_commit=False` gives exactly the control needed, in one
-coroutine per worker: concurrency 1, frames of a device handled in partition order.
+(the Kafka driver Faust itself uses) with `enable_auto_commit=False` gives exactly the control
+needed, in one coroutine per worker: concurrency 1, frames of a device handled in partition order.
 
 At-least-once, without duplicates:
-- results, episodes and alerts reach the sink (idempotent upserts) before the offsets covering them
-  are committed; after a crash or a rebalance the partition is re-read from the commit, the
-  assembler rebuilds its buffers from the re-read frames, and re-emitted windows upsert the same rows;
+- results, episodes, alerts and the raw bytes of every decoded frame (kept for fine-tuning) reach the
+  sink (idempotent upserts), batched together, before the offsets covering them are committed; after
+  a crash or a rebalance the partition is re-read from the commit, the assembler rebuilds its buffers
+  from the re-read frames, and re-emitted windows and raw frames upsert the same rows;
 - a frame that cannot be decoded, or comes later than the lateness bound, goes to the dead-letter
   topic with a reason and the same key, and the worker goes on.
 
@@ -35,18 +36,19 @@ from dataclasses import asdict, dataclass, field
 from aiokafka.abc import ConsumerRebalanceListener
 
 from ingest.codec import TRUTH_HEADER, Truth, decode, header
+from ingest.dead_letters import dead_letter_headers
 from ingest.frame import Frame, FrameError, FrameLimits
 from stream_workers.alerts import AlertRules
 from stream_workers.batching import MicroBatcher
 from stream_workers.episodes import EpisodeTracker
 from stream_workers.inference import ActivityModel, WindowClassifier
 from stream_workers.metrics import WorkerMetrics
-from stream_workers.records import Alert, Episode, WindowResult
+from stream_workers.records import Alert, Episode, RawFrame, WindowResult
 from stream_workers.sink import ResultSink, SinkBackpressure, SinkBatch
 from stream_workers.windows import ImuSegment, Window, WindowAssembler
 
 log = logging.getLogger(__name__)
-DLQ_SOURCE = b"stream_workers"
+DLQ_SOURCE = "stream_workers"
 TICK_S = 1.0
 
 
@@ -128,7 +130,9 @@ class StreamWorker:
         self.promoted: str | None = None
         self._pending: deque[_Pending] = deque()
         self._pending_added = asyncio.Event()
-        self._inflight: dict[int, Counter] = {}  # partition -> first_offset -> windows not yet written
+        # partition -> offset -> raw frames and windows (by their first frame) of that offset not yet written
+        self._inflight: dict[int, Counter] = {}
+        self._raw_out: list[RawFrame] = []  # decoded frames whose bytes go with the next sink batch
         self._next_offset: dict[int, int] = {}  # partition -> offset after the last record handled
         self._committed: dict[int, int] = {}
         self._alerts_out: list[Alert] = []
@@ -238,9 +242,10 @@ class StreamWorker:
                                      checkpoint_dir=models.checkpoint_dir)
 
     async def _drain(self) -> None:
-        """Stop with everything handed to the batcher written, so the last commit covers it."""
+        """Stop with everything handed to the batcher and every raw frame written, so the last commit covers it."""
         deadline = time.monotonic() + 60
-        while self._pending and time.monotonic() < deadline:
+        while (self._pending or any(self._inflight.values())) and time.monotonic() < deadline:
+            self._pending_added.set()  # raw frames alone do not wake the write loop
             await asyncio.sleep(0.05)
 
     # -- consuming ----------------------------------------------------------------------------
@@ -256,7 +261,8 @@ class StreamWorker:
                     await self._handle(record, batcher)
                     self._next_offset[tp.partition] = record.offset + 1
             self._update_lag()
-            while len(self._pending) > self.config.max_pending_windows:
+            limit = self.config.max_pending_windows
+            while len(self._pending) > limit or len(self._raw_out) > limit:
                 await asyncio.sleep(0.01)  # results are waiting on the sink: stop reading more
 
     async def _handle(self, record, batcher: MicroBatcher) -> None:
@@ -267,6 +273,10 @@ class StreamWorker:
         except FrameError as exc:
             await self._dead_letter(record, exc.code, exc.reason)
             return
+        # held before any await, like the windows below: the commit stays behind a frame not yet stored
+        self._hold(record.partition, record.offset)
+        self._raw_out.append(RawFrame(frame.device_id, frame.t0, frame.seq, record.value, record.timestamp / 1000,
+                                      record.partition, record.offset))
         self.rules.heard(frame.device_id, time.time())
         segment = segment_from_frame(
             frame, _truth_labels(record.headers), record.partition, record.offset, record.timestamp / 1000
@@ -276,7 +286,7 @@ class StreamWorker:
         outcome = self.assembler.add(segment)
         for window in outcome.windows:
             # held before any await: if the worker stops mid-way, the commit stays behind this window
-            self._inflight.setdefault(window.partition, Counter())[window.first_offset] += 1
+            self._hold(window.partition, window.first_offset)
         if outcome.refused == "late":
             self.totals.late_frames += 1
             self.metrics.late_frames.inc()
@@ -295,13 +305,11 @@ class StreamWorker:
         self.metrics.pending_windows.set(len(self._pending))
 
     async def _dead_letter(self, record, code: str, reason: str) -> None:
-        await self._send_dead_letter(record.value, record.key, code, reason, [
-            ("original_topic", record.topic.encode()),
-            ("original_offset", f"{record.partition}:{record.offset}".encode()),
-        ])
+        await self._send_dead_letter(record.value, record.key, code, reason, original_topic=record.topic,
+                                     original_offset=f"{record.partition}:{record.offset}")
 
-    async def _send_dead_letter(self, value: bytes, key: bytes | None, code: str, reason: str, extra) -> None:
-        headers = [("reason", reason.encode()), ("code", code.encode()), ("source", DLQ_SOURCE), *extra]
+    async def _send_dead_letter(self, value: bytes, key: bytes | None, code: str, reason: str, **extra: str) -> None:
+        headers = dead_letter_headers(reason, code, DLQ_SOURCE, **extra)
         await self._producer.send_and_wait(self.settings.kafka.dlq_topic, value, key=key, headers=headers)
         self.totals.dlq += 1
         self.metrics.dead_lettered(code)
@@ -344,7 +352,7 @@ class StreamWorker:
                 if item.future.exception() is not None:
                     log.error("inference failed for %s@%.2f: %s", item.window.device_id, item.window.start,
                               item.future.exception())
-                    self._release(item.window)
+                    self._release(item.window.partition, item.window.first_offset)
                     continue
                 done.append((item.window, item.future.result()))
             batch = self._sink_batch([r for _, r in done])
@@ -355,7 +363,9 @@ class StreamWorker:
             written_at = time.time()
             written = [r for _, r in done if id(r) not in refused_ids]
             for window, _ in done:
-                self._release(window)
+                self._release(window.partition, window.first_offset)
+            for raw in batch.raw_frames:
+                self._release(raw.partition, raw.offset)
             for result in written:
                 self._account(result, written_at)
             await self._publish_alerts([a for a in batch.alerts if id(a) not in refused_ids])
@@ -365,11 +375,12 @@ class StreamWorker:
     def _sink_batch(self, results: list[WindowResult]) -> SinkBatch:
         episodes: dict[tuple[str, float], Episode] = {}
         alerts, self._alerts_out = self._alerts_out, []
+        raw_frames, self._raw_out = self._raw_out, []
         for result in results:
             for episode in self.episodes.update(result):
                 episodes[(episode.device_id, episode.start)] = episode
             alerts.extend(self.rules.on_result(result))
-        return SinkBatch(results=results, episodes=list(episodes.values()), alerts=alerts)
+        return SinkBatch(results=results, episodes=list(episodes.values()), alerts=alerts, raw_frames=raw_frames)
 
     async def _write_durably(self, loop, executor, batch: SinkBatch) -> SinkBatch:
         """Write `batch`, waiting out backpressure. Returns the records the store refused (dead-lettered):
@@ -394,12 +405,12 @@ class StreamWorker:
                 return batch
 
     async def _dead_letter_record(self, single: SinkBatch, exc: Exception) -> None:
-        record = (single.results + single.episodes + single.alerts)[0]
+        record = single.records()[0]
         kind = type(record).__name__
         reason = f"the store refused this {kind} ({type(exc).__name__}: {str(exc).splitlines()[0][:300]})"
-        value = json.dumps(asdict(record), default=str).encode()
-        await self._send_dead_letter(value, record.device_id.encode(), "unstorable", reason,
-                                     [("record_type", kind.encode())])
+        # a raw frame is dead-lettered as the bytes it came as; the worker's own records as JSON
+        value = record.payload if isinstance(record, RawFrame) else json.dumps(asdict(record), default=str).encode()
+        await self._send_dead_letter(value, record.device_id.encode(), "unstorable", reason, record_type=kind)
 
     async def _publish_alerts(self, alerts: list[Alert]) -> None:
         for alert in alerts:
@@ -409,13 +420,16 @@ class StreamWorker:
             self.totals.alerts += 1
             self.metrics.alerted(alert.rule)
 
-    def _release(self, window: Window) -> None:
-        inflight = self._inflight.get(window.partition)
+    def _hold(self, partition: int, offset: int) -> None:
+        self._inflight.setdefault(partition, Counter())[offset] += 1
+
+    def _release(self, partition: int, offset: int) -> None:
+        inflight = self._inflight.get(partition)
         if inflight is None:
             return  # the partition was revoked meanwhile
-        inflight[window.first_offset] -= 1
-        if inflight[window.first_offset] <= 0:
-            del inflight[window.first_offset]
+        inflight[offset] -= 1
+        if inflight[offset] <= 0:
+            del inflight[offset]
 
     def _account(self, result: WindowResult, written_at: float) -> None:
         t = self.totals

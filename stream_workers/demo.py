@@ -30,6 +30,8 @@ class DemoReport:
     windows: int
     result_rows: int
     duplicate_rows: int
+    raw_frame_rows: int  # raw_frames rows of these devices and times: one per frame sent
+    duplicate_raw_frames: int  # rows beyond one per (device, seq)
     dlq: int
     live_accuracy: float | None
     latency_p50_s: float | None
@@ -84,17 +86,27 @@ def prepare_services(settings, console=None) -> list:
     """Stack up, topics, schema. Returns the services this call started (to stop them afterwards)."""
     from deploy.stack import Stack
     from deploy.topics import ensure_topics
+    from storage.lane import url_from_settings
     from storage.migrate import upgrade
 
     started = Stack(settings).up()
     ensure_topics(settings)
-    url = settings.timescale_url if settings.storage.lane.lower().startswith("timescale") else settings.database_url
-    upgrade(url)
+    upgrade(url_from_settings(settings))
     return started
 
 
 def count_rows(settings, device_ids: list[str], since: float, until: float) -> tuple[int, int]:
     """(rows, rows beyond one per window) in window_predictions for these devices and times."""
+    return _count_rows(settings, "window_predictions", "window_start", "window_start", device_ids, since, until)
+
+
+def count_raw_frames(settings, device_ids: list[str], since: float, until: float) -> tuple[int, int]:
+    """(rows, rows beyond one per frame sequence number) in raw_frames for these devices and times."""
+    return _count_rows(settings, "raw_frames", "t0", "seq", device_ids, since, until)
+
+
+def _count_rows(settings, table: str, time_column: str, unique_column: str, device_ids: list[str],
+                since: float, until: float) -> tuple[int, int]:
     from datetime import datetime, timezone
 
     from sqlalchemy import text
@@ -106,8 +118,8 @@ def count_rows(settings, device_ids: list[str], since: float, until: float) -> t
         with engine.connect() as conn:
             rows, distinct = conn.execute(
                 text(
-                    "SELECT count(*), count(DISTINCT (device_id, window_start)) FROM window_predictions "
-                    "WHERE device_id = ANY(:ids) AND window_start >= :since AND window_start < :until"
+                    f"SELECT count(*), count(DISTINCT (device_id, {unique_column})) FROM {table} "
+                    f"WHERE device_id = ANY(:ids) AND {time_column} >= :since AND {time_column} < :until"
                 ),
                 {"ids": device_ids, "since": datetime.fromtimestamp(since, timezone.utc),
                  "until": datetime.fromtimestamp(until, timezone.utc)},
@@ -190,6 +202,7 @@ def run_demo(settings, duration_s: float, devices: int, speed: float, workers: i
     wall_s = time.monotonic() - began
     device_ids = [d.device_id for d in summary.devices]
     rows, duplicates = count_rows(settings, device_ids, tally.since, start_time + duration_s + 60)
+    raw_rows, raw_duplicates = count_raw_frames(settings, device_ids, tally.since, start_time + duration_s + 60)
     snap = tally.snapshot()
     versions: dict[str, int] = {}
     for t in totals:
@@ -201,6 +214,8 @@ def run_demo(settings, duration_s: float, devices: int, speed: float, workers: i
         windows=len({(r.device_id, r.window_start) for r in tally.results}),
         result_rows=rows,
         duplicate_rows=duplicates,
+        raw_frame_rows=raw_rows,
+        duplicate_raw_frames=raw_duplicates,
         dlq=sum(t.dlq for t in totals),
         live_accuracy=snap["live_accuracy"],
         latency_p50_s=snap["latency_p50_s"],

@@ -7,8 +7,9 @@ with how long to wait: the worker then pauses consumption and re-sends the same 
 write blocking silently inside the event loop.
 
 `StorageSink` adapts the interface onto `storage.writer` (idempotent upserts keyed by device, window
-start and model version; raw frames by device, t0 and seq; episodes by start; alerts by dedup key), then updates the live state in Redis
-(`storage.live_state`: each device's latest activity) and appends alerts to the Redis alert stream.
+start and model version; raw frames by device, t0 and seq; episodes by start; alerts by dedup key),
+then updates the live state in Redis (`storage.live_state`: each device's latest activity) and appends
+alerts to the Redis alert stream.
 The Redis stream is at-least-once: an alert re-raised after a crash carries the same `dedup_key`.
 """
 

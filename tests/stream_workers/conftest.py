@@ -76,6 +76,22 @@ def stored_windows():
 
 
 @pytest.fixture
+def stored_raw_frames():
+    """fn(settings, device_ids) -> [(device, seq, payload)] of every stored raw frame row, duplicates kept."""
+    import psycopg
+
+    def query(settings, device_ids) -> list[tuple[str, int, bytes]]:
+        s = settings.stack
+        with psycopg.connect(host=s.host, port=s.postgres_port, user=s.postgres_user,
+                             password=settings.storage.postgres_password, dbname=s.postgres_db) as conn:
+            rows = conn.execute("SELECT device_id, seq, payload FROM raw_frames WHERE device_id = ANY(%s)",
+                                (list(device_ids),)).fetchall()
+        return [(device, seq, bytes(payload)) for device, seq, payload in rows]
+
+    return query
+
+
+@pytest.fixture
 def expected_windows():
     """fn(settings, frames, rate_hz) -> {(device, window start)} an assembler makes of the complete stream."""
 

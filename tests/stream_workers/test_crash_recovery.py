@@ -74,8 +74,9 @@ def wait_for(condition, timeout_s: float, what: str) -> None:
 
 
 def test_kill_dash_nine_one_of_two_workers_mid_stream_loses_and_duplicates_no_window(
-    isolated, settings_env, expected_windows, stored_windows, tmp_path
+    isolated, settings_env, expected_windows, stored_windows, stored_raw_frames, tmp_path
 ):
+    from ingest.codec import decode
     from ingest.simulate import hapt_devices, replay_hapt
 
     hop = isolated.workers.hop_s
@@ -108,3 +109,7 @@ def test_kill_dash_nine_one_of_two_workers_mid_stream_loses_and_duplicates_no_wi
     assert 0 < killed_at < len(expected)
     assert sorted(stored) == sorted(expected)
     assert codes == [0, 0]
+    # the raw frames went with the results: each frame sent is stored once, as it was encoded
+    raw = stored_raw_frames(isolated, device_ids)
+    assert sorted((d, seq) for d, seq, _ in raw) == sorted((f.device_id, f.seq) for f, _ in frames)
+    assert all(decode(payload).seq == seq for _, seq, payload in raw)

@@ -87,6 +87,7 @@ class TestDeadLetters:
         assert garbage.value == b"\x85garbage mid-stream" and garbage.key == device.encode()
         assert dict(garbage.headers)["reason"], code
         assert all(dict(r.headers)["source"] == b"stream_workers" for r in dead)
+        assert all(float(dict(r.headers)["received_at"]) > 1.7e9 for r in dead)  # the gate's header format
 
         stored = stored_windows(isolated, [device])
         assert sorted(stored) == sorted(expected)  # each window once, nothing lost around the bad frames
@@ -237,11 +238,12 @@ class TestDemo:
         hop = isolated.workers.hop_s
         start = (time.time() - 10_800) // hop * hop  # on the window grid: every device gets 45 full windows
         report = run_demo(isolated, duration_s=60.0, devices=20, speed=0.0, workers=2, live=False, start_time=start)
-        print(json.dumps(report.to_dict()))
         # 60 s of signal per device at a 1.28 s hop: 45 full 2.56 s windows each
         assert report.devices == 20 and report.frames == 20 * 60
         assert report.windows == report.result_rows == 20 * 45
         assert report.duplicate_rows == 0 and report.dlq == 0
+        # the raw signal is kept for fine-tuning: one row per frame sent
+        assert report.raw_frame_rows == report.frames and report.duplicate_raw_frames == 0
         offline = offline_accuracy(isolated, 20, 60.0)
         assert report.live_accuracy is not None
         assert abs(report.live_accuracy - offline) < 0.08, (report.live_accuracy, offline)
