@@ -97,6 +97,20 @@ class TestDeadLetters:
         assert totals.late_frames == 1 and totals.gap_windows >= 2
         assert totals.truth_windows > 0  # frames carried ground truth, so results were judged
 
+        # what /metrics serves (the same registry, in Prometheus' text format) tells the same story
+        from prometheus_client import generate_latest
+        from prometheus_client.parser import text_string_to_metric_families
+
+        samples = {(s.name, tuple(sorted(s.labels.items()))): s.value
+                   for family in text_string_to_metric_families(generate_latest(worker.metrics.registry).decode())
+                   for s in family.samples}
+        me = (("worker", worker.name),)
+        assert samples[("iotlm_worker_frames_total", me)] == totals.frames
+        assert samples[("iotlm_worker_late_frames_total", me)] == 1
+        assert samples[("iotlm_worker_dlq_total", (("code", "late"), ("worker", worker.name)))] == 1
+        assert samples[("iotlm_worker_results_total", me)] == len(expected)
+        assert samples[("iotlm_worker_consumer_lag", me)] >= 0
+
 
     def test_a_result_the_store_refuses_is_dead_lettered_and_the_worker_goes_on(self, isolated, stored_windows):
         import numpy as np
