@@ -14,12 +14,13 @@ import time
 BATCH_SIZES = (1, 8, 32, 128, 256)
 
 
-def hapt_windows(n: int, rate_hz: float, window_s: float, hop_s: float, labels) -> list:
+def hapt_windows(n: int, rate_hz: float, workers) -> list:
+    """`n` windows of HAPT test subjects, cut by the assembler the workers run (`workers`: WorkerSettings)."""
     from ingest.simulate import hapt_devices
     from stream_workers.app import segment_from_frame
     from stream_workers.windows import WindowAssembler
 
-    assembler = WindowAssembler(window_s, hop_s, rate_hz, 0.1, 5.0, labels)
+    assembler = WindowAssembler.from_settings(workers, rate_hz)
     windows = []
     for device_id, signal in hapt_devices(9):
         seq = 0
@@ -50,8 +51,7 @@ def main() -> None:
     model = MotionClassifier.load(settings.models.default_model, device=settings.models.device,
                                   checkpoint_dir=settings.models.checkpoint_dir)
     classify = WindowClassifier(model, settings.workers.labels)
-    windows = hapt_windows(args.windows, model.rate_hz, settings.workers.window_s, settings.workers.hop_s,
-                           settings.workers.labels)
+    windows = hapt_windows(args.windows, model.rate_hz, settings.workers)
     classify(windows[:8])  # warm-up: first call allocates
     rows = {}
     with console.status("timing") as status:

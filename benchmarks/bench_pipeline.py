@@ -104,7 +104,7 @@ def main() -> None:
     w = settings.workers
     model = MotionClassifier.load(settings.models.default_model, device=settings.models.device,
                                   checkpoint_dir=settings.models.checkpoint_dir)
-    windows = hapt_windows(1024, model.rate_hz, w.window_s, w.hop_s, w.labels)
+    windows = hapt_windows(1024, model.rate_hz, w)
     classify = WindowClassifier(model, w.labels)
     classify(windows[:8])
     started = time.perf_counter()

@@ -16,7 +16,6 @@ import argparse
 import json
 import os
 import shutil
-import socket
 import tempfile
 import time
 from datetime import datetime, timedelta, timezone
@@ -26,6 +25,7 @@ from psycopg.types.json import Jsonb
 from sqlalchemy import create_engine, make_url, text
 
 from benchmarks.machine import RESULTS_DIR, write_result
+from deploy.process import free_ports
 from iotlm.settings import Settings
 from storage import migrate
 from storage.lane import open_engine
@@ -166,12 +166,6 @@ def write_markdown(result: dict, path) -> None:
     path.write_text("\n".join(lines) + "\n")
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rows", type=int, default=1_000_000)
@@ -186,9 +180,10 @@ def main() -> None:
     # stop them mid-run, and the numbers are not shared with their load on the same server.
     with tempfile.TemporaryDirectory(prefix="iotlm-bench-storage-") as state_dir:
         base = Settings()
+        postgres_port, timescale_port = free_ports(2)
         settings = base.model_copy(update={
             "state_dir": Path(state_dir),
-            "stack": base.stack.model_copy(update={"postgres_port": _free_port(), "timescale_port": _free_port()}),
+            "stack": base.stack.model_copy(update={"postgres_port": postgres_port, "timescale_port": timescale_port}),
         })
         stack = Stack(settings)
         services = ["postgres"] + (["timescale"] if args.timescale_rows else [])

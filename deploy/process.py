@@ -28,6 +28,18 @@ def port_is_open(host: str, port: int, timeout_s: float = 0.5) -> bool:
         return False
 
 
+def free_ports(count: int = 1, host: str = "127.0.0.1") -> list[int]:
+    """Ports the OS has free right now (held open together, so `count` of them are distinct)."""
+    sockets = [socket.socket() for _ in range(count)]
+    try:
+        for s in sockets:
+            s.bind((host, 0))
+        return [s.getsockname()[1] for s in sockets]
+    finally:
+        for s in sockets:
+            s.close()
+
+
 def log_tail(path: Path, lines: int = 30) -> str:
     """The last lines of a log file, for error messages ('' when there is none)."""
     try:

@@ -170,10 +170,7 @@ class StreamWorker:
             self._sink = await loop.run_in_executor(None, StorageSink, self.settings)
         await loop.run_in_executor(None, ensure_topics, self.settings)  # idempotent; a fresh stack has none
         self.classifier = WindowClassifier(self._model, self.config.labels)
-        self.assembler = WindowAssembler(
-            window_s=self.config.window_s, hop_s=self.config.hop_s, rate_hz=self._model.rate_hz,
-            max_gap_s=self.config.max_gap_s, lateness_s=self.config.lateness_s, labels=self.config.labels,
-        )
+        self.assembler = WindowAssembler.from_settings(self.config, self._model.rate_hz)
         kafka = self.settings.kafka
         self._consumer = AIOKafkaConsumer(
             bootstrap_servers=self.settings.kafka_bootstrap,

@@ -35,6 +35,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from iotlm.settings import WorkerSettings
+
 # HAPT activity ids 1..6, in the order of the site's default label list (settings.workers.labels)
 BASIC_HAPT_IDS = (1, 2, 3, 4, 5, 6)
 SEEN_SEQS_PER_DEVICE = 4096
@@ -134,6 +136,11 @@ class WindowAssembler:
         self.labels = list(labels)
         self.stats = AssemblerStats()
         self._devices: dict[str, _DeviceBuffer] = {}
+
+    @classmethod
+    def from_settings(cls, workers: WorkerSettings, rate_hz: float) -> WindowAssembler:
+        """The assembler a worker runs: window, hop, gap and lateness bounds and labels from settings."""
+        return cls(workers.window_s, workers.hop_s, rate_hz, workers.max_gap_s, workers.lateness_s, workers.labels)
 
     @property
     def samples_per_window(self) -> int:

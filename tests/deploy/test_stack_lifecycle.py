@@ -18,26 +18,10 @@ from pathlib import Path
 import psutil
 import pytest
 
+from deploy.process import free_ports, port_is_open
 from iotlm.settings import Settings, StackSettings
 
 PORT_FIELDS = ("kafka_port", "kafka_controller_port", "postgres_port", "redis_port", "mqtt_port", "timescale_port")
-
-
-def _free_ports(count: int) -> list[int]:
-    sockets = [socket.socket() for _ in range(count)]
-    try:
-        for s in sockets:
-            s.bind(("127.0.0.1", 0))
-        return [s.getsockname()[1] for s in sockets]
-    finally:
-        for s in sockets:
-            s.close()
-
-
-def _port_open(port: int) -> bool:
-    with socket.socket() as s:
-        s.settimeout(0.5)
-        return s.connect_ex(("127.0.0.1", port)) == 0
 
 
 @pytest.fixture
@@ -45,7 +29,7 @@ def private_settings() -> Settings:
     # Not pytest's tmp_path: that sits in a 0700 folder the `postgres` OS user cannot enter.
     state_dir = Path(tempfile.mkdtemp(prefix="iotlm-deploy-test-"))
     state_dir.chmod(0o755)
-    ports = dict(zip(PORT_FIELDS, _free_ports(len(PORT_FIELDS)), strict=True))
+    ports = dict(zip(PORT_FIELDS, free_ports(len(PORT_FIELDS)), strict=True))
     yield Settings(state_dir=state_dir, stack=StackSettings(**ports, kafka_heap="512m"))
     shutil.rmtree(state_dir, ignore_errors=True)
 
@@ -89,7 +73,7 @@ class TestStackCommands:
         for name, pid in pids.items():
             assert not psutil.pid_exists(pid) or psutil.Process(pid).status() == psutil.STATUS_ZOMBIE, name
         for port in expected.values():
-            assert not _port_open(port)
+            assert not port_is_open("127.0.0.1", port)
         assert not list((private_settings.state_dir / "run").glob("*.pid"))
 
         after = _iotlm(private_settings, "stack", "status", "--json")
@@ -125,7 +109,7 @@ class TestStartFailures:
         assert "kafka exited during start-up" in message
         assert "Invalid maximum heap size" in message  # the JVM's own words, from logs/kafka.log
         # All or nothing: the redis this call started is stopped again.
-        assert not _port_open(broken.stack.redis_port)
+        assert not port_is_open("127.0.0.1", broken.stack.redis_port)
         assert not list((broken.state_dir / "run").glob("*.pid"))
 
 
@@ -134,7 +118,7 @@ class TestStartFailures:
 
         assert Stack(private_settings).up(["redis"]) == ["redis"]
         moved = private_settings.model_copy(
-            update={"stack": private_settings.stack.model_copy(update={"redis_port": _free_ports(1)[0]})}
+            update={"stack": private_settings.stack.model_copy(update={"redis_port": free_ports(1)[0]})}
         )
         try:
             with pytest.raises(StackError, match=f"listens on 127.0.0.1:{private_settings.stack.redis_port}, not on"):
@@ -168,10 +152,10 @@ class TestDown:
 
         assert Stack(private_settings).up(["redis"]) == ["redis"]
         moved = private_settings.model_copy(
-            update={"stack": private_settings.stack.model_copy(update={"redis_port": _free_ports(1)[0]})}
+            update={"stack": private_settings.stack.model_copy(update={"redis_port": free_ports(1)[0]})}
         )
         assert Stack(moved).down() == ["redis"]
-        assert not _port_open(private_settings.stack.redis_port)
+        assert not port_is_open("127.0.0.1", private_settings.stack.redis_port)
 
 
 class TestPostgresDataPlacement:
@@ -197,7 +181,7 @@ class TestLeases:
             with Stack(private_settings).leased(["redis"]) as second:  # another test session, say
                 assert second.status(["redis"])[0].healthy
             assert first.status(["redis"])[0].healthy  # the first holder still has it
-        assert not _port_open(private_settings.stack.redis_port)
+        assert not port_is_open("127.0.0.1", private_settings.stack.redis_port)
 
     def test_a_dead_holders_lease_does_not_keep_the_stack_up(self, private_settings: Settings):
         from deploy.stack import Stack
@@ -207,5 +191,5 @@ class TestLeases:
         (leases / "999999.deadbeef").write_text(json.dumps({"pid": 999_999_999, "started_at": 0}))
         with Stack(private_settings).leased(["redis"]):
             pass
-        assert not _port_open(private_settings.stack.redis_port)
+        assert not port_is_open("127.0.0.1", private_settings.stack.redis_port)
         assert list(leases.iterdir()) == []

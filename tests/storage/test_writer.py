@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import shutil
-import socket
 import threading
 import time
 from datetime import datetime, timedelta, timezone
@@ -11,6 +10,7 @@ from datetime import datetime, timedelta, timezone
 import pytest
 from sqlalchemy import text
 
+from deploy.process import free_ports
 from iotlm.settings import StorageSettings
 from storage import migrate
 from storage.lane import open_engine
@@ -75,12 +75,6 @@ class TestIdempotentWrites:
         assert count(engine, "alerts") == 1
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture
 def private_postgres(settings, tmp_path):
     """A PostgreSQL of this test's own, started through the stack API, so restarting it never
@@ -89,7 +83,7 @@ def private_postgres(settings, tmp_path):
 
     own = settings.model_copy(update={
         "state_dir": tmp_path / "state",
-        "stack": settings.stack.model_copy(update={"postgres_port": _free_port()}),
+        "stack": settings.stack.model_copy(update={"postgres_port": free_ports()[0]}),
     })
     stack = Stack(own)
     stack.up(["postgres"])

@@ -3,18 +3,12 @@ and the windows a complete replay must produce (what every test compares the sto
 
 from __future__ import annotations
 
-import socket
 import uuid
 import pytest
 
+from deploy.process import free_ports
 from stream_workers.app import segment_from_frame
 from stream_workers.windows import WindowAssembler
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture
@@ -39,7 +33,7 @@ def isolated(settings, stack):
             "alerts_topic": f"test.{tag}.alerts", "control_topic": f"test.{tag}.control", "partitions": 4,
         }),
         "workers": settings.workers.model_copy(update={
-            "consumer_group": f"test-{tag}", "metrics_port": _free_port(), "model_key": f"test:{tag}:model",
+            "consumer_group": f"test-{tag}", "metrics_port": free_ports()[0], "model_key": f"test:{tag}:model",
             "commit_interval_s": 0.5,
         }),
         "stack": settings.stack.model_copy(update={"postgres_db": db}),
@@ -96,8 +90,7 @@ def expected_windows():
     """fn(settings, frames, rate_hz) -> {(device, window start)} an assembler makes of the complete stream."""
 
     def compute(settings, frames, rate_hz: float) -> set[tuple[str, float]]:
-        w = settings.workers
-        assembler = WindowAssembler(w.window_s, w.hop_s, rate_hz, w.max_gap_s, w.lateness_s, w.labels)
+        assembler = WindowAssembler.from_settings(settings.workers, rate_hz)
         keys = set()
         for offset, (frame, truth) in enumerate(frames):
             segment = segment_from_frame(frame, truth.labels if truth else None, 0, offset, 0.0)
