@@ -16,7 +16,9 @@ import pytest
 
 from iotlm.settings import PROJECT_ROOT, Settings
 
-TEST_PORT_OFFSET = 1000  # postgres 16432, redis 17379, kafka 20092, ... beside a demo's 15432, 16379, 19092
+# postgres 16432, redis 17379, kafka 20092, ... beside a demo's 15432, 16379, 19092; a second checkout
+# testing at the same time on the same machine sets IOTLM_TEST_PORT_OFFSET (e.g. 2000) to get a stack of its own
+TEST_PORT_OFFSET = int(os.environ.get("IOTLM_TEST_PORT_OFFSET", "1000"))
 
 
 @pytest.fixture(scope="session")
