@@ -44,6 +44,8 @@ CONTENT_TYPES: dict[Format, str] = {
 CONTENT_TYPE_HEADER = "content-type"
 TRUTH_HEADER = "iotlm-truth"
 
+TRUTH_LABEL_MIN, TRUTH_LABEL_MAX = -1, 32767  # label ids travel as int16
+
 _TOP_LEVEL = {"schema_version", "device_id", "seq", "t0", "duration_s", "placement", "imu", "env", "streams"}
 
 
@@ -286,14 +288,49 @@ class Truth:
 
     @classmethod
     def from_header(cls, value: bytes) -> Truth:
-        doc = json.loads(value)
-        return cls(
-            labels=np.asarray(doc["labels"], dtype=np.int16),
-            dataset=doc["dataset"],
-            names={int(k): v for k, v in doc.get("names", {}).items()},
-            subject=doc.get("subject"),
-            experiment=doc.get("experiment"),
-        )
+        """The header parsed and checked like any input: FrameError (code ``bad_truth``) says what is wrong.
+        Consumers trust what comes out (labels flat int16 ids, names and dataset short strings)."""
+
+        def bad(reason: str) -> FrameError:
+            return FrameError(f"{TRUTH_HEADER} header {reason}", "bad_truth")
+
+        try:
+            doc = json.loads(value)
+        except (ValueError, TypeError, RecursionError) as exc:
+            raise bad(f"is not JSON ({type(exc).__name__})") from None
+        if not isinstance(doc, dict):
+            raise bad(f"must be a JSON object, got {type(doc).__name__}")
+        labels = doc.get("labels")
+        if not isinstance(labels, list):
+            raise bad("needs labels: a list of integer label ids")
+        if not all(isinstance(x, int) and not isinstance(x, bool) and TRUTH_LABEL_MIN <= x <= TRUTH_LABEL_MAX
+                   for x in labels):
+            raise bad(f"labels must be integers in [{TRUTH_LABEL_MIN}, {TRUTH_LABEL_MAX}] (-1: unlabelled)")
+        dataset = doc.get("dataset")
+        if not isinstance(dataset, str) or not 0 < len(dataset) <= 32:
+            raise bad("needs dataset: a name of 1-32 characters")
+        names = doc.get("names", {})
+        if not isinstance(names, dict) or not all(
+            isinstance(v, str) and len(v) <= 64 and k.lstrip("-").isdigit() and len(k) <= 6 for k, v in names.items()
+        ):
+            raise bad("names must map label ids to names of at most 64 characters")
+        extra = {}
+        for key in ("subject", "experiment"):
+            number = doc.get(key)
+            if number is not None and (not isinstance(number, int) or isinstance(number, bool) or abs(number) >= 2**31):
+                raise bad(f"{key} must be an integer")
+            extra[key] = number
+        return cls(labels=np.asarray(labels, dtype=np.int16), dataset=dataset,
+                   names={int(k): v for k, v in names.items()}, **extra)
+
+
+def truth_for_frame(value: bytes, frame: Frame) -> Truth:
+    """The truth header of ``frame``, checked (FrameError ``bad_truth``): one label per IMU sample."""
+    truth = Truth.from_header(value)
+    n = frame.imu.n_samples if frame.imu is not None else None
+    if n is not None and len(truth.labels) != n:
+        raise FrameError(f"{TRUTH_HEADER} has {len(truth.labels)} labels for {n} IMU samples", "bad_truth")
+    return truth
 
 
 def header(headers: list[tuple[str, bytes]] | None, name: str) -> bytes | None:

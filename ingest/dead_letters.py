@@ -3,6 +3,7 @@ refused, why, and from where)."""
 
 from __future__ import annotations
 
+import hashlib
 import time
 from dataclasses import dataclass
 
@@ -20,6 +21,18 @@ def dead_letter_headers(reason: str, code: str, source: str, received_at: float 
                *extra.items()]
     return [(name, value if isinstance(value, bytes) else value.encode(errors="backslashreplace"))
             for name, value in headers]
+
+
+def bounded_payload(raw: bytes, kafka_settings) -> tuple[bytes, dict[str, str]]:
+    """What a dead letter may carry of ``raw``: all of it up to ``max_frame_bytes``, else its first
+    ``dlq_keep_bytes`` plus ``original_size``, ``original_sha256`` and ``truncated`` headers. Raising the
+    DLQ topic's ``max.message.bytes`` to whatever a client uploads would let one client fill the broker
+    (and a dead letter larger than the broker takes would crash its writer); the prefix plus digest is
+    enough to identify and diagnose the upload."""
+    if len(raw) <= kafka_settings.max_frame_bytes:
+        return raw, {}
+    return raw[: kafka_settings.dlq_keep_bytes], {
+        "original_size": str(len(raw)), "original_sha256": hashlib.sha256(raw).hexdigest(), "truncated": "true"}
 
 
 @dataclass(frozen=True)

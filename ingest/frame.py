@@ -44,6 +44,28 @@ ENV_UNITS: dict[str, str] = {
 
 IMU_UNITS: dict[str, str] = {"acc": "m/s^2", "gyro": "rad/s", "mag": "uT"}
 
+# What a real sensor of each channel can read, with headroom: beyond it the value is a bug or an attack
+# (an accelerometer does not read 3e38 m/s^2), and refusing it here keeps every later sum, filter and
+# average far from float32 overflow. IMU limits are per sample and axis.
+PHYSICAL_RANGES: dict[str, tuple[float, float]] = {
+    "acc": (-2000.0, 2000.0),  # m/s^2: about 200 g, past high-g impact sensors (MEMS wearables: 16-32 g)
+    "gyro": (-100.0, 100.0),  # rad/s: about 5,700 deg/s, past the 4,000 deg/s of the widest MEMS gyros
+    "mag": (-5000.0, 5000.0),  # uT: Earth's field is 25-65 uT; MEMS magnetometers saturate near 4,900 uT
+    "temperature": (-60.0, 120.0),
+    "humidity": (0.0, 100.0),
+    "co2": (0.0, 100_000.0),
+    "light": (0.0, 250_000.0),  # direct sunlight is about 120,000 lux
+    "noise": (0.0, 200.0),
+    "pir": (0.0, 1.0),
+    "pressure": (250.0, 1200.0),
+    "voc": (0.0, 100_000.0),
+}
+
+# Sample rates each modality can be served at. An IMU slower than 5 Hz cannot show human motion, and
+# its samples would sit further apart than any window tolerates (one 188-byte frame at 0.001 Hz would
+# otherwise span an hour of windows); room sensors report every 10 s to 1 h.
+RATE_RANGES: dict[str, tuple[float, float]] = {"imu": (5.0, 2000.0), "env": (1 / 3600, 100.0)}
+
 # 2000-01-01 UTC: no device of ours has a clock older than this unless it was never set.
 EARLIEST_T0 = 946_684_800.0
 MAX_DURATION_S = 3600.0
@@ -118,7 +140,29 @@ def _check_rate(rate_hz: Any, where: str) -> float:
     rate = _number(rate_hz, f"{where}.rate_hz")
     if not math.isfinite(rate) or rate <= 0 or rate > MAX_RATE_HZ:
         raise FrameError(f"{where}.rate_hz must be in (0, {MAX_RATE_HZ:g}] Hz, got {rate:g}", "bad_rate")
+    low, high = RATE_RANGES.get(where, (0.0, MAX_RATE_HZ))
+    if not low <= rate <= high:
+        raise FrameError(f"{where}.rate_hz must be in [{low:.4g}, {high:g}] Hz for this modality, got {rate:g}",
+                         "bad_rate")
     return rate
+
+
+def _check_physical(array: np.ndarray, channel: str, where: str) -> None:
+    """Finite values a real sensor of `channel` can read (PHYSICAL_RANGES); other channels are unchecked."""
+    _check_finite(array, where)
+    if channel not in PHYSICAL_RANGES or array.size == 0:
+        return
+    low, high = PHYSICAL_RANGES[channel]
+    outside = (array < low) | (array > high)
+    if not outside.any():
+        return
+    index = np.argwhere(outside)[0]
+    at = f"sample {index[0]}" + (f", axis {_AXES[index[1]]}" if array.ndim == 2 and array.shape[1] == 3 else "")
+    raise FrameError(
+        f"{where} reads {float(array[tuple(index)]):.6g} at {at}, outside what a {channel} sensor can read "
+        f"[{low:g}, {high:g}] ({int(outside.sum())} values outside)",
+        "out_of_range",
+    )
 
 
 def _check_same_length(channels: Mapping[str, np.ndarray], where: str) -> None:
@@ -157,7 +201,7 @@ class ImuStream:
                 raise FrameError(
                     f"imu.{name} must have shape (n, 3) for x, y, z; got {array.shape}", "shape"
                 )
-            _check_finite(array, f"imu.{name}")
+            _check_physical(array, name, f"imu.{name}")
             object.__setattr__(self, name, array)
         _check_same_length(self.channels(), "imu")
 
@@ -198,7 +242,7 @@ class EnvStream:
             array = _as_float32(value, f"env.{name}")
             if array.ndim != 1:
                 raise FrameError(f"env.{name} must have shape (n,); got {array.shape}", "shape")
-            _check_finite(array, f"env.{name}")
+            _check_physical(array, name, f"env.{name}")
             checked[name] = array
         _check_same_length(checked, "env")
         object.__setattr__(self, "channels", checked)

@@ -5,22 +5,19 @@ goes to the dead-letter topic with the ORIGINAL bytes as value and headers ``rea
 ``code`` (for machines), ``source`` and ``received_at``. Nothing is dropped and bad input never
 raises out of :meth:`IngestGate.admit`; only a broken Kafka connection does.
 
-A payload above ``max_frame_bytes`` is dead-lettered as its first ``dlq_keep_bytes`` plus
-``original_size`` and ``original_sha256`` headers instead of whole: raising the DLQ topic's
-``max.message.bytes`` to whatever a client chooses to upload would let one client fill the broker,
-and the prefix plus digest is enough to identify and diagnose the upload.
+A payload above ``max_frame_bytes`` is dead-lettered as a bounded prefix plus its size and digest
+(:func:`ingest.dead_letters.bounded_payload`, shared with the workers).
 """
 
 from __future__ import annotations
 
-import hashlib
 import time
 from collections import Counter
 from dataclasses import dataclass
 from typing import Protocol
 
-from ingest.codec import CONTENT_TYPE_HEADER, CONTENT_TYPES, TRUTH_HEADER, Truth, decode, encode
-from ingest.dead_letters import dead_letter_headers
+from ingest.codec import CONTENT_TYPE_HEADER, CONTENT_TYPES, TRUTH_HEADER, decode, encode, truth_for_frame
+from ingest.dead_letters import bounded_payload, dead_letter_headers
 from ingest.frame import Frame, FrameError, FrameLimits
 from ingest.producer import DeviceProducer, Headers
 
@@ -48,17 +45,6 @@ class SettingsAdmission:
         )
 
 
-def _check_truth(value: bytes, frame: Frame) -> None:
-    """Consumers trust the truth header, so it is checked like the frame it travels with."""
-    try:
-        truth = Truth.from_header(value)
-    except Exception as exc:
-        raise FrameError(f"{TRUTH_HEADER} header is not valid ({type(exc).__name__}: {exc})", "bad_truth") from None
-    n = frame.imu.n_samples if frame.imu is not None else None
-    if n is not None and len(truth.labels) != n:
-        raise FrameError(f"{TRUTH_HEADER} has {len(truth.labels)} labels for {n} IMU samples", "bad_truth")
-
-
 @dataclass(frozen=True)
 class GateDecision:
     """What the gate did with one payload."""
@@ -79,18 +65,24 @@ class IngestGate:
         self.limits = FrameLimits.from_settings(settings)
         self.outcomes: Counter[str] = Counter()  # "accepted" or the rejection code
 
-    def admit(self, raw: bytes, source: str, *, truth: bytes | None = None) -> GateDecision:
-        """Route one payload. ``truth`` is an optional ``iotlm-truth`` header value to carry along."""
+    def admit(self, raw: bytes, source: str, *, truth: bytes | None = None,
+              expected_device: str | None = None) -> GateDecision:
+        """Route one payload. ``truth`` is an optional ``iotlm-truth`` header value to carry along;
+        ``expected_device`` is who the transport says sent it (the MQTT topic): a frame naming another
+        device is refused with ``device_mismatch``."""
         received_at = time.time()
         device_id = None
         try:
             frame = decode(raw, self.limits)
             device_id = frame.device_id
+            if expected_device is not None and device_id != expected_device:
+                raise FrameError(f"frame of device {device_id!r} sent as device {expected_device!r}: a device "
+                                 "may only send its own frames", "device_mismatch")
             refusal = self.admission.refusal(device_id)
             if refusal is not None:
                 raise FrameError(refusal, "unknown_device")
             if truth is not None:
-                _check_truth(truth, frame)
+                truth_for_frame(truth, frame)
             forward = encode(frame)
         except FrameError as exc:
             return self._dead_letter(raw, source, received_at, device_id, exc.code, exc.reason)
@@ -109,11 +101,7 @@ class IngestGate:
         return GateDecision(accepted=True, device_id=device_id)
 
     def _dead_letter(self, raw, source, received_at, device_id, code, reason) -> GateDecision:
-        value, truncation = raw, {}
-        if len(raw) > self.settings.kafka.max_frame_bytes:
-            value = raw[: self.settings.kafka.dlq_keep_bytes]
-            truncation = {"original_size": str(len(raw)), "original_sha256": hashlib.sha256(raw).hexdigest(),
-                          "truncated": "true"}
+        value, truncation = bounded_payload(raw, self.settings.kafka)
         headers: Headers = dead_letter_headers(reason, code, source, received_at, **truncation)
         self.producer.send_raw(self.settings.kafka.dlq_topic, device_id, value, headers)
         self.outcomes[code] += 1

@@ -23,6 +23,17 @@ from ingest.gate import IngestGate
 SESSION_EXPIRY_S = 3600  # how long Mosquitto keeps our queued messages while the bridge is away
 
 
+def device_of_topic(topic: str, topic_filter: str) -> str:
+    """The device a message's topic names: the one level after the filter's prefix
+    (``iotlm/frames/dev-1`` under ``iotlm/frames/#``, also for a ``$share/<group>/`` subscription).
+    Anything else (deeper levels, nothing after the prefix) names no device: "" matches no frame."""
+    if topic_filter.startswith("$share/"):
+        topic_filter = topic_filter.split("/", 2)[2]
+    prefix = topic_filter.removesuffix("#")
+    rest = topic[len(prefix):] if topic.startswith(prefix) else ""
+    return rest if rest and "/" not in rest else ""
+
+
 @dataclass
 class BridgeSummary:
     received: int
@@ -84,7 +95,10 @@ class MqttBridge:
             if key == TRUTH_HEADER:
                 truth = value.encode()
         try:
-            self.gate.admit(bytes(message.payload), f"mqtt:{message.topic}", truth=truth)
+            # The topic names the sender (the broker's ACLs bind a device to its own topic): a payload
+            # naming another device is refused, and a topic naming none is refused as no device's.
+            self.gate.admit(bytes(message.payload), f"mqtt:{message.topic}", truth=truth,
+                            expected_device=device_of_topic(message.topic, self.settings.ingest.mqtt_topic))
         except Exception as exc:  # Kafka unreachable: bad input never raises, so this is infrastructure
             self.failure = f"forwarding to Kafka failed ({type(exc).__name__}: {exc}); unacknowledged messages stay in Mosquitto"
             self.stop("error")

@@ -150,6 +150,16 @@ class WorkerSettings(BaseModel):
     no_movement_s: float = 900.0
     no_movement_std: float = Field(0.05, description="m/s^2: acceleration std below this is 'no movement'.")
     silent_device_s: float = 60.0
+    quiet_release_s: float = Field(
+        15.0, description="A device heard from no frame for this long (wall clock, or broker time on its "
+        "partition) has its open windows decided and its buffered frames released, so commits move on.")
+    clock_jump_s: float = Field(
+        300.0, description="A frame this far ahead of both its device's stream and the broker's clock is held "
+        "aside until the device's next frames tell a clock jump from one bad timestamp.")
+    jump_confirm_frames: int = Field(3, description="Frames in a row on the new clock that confirm a clock jump.")
+    max_windows_per_frame: int = Field(
+        64, description="An IMU frame longer than this many hops is refused: one small frame must not make "
+        "thousands of windows (64 hops of 1.28 s: 82 s).")
     flat_line_std: float = Field(1e-6, description="m/s^2: an axis this still over a window is a stuck sensor.")
     saturation_ms2: float = Field(156.0, description="|acc| at or above this (16 g) is a clipped sample.")
     saturation_fraction: float = 0.2

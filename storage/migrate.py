@@ -63,6 +63,15 @@ def upgrade(url_or_engine: str | Engine, *, lane: str = "auto", revision: str = 
         return recorded_lane(conn)
 
 
+def head_revision() -> str:
+    """The newest revision in `storage/migrations` (what `upgrade()` brings a database to)."""
+    from alembic.script import ScriptDirectory
+
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS_DIR))
+    return ScriptDirectory.from_config(config).get_current_head()
+
+
 def downgrade(url_or_engine: str | Engine, *, revision: str = "base") -> None:
     """Roll the schema back to `revision` ('base' removes every table this part created)."""
     _run(_engine(url_or_engine), command.downgrade, revision, "auto", None)

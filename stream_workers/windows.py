@@ -16,6 +16,17 @@ Each window is decided once, in start order:
 A frame whose samples all lie before the next undecided window is late: the caller dead-letters it with
 the reason. A frame repeating a known sequence number or overlapping buffered samples is a duplicate.
 
+Streams that stop or jump (see `flush_device` and the clock rule in `add`):
+- a device that goes quiet leaves its last, incomplete window open and its frames buffered, which would
+  pin the worker's commit forever; `flush_device` decides what is left as gaps, counts the windows that
+  can never complete as abandoned, and releases every buffered frame;
+- a frame more than `clock_jump_s` ahead of both the device's own stream and the broker's clock (the
+  record timestamp) is held aside, not buffered: if the device's next frame continues its old clock, the
+  held frame is refused (`clock_jump`) and the stream goes on untouched; if `jump_confirm_frames` frames
+  in a row continue the new clock, the device's clock really jumped (NTP, a reboot): the old stream is
+  flushed and the held frames start a new one. One bad timestamp can no longer make every later good
+  frame "late". A clock jumping backwards makes frames late, as before (dead-lettered, never dropped).
+
 Why not Faust's windowed tables: their `on_window_close` callback receives the key and the table's
 last value, not the samples of the window, so a window of raw samples cannot be assembled there; nor
 do they know about sequence numbers, gaps or a lateness bound that dead-letters rather than drops.
@@ -35,6 +46,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from ingest.frame import EARLIEST_T0
 from iotlm.settings import WorkerSettings
 
 # HAPT activity ids 1..6, in the order of the site's default label list (settings.workers.labels)
@@ -94,15 +106,27 @@ class AssemblerStats:
     gap_windows: int = 0
     duplicate_frames: int = 0
     late_frames: int = 0
+    abandoned_windows: int = 0  # open when their device went quiet or its clock jumped: never completed
+    invalid_windows: int = 0  # non-finite after resampling (cannot happen for valid frames; never emitted)
+    clock_jumps: int = 0  # confirmed jumps of a device's clock (a new stream started)
+    held_frames: int = 0  # frames held aside as a possible clock jump
 
 
 @dataclass
 class FrameOutcome:
-    """What became of one frame: windows it completed, or why it was refused."""
+    """What became of one frame: windows it completed, or why it was refused. Frames held aside as a
+    possible clock jump come back later, in `accepted` (the jump was confirmed) or `rejected`."""
 
     windows: list[Window] = field(default_factory=list)
-    refused: str | None = None  # "duplicate" or "late"
+    refused: str | None = None  # "duplicate", "late" or "held" (aside, pending a clock-jump decision)
     reason: str = ""
+    accepted: list[ImuSegment] = field(default_factory=list)  # held frames now part of the stream
+    rejected: list[tuple[ImuSegment, str]] = field(default_factory=list)  # held frames refused, with why
+
+    def extend(self, other: FrameOutcome) -> None:
+        self.windows += other.windows
+        self.accepted += other.accepted
+        self.rejected += other.rejected
 
 
 @dataclass
@@ -114,6 +138,7 @@ class _DeviceBuffer:
     max_seen_t: float = -math.inf
     tail: ImuSegment | None = None  # the last segment released, to tell a device pause from a hole
     seen_seqs: OrderedDict[int, float] = field(default_factory=OrderedDict)  # seq -> t0
+    held: list[ImuSegment] = field(default_factory=list)  # frames far ahead: a clock jump, or one bad stamp
 
 
 class WindowAssembler:
@@ -127,6 +152,8 @@ class WindowAssembler:
         max_gap_s: float,
         lateness_s: float,
         labels: Sequence[str],
+        clock_jump_s: float = math.inf,
+        jump_confirm_frames: int = 3,
     ):
         self.window_s = window_s
         self.hop_s = hop_s
@@ -134,13 +161,16 @@ class WindowAssembler:
         self.max_gap_s = max_gap_s
         self.lateness_s = lateness_s
         self.labels = list(labels)
+        self.clock_jump_s = clock_jump_s
+        self.jump_confirm_frames = max(1, jump_confirm_frames)
         self.stats = AssemblerStats()
         self._devices: dict[str, _DeviceBuffer] = {}
 
     @classmethod
     def from_settings(cls, workers: WorkerSettings, rate_hz: float) -> WindowAssembler:
         """The assembler a worker runs: window, hop, gap and lateness bounds and labels from settings."""
-        return cls(workers.window_s, workers.hop_s, rate_hz, workers.max_gap_s, workers.lateness_s, workers.labels)
+        return cls(workers.window_s, workers.hop_s, rate_hz, workers.max_gap_s, workers.lateness_s, workers.labels,
+                   clock_jump_s=workers.clock_jump_s, jump_confirm_frames=workers.jump_confirm_frames)
 
     @property
     def samples_per_window(self) -> int:
@@ -156,6 +186,35 @@ class WindowAssembler:
         if dev is None:
             dev = self._devices[seg.device_id] = _DeviceBuffer(partition=seg.partition)
         dev.partition = seg.partition
+        if self._far_ahead(dev, seg):
+            return self._hold(dev, seg)
+        outcome = FrameOutcome()
+        if dev.held:  # the device's clock did not jump: the frames held aside had bad timestamps
+            outcome.rejected = [(h, self._jump_reason(h, dev, "its next frame continued the old clock"))
+                                for h in dev.held]
+            dev.held = []
+        added = self._add(dev, seg)
+        added.rejected = outcome.rejected + added.rejected
+        return added
+
+    def flush_device(self, device_id: str) -> FrameOutcome:
+        """The device went quiet: decide its open windows (holes become gaps; windows that can never
+        complete are abandoned), refuse frames held as a possible clock jump, release every frame."""
+        dev = self._devices.get(device_id)
+        outcome = FrameOutcome()
+        if dev is None:
+            return outcome
+        outcome.rejected = [(h, self._jump_reason(h, dev, "the device went quiet before confirming it"))
+                            for h in dev.held]
+        dev.held = []
+        outcome.windows = self._finish(dev)
+        return outcome
+
+    def quiet_devices(self) -> list[str]:
+        """Devices holding buffered or held-aside frames (what a silence would release)."""
+        return [d for d, dev in self._devices.items() if dev.segments or dev.held]
+
+    def _add(self, dev: _DeviceBuffer, seg: ImuSegment) -> FrameOutcome:
         tol = 0.5 / seg.rate_hz
 
         refusal = self._refusal(dev, seg, tol)
@@ -178,10 +237,10 @@ class WindowAssembler:
         return FrameOutcome(windows=self._decide(dev, tol))
 
     def held_offsets(self) -> dict[int, int]:
-        """Per partition, the earliest offset a buffered segment came from (what must be re-read)."""
+        """Per partition, the earliest offset a buffered or held-aside segment came from (what must be re-read)."""
         held: dict[int, int] = {}
         for dev in self._devices.values():
-            for seg in dev.segments:
+            for seg in dev.segments + dev.held:
                 if seg.offset >= 0 and seg.offset < held.get(seg.partition, math.inf):
                     held[seg.partition] = seg.offset
         return held
@@ -195,6 +254,62 @@ class WindowAssembler:
         return list(self._devices)
 
     # -- internals ---------------------------------------------------------------------------
+
+    def _far_ahead(self, dev: _DeviceBuffer, seg: ImuSegment) -> bool:
+        """Ahead of both the device's own stream (if any) and the broker's clock by more than clock_jump_s.
+        A record timestamp before 2000 is no clock (a test or a replay tool's made-up offsets)."""
+        if not math.isfinite(self.clock_jump_s) or seg.produced_at < EARLIEST_T0:
+            return False
+        own = dev.held[-1].last_sample_t if dev.held else dev.max_seen_t
+        if dev.held and seg.t0 <= own + self.clock_jump_s and seg.t0 > seg.produced_at + self.clock_jump_s:
+            return True  # continues the held frames' clock
+        return seg.t0 > own + self.clock_jump_s and seg.t0 > seg.produced_at + self.clock_jump_s
+
+    def _hold(self, dev: _DeviceBuffer, seg: ImuSegment) -> FrameOutcome:
+        outcome = FrameOutcome(refused="held", reason=self._jump_reason(seg, dev, "held until the next frames tell"))
+        if dev.held and seg.t0 > dev.held[-1].last_sample_t + self.clock_jump_s:  # a second, unrelated jump
+            outcome.rejected = [(h, self._jump_reason(h, dev, "a later frame jumped elsewhere")) for h in dev.held]
+            dev.held = []
+        dev.held.append(seg)
+        self.stats.held_frames += 1
+        if len(dev.held) < self.jump_confirm_frames:
+            return outcome
+        # frames in a row continue the new clock: the device's clock jumped; the old stream ends here
+        self.stats.clock_jumps += 1
+        held, dev.held = dev.held, []
+        outcome.windows = self._finish(dev)
+        self._devices[seg.device_id] = fresh = _DeviceBuffer(partition=seg.partition)
+        for h in held:
+            added = self._add(fresh, h)
+            outcome.extend(added)
+            if added.refused is None:
+                outcome.accepted.append(h)
+            else:
+                outcome.rejected.append((h, added.reason))
+        return outcome
+
+    def _jump_reason(self, seg: ImuSegment, dev: _DeviceBuffer, verdict: str) -> str:
+        ahead = f"{seg.t0 - dev.max_seen_t:,.0f} s ahead of its last sample" if math.isfinite(dev.max_seen_t) \
+            else "the first frame of its stream"
+        return (f"clock jump: seq {seg.seq} of {seg.device_id} starts at {seg.t0:.3f} s, {ahead} and "
+                f"{seg.t0 - seg.produced_at:,.0f} s ahead of the broker's clock (bound {self.clock_jump_s:g} s); "
+                f"{verdict}")
+
+    def _finish(self, dev: _DeviceBuffer) -> list[Window]:
+        """Decide everything buffered as if no frame were still on its way, then release it all."""
+        if not dev.segments:
+            return []
+        tol = 0.5 / dev.segments[-1].rate_hz
+        emitted = self._decide(dev, tol, final=True)
+        # what remains are windows reaching past the last sample: they can never complete
+        resume = math.ceil((dev.max_seen_t - tol) / self.hop_s)
+        if dev.next_k is not None and resume > dev.next_k:
+            self.stats.abandoned_windows += resume - dev.next_k
+            dev.next_k = resume
+        dev.decided_any = True
+        dev.tail = dev.segments[-1]
+        dev.segments = []
+        return emitted
 
     def _refusal(self, dev: _DeviceBuffer, seg: ImuSegment, tol: float) -> tuple[str, str] | None:
         duration = seg.n / seg.rate_hz
@@ -216,7 +331,7 @@ class WindowAssembler:
             )
         return None
 
-    def _decide(self, dev: _DeviceBuffer, tol: float) -> list[Window]:
+    def _decide(self, dev: _DeviceBuffer, tol: float, final: bool = False) -> list[Window]:
         emitted = []
         while True:
             start = self.window_start(dev.next_k)
@@ -226,12 +341,16 @@ class WindowAssembler:
                 break  # the device has not reached this window's end yet
             used, hole = self._cover(dev, start, last_sample, tol)
             if hole is None:
-                emitted.append(self._build(dev, used, start, end))
+                window = self._build(dev, used, start, end)
+                if np.isfinite(window.acc).all() and (window.gyro is None or np.isfinite(window.gyro).all()):
+                    emitted.append(window)
+                else:
+                    self.stats.invalid_windows += 1
                 dev.next_k += 1
             else:
                 before, after = hole
                 paused = before is not None and after is not None and after.seq == before.seq + 1
-                overdue = dev.max_seen_t - self.lateness_s >= end
+                overdue = final or dev.max_seen_t - self.lateness_s >= end
                 if not (paused or overdue):
                     break  # wait for an out-of-order frame to fill the hole
                 dev.next_k = self._skip_gap(dev.next_k, before, after, tol)
@@ -251,9 +370,11 @@ class WindowAssembler:
                 prev = seg
                 continue
             reach = used[-1].last_sample_t if used else (prev.last_sample_t if prev is not None else -math.inf)
+            # a hole is a pause longer than the gap bound AND than a sample and a half at the device's rate
+            # (at 10 Hz the samples themselves are max_gap_s apart)
             if not used and seg.t0 <= start + tol:
                 pass  # this segment opens the window by itself
-            elif seg.t0 - reach > self.max_gap_s:
+            elif seg.t0 - reach > max(self.max_gap_s, 1.5 / seg.rate_hz):
                 return used, (used[-1] if used else prev, seg)
             used.append(seg)
             if seg.last_sample_t >= last_sample - tol:
@@ -327,7 +448,8 @@ def _low_pass(values: np.ndarray, width: int) -> np.ndarray:
     sees a signal unlike the one it was trained on."""
     if width <= 1:
         return values
-    padded = np.pad(values, (((width - 1) // 2, width // 2), (0, 0)), mode="edge")
+    # float64: the running sum of a float32 stream loses precision (and, unchecked, could overflow)
+    padded = np.pad(values.astype(np.float64), (((width - 1) // 2, width // 2), (0, 0)), mode="edge")
     cumulative = np.cumsum(np.pad(padded, ((1, 0), (0, 0))), axis=0)
     return (cumulative[width:] - cumulative[:-width]) / width
 

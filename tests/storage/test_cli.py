@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 
 import pytest
+
+from storage.migrate import head_revision
 from typer.testing import CliRunner
 
 from iotlm.cli import app
@@ -20,7 +22,7 @@ def db(*args: str) -> dict:
 
 
 def test_db_commands_on_postgresql(pg_url):
-    assert db("upgrade", "--url", pg_url) == {"lane": "postgresql", "revision": "0002"}
+    assert db("upgrade", "--url", pg_url) == {"lane": "postgresql", "revision": head_revision()}
     info = db("info", "--url", pg_url)
     assert info["lane"] == "postgresql" and set(info["partitions"]) == {"raw_frames", "window_predictions", "alerts"}
     report = db("maintain", "--url", pg_url)

@@ -8,6 +8,8 @@ import sys
 from datetime import datetime, timedelta, timezone
 
 import pytest
+
+from storage.migrate import head_revision
 from sqlalchemy import inspect, text
 
 from iotlm.settings import StorageSettings
@@ -37,7 +39,7 @@ class TestUpgradeDowngrade:
         assert migrate.upgrade(lane_url) is lane  # already at head: nothing to do
         assert CATALOG | TIME_SERIES <= _tables(lane_url)
         info = migrate.describe(lane_url)
-        assert info["lane"] == lane.value and info["revision"] == "0002"
+        assert info["lane"] == lane.value and info["revision"] == head_revision()
         assert info["aggregates"] == AGGREGATES
         if lane is Lane.TIMESCALEDB:
             assert set(info["hypertables"]) == TIME_SERIES
@@ -67,7 +69,7 @@ class TestUpgradeDowngrade:
                                      stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(3)]
         outputs = [p.communicate(timeout=120) for p in upgrades]
         assert [p.returncode for p in upgrades] == [0, 0, 0], [err for _, err in outputs]
-        assert [json.loads(out) for out, _ in outputs] == [{"lane": "postgresql", "revision": "0002"}] * 3
+        assert [json.loads(out) for out, _ in outputs] == [{"lane": "postgresql", "revision": head_revision()}] * 3
         migrate.downgrade(pg_url)
 
     def test_forced_lanes(self, pg_url):
