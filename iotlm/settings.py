@@ -119,6 +119,9 @@ class StorageSettings(BaseModel):
         120.0, description="A batch that still fails after this long is raised to the caller."
     )
     state_ttl_s: int = 600
+    redis_timeout_s: float = Field(2.0, description="Connect and read timeout of Redis clients.")
+    live_state_backlog: int = Field(
+        10_000, description="Alerts a worker keeps for Redis while Redis is down (the database has them all).")
     redis_key_prefix: str = "iotlm"
     alert_stream_maxlen: int = Field(100_000, description="Approximate length the alert stream is trimmed to.")
 

@@ -58,6 +58,13 @@ def _from_epoch(value: str) -> datetime:
     return datetime.fromtimestamp(float(value), timezone.utc)
 
 
+def redis_client(settings) -> Redis:
+    """A client that gives up after `redis_timeout_s`: a Redis that hangs must not hang its caller."""
+    timeout = settings.storage.redis_timeout_s
+    return Redis.from_url(settings.redis_url, decode_responses=True, socket_timeout=timeout,
+                          socket_connect_timeout=timeout)
+
+
 class LiveState:
     """Latest activity per device and room, and room occupancy, with TTLs so dead devices fade."""
 
@@ -69,8 +76,7 @@ class LiveState:
 
     @classmethod
     def from_settings(cls, settings) -> LiveState:
-        return cls(Redis.from_url(settings.redis_url, decode_responses=True), settings.storage.state_ttl_s,
-                   settings.storage.redis_key_prefix)
+        return cls(redis_client(settings), settings.storage.state_ttl_s, settings.storage.redis_key_prefix)
 
     def _key(self, kind: str, ident: str) -> str:
         return f"{self.prefix}:{kind}:{ident}"
@@ -126,7 +132,7 @@ class AlertStream:
 
     @classmethod
     def from_settings(cls, settings) -> AlertStream:
-        return cls(Redis.from_url(settings.redis_url, decode_responses=True),
+        return cls(redis_client(settings),
                    f"{settings.storage.redis_key_prefix}:alerts", settings.storage.alert_stream_maxlen)
 
     def publish(self, alert: Mapping) -> str:

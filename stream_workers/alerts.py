@@ -9,9 +9,10 @@ Rules and their severities:
 - room_hours (warning): an activity in a room outside the hours allowed for it (`room_hours`, UTC).
 - device_silent (warning): no frame from a device for `silent_device_s` of wall-clock time.
 
-An alert's `at` is when its condition started, so the same condition seen again (overlapping windows,
-frames re-read after a restart) has the same `dedup_key`; within `alert_cooldown_s` a repeat of the
-same rule for the same device is not raised at all.
+An alert's `at` is when its condition started, in the device's own time (a window start, the end of
+its last frame), never a clock read while handling it: the same condition seen again (overlapping
+windows, frames re-read after a restart) has the same `dedup_key`; within `alert_cooldown_s` a repeat
+of the same rule for the same device is not raised at all.
 """
 
 from __future__ import annotations
@@ -36,7 +37,7 @@ class AlertRules:
         self.config = config
         self._last_raised: dict[tuple[str, str], float] = {}  # (device, rule) -> alert time
         self._still_since: dict[str, float] = {}
-        self._last_heard: dict[str, float] = {}  # device -> wall-clock time of its last frame
+        self._last_heard: dict[str, tuple[float, float]] = {}  # device -> (wall clock heard, end of its last frame)
         self._silent: set[str] = set()
 
     def room_of(self, device_id: str) -> str | None:
@@ -64,19 +65,20 @@ class AlertRules:
                 )])
         return []
 
-    def heard(self, device_id: str, now: float) -> None:
-        """A frame arrived from the device (wall clock)."""
-        self._last_heard[device_id] = now
+    def heard(self, device_id: str, now: float, frame_end: float | None = None) -> None:
+        """A frame arrived from the device: `now` by the wall clock, ending at `frame_end` by the device's."""
+        self._last_heard[device_id] = (now, now if frame_end is None else frame_end)
         self._silent.discard(device_id)
 
     def on_tick(self, now: float) -> list[Alert]:
-        """Devices that went silent; each silence raises once."""
+        """Devices that went silent; each silence raises once, dated by the end of the device's last frame
+        (event data: the same silence found again after a restart has the same dedup key)."""
         alerts = []
-        for device_id, heard_at in self._last_heard.items():
+        for device_id, (heard_at, frame_end) in self._last_heard.items():
             if device_id not in self._silent and now - heard_at >= self.config.silent_device_s:
                 self._silent.add(device_id)
                 alerts.append(Alert(
-                    rule="device_silent", severity="warning", device_id=device_id, at=heard_at,
+                    rule="device_silent", severity="warning", device_id=device_id, at=round(frame_end, 2),
                     room=self.room_of(device_id),
                     message=f"{device_id} sent nothing for {now - heard_at:.0f} s "
                             f"(limit {self.config.silent_device_s:g} s)",

@@ -14,8 +14,16 @@ At-least-once, without duplicates:
   sink (idempotent upserts), batched together, before the offsets covering them are committed; after
   a crash or a rebalance the partition is re-read from the commit, the assembler rebuilds its buffers
   from the re-read frames, and re-emitted windows and raw frames upsert the same rows;
-- a frame that cannot be decoded, or comes later than the lateness bound, goes to the dead-letter
-  topic with a reason and the same key, and the worker goes on.
+- a frame that cannot be decoded, comes from a device the admission refuses, carries a bad truth
+  header, spans too many windows, comes later than the lateness bound or has a clock far ahead (see
+  `stream_workers.windows`) goes to the dead-letter topic with a reason and the same key, and the
+  worker goes on; so does any record whose handling raises (the per-record guard): no record can stop
+  a worker. Dead letters are bounded like the gate's (`ingest.dead_letters.bounded_payload`) and are
+  written once per record: after a restart, offsets already dead-lettered (read back from the DLQ,
+  from the re-read records' time on) are skipped;
+- a device that goes quiet (`quiet_release_s`, by wall clock when the partition is caught up, else by
+  the partition's broker time) has its open windows decided and its frames released, so its partition's
+  commit moves on and a restart re-reads at most one window of it.
 
 Scale-out: workers share the consumer group; Kafka assigns each partition (so each device) to one.
 Hot reload: the worker polls the Redis key `settings.workers.model_key`; a new value (a checkpoint
@@ -35,9 +43,10 @@ from dataclasses import asdict, dataclass, field
 
 from aiokafka.abc import ConsumerRebalanceListener
 
-from ingest.codec import TRUTH_HEADER, Truth, decode, header
-from ingest.dead_letters import dead_letter_headers
+from ingest.codec import TRUTH_HEADER, decode, header, truth_for_frame
+from ingest.dead_letters import bounded_payload, dead_letter_headers
 from ingest.frame import Frame, FrameError, FrameLimits
+from ingest.gate import DeviceAdmission, SettingsAdmission
 from stream_workers.alerts import AlertRules
 from stream_workers.batching import MicroBatcher
 from stream_workers.episodes import EpisodeTracker
@@ -45,11 +54,13 @@ from stream_workers.inference import ActivityModel, WindowClassifier
 from stream_workers.metrics import WorkerMetrics
 from stream_workers.records import Alert, Episode, RawFrame, WindowResult
 from stream_workers.sink import ResultSink, SinkBackpressure, SinkBatch
-from stream_workers.windows import ImuSegment, Window, WindowAssembler
+from stream_workers.windows import FrameOutcome, ImuSegment, Window, WindowAssembler
 
 log = logging.getLogger(__name__)
 DLQ_SOURCE = "stream_workers"
 TICK_S = 1.0
+MAX_REASON_CHARS = 2000  # a reason quoting an exception stays a readable header
+DLQ_SCAN_TIMEOUT_S = 10.0
 
 
 def segment_from_frame(frame: Frame, labels, partition: int, offset: int, produced_at: float) -> ImuSegment | None:
@@ -65,14 +76,13 @@ def segment_from_frame(frame: Frame, labels, partition: int, offset: int, produc
     )
 
 
-def _truth_labels(headers):
+def _truth_labels(headers, frame: Frame):
+    """The frame's HAPT ground-truth labels, None without a header; FrameError when the header is bad
+    (a record reaching Kafka by another path than the gate is checked the same way)."""
     raw = header(headers, TRUTH_HEADER)
     if raw is None:
         return None
-    try:
-        truth = Truth.from_header(raw)
-    except (ValueError, KeyError, TypeError):
-        return None
+    truth = truth_for_frame(raw, frame)
     return truth.labels if truth.dataset == "hapt" else None
 
 
@@ -87,6 +97,9 @@ class WorkerTotals:
     late_frames: int = 0
     duplicate_frames: int = 0
     gap_windows: int = 0
+    abandoned_windows: int = 0  # open when their device went quiet or its clock jumped
+    released_devices: int = 0  # quiet devices whose buffers were released
+    redelivered_dead_letters: int = 0  # records re-read after a restart and already dead-lettered: skipped
     alerts: int = 0
     truth_windows: int = 0
     correct_windows: int = 0
@@ -111,6 +124,7 @@ class StreamWorker:
         sink: ResultSink | None = None,
         serve_metrics: bool = True,
         on_written: Callable[[list[WindowResult]], None] | None = None,
+        admission: DeviceAdmission | None = None,
     ):
         self.settings = settings
         self.config = settings.workers
@@ -123,6 +137,8 @@ class StreamWorker:
         self.totals = WorkerTotals()
         self.metrics = WorkerMetrics(self.name)
         self.limits = FrameLimits.from_settings(settings)
+        # the gate's admission again: frames can reach Kafka by another path than the gate
+        self.admission = admission or SettingsAdmission(settings.ingest)
         self.episodes = EpisodeTracker(self.config.episode_min_windows, max_gap_s=2 * self.config.window_s)
         self.rules = AlertRules(self.config)
         self.assembler: WindowAssembler | None = None
@@ -137,6 +153,12 @@ class StreamWorker:
         self._committed: dict[int, int] = {}
         self._alerts_out: list[Alert] = []
         self._generation = 0  # bumped at each revocation; fetched records of an older one are dropped
+        self._batcher: MicroBatcher | None = None
+        # device -> (wall clock heard, record timestamp, partition): what tells a device went quiet
+        self._device_seen: dict[str, tuple[float, float, int]] = {}
+        self._partition_time: dict[int, float] = {}  # partition -> newest record timestamp read
+        # partition -> offsets already dead-lettered by a worker (None: not yet read back from the DLQ)
+        self._dead_lettered: dict[int, set[int] | None] = {}
         self._consumer = None
         self._producer = None
         self.ready = asyncio.Event()  # set once partitions are assigned (tests and the demo wait on it)
@@ -191,6 +213,7 @@ class StreamWorker:
             self.classifier, max_size=self.config.batch_max, max_wait_s=self.config.batch_wait_ms / 1000,
             max_pending=self.config.max_pending_windows, on_batch=self._observe_batch,
         )
+        self._batcher = batcher
         try:
             self._serve_metrics()
             await self._producer.start()
@@ -255,35 +278,61 @@ class StreamWorker:
                 for record in batch:
                     if generation != self._generation:
                         break  # a rebalance came while handling this fetch: re-read from the commit
-                    await self._handle(record, batcher)
+                    await self._guarded(record, batcher)
                     self._next_offset[tp.partition] = record.offset + 1
             self._update_lag()
             limit = self.config.max_pending_windows
             while len(self._pending) > limit or len(self._raw_out) > limit:
                 await asyncio.sleep(0.01)  # results are waiting on the sink: stop reading more
 
+    async def _guarded(self, record, batcher: MicroBatcher) -> None:
+        """Handle one record; whatever it raises dead-letters that record, and the worker goes on."""
+        try:
+            await self._handle(record, batcher)
+        except Exception as exc:
+            log.exception("record %s:%d raised; dead-lettered", record.partition, record.offset)
+            await self._dead_letter(record, "internal", f"the worker failed on this record "
+                                                        f"({type(exc).__name__}: {exc})")
+
+    def _check(self, record) -> tuple[Frame, object]:
+        """The record's frame and truth labels, or FrameError: everything the gate checks, again."""
+        frame = decode(record.value, self.limits)
+        refusal = self.admission.refusal(frame.device_id)
+        if refusal is not None:
+            raise FrameError(refusal, "unknown_device")
+        labels = _truth_labels(record.headers, frame)
+        if frame.imu is not None and frame.duration_s > self.config.max_windows_per_frame * self.config.hop_s:
+            raise FrameError(
+                f"IMU frame spans {frame.duration_s:g} s, more than {self.config.max_windows_per_frame} hops of "
+                f"{self.config.hop_s:g} s (settings.workers.max_windows_per_frame): send shorter frames",
+                "too_long",
+            )
+        return frame, labels
+
     async def _handle(self, record, batcher: MicroBatcher) -> None:
         self.totals.frames += 1
         self.metrics.frames.inc()
+        if await self._was_dead_lettered(record):
+            return
         try:
-            frame = decode(record.value, self.limits)
+            frame, labels = self._check(record)
         except FrameError as exc:
             await self._dead_letter(record, exc.code, exc.reason)
             return
-        # held before any await, like the windows below: the commit stays behind a frame not yet stored
-        self._hold(record.partition, record.offset)
-        self._raw_out.append(RawFrame(frame.device_id, frame.t0, frame.seq, record.value, record.timestamp / 1000,
-                                      record.partition, record.offset))
-        self.rules.heard(frame.device_id, time.time())
-        segment = segment_from_frame(
-            frame, _truth_labels(record.headers), record.partition, record.offset, record.timestamp / 1000
-        )
+        produced_at = record.timestamp / 1000
+        raw = RawFrame(frame.device_id, frame.t0, frame.seq, record.value, produced_at, record.partition,
+                       record.offset)
+        self.rules.heard(frame.device_id, time.time(), frame.t_end)
+        self._device_seen[frame.device_id] = (time.time(), produced_at, record.partition)
+        self._partition_time[record.partition] = max(self._partition_time.get(record.partition, 0.0), produced_at)
+        segment = segment_from_frame(frame, labels, record.partition, record.offset, produced_at)
         if segment is None:
+            self._keep_raw(raw)
             return
+        segment.source = raw
         outcome = self.assembler.add(segment)
-        for window in outcome.windows:
-            # held before any await: if the worker stops mid-way, the commit stays behind this window
-            self._hold(window.partition, window.first_offset)
+        if outcome.refused != "held":  # a frame held aside is stored once its clock is trusted
+            self._keep_raw(raw)
         if outcome.refused == "late":
             self.totals.late_frames += 1
             self.metrics.late_frames.inc()
@@ -291,7 +340,18 @@ class StreamWorker:
         elif outcome.refused == "duplicate":
             self.totals.duplicate_frames += 1
             self.metrics.duplicate_frames.inc()
+        await self._take(outcome, batcher)
+
+    async def _take(self, outcome: FrameOutcome, batcher: MicroBatcher) -> None:
+        """Windows of an assembler outcome to the batcher; held frames it decided, stored or dead-lettered."""
+        for held in outcome.accepted:
+            self._keep_raw(held.source)
+        for window in outcome.windows:
+            # held before any await: if the worker stops mid-way, the commit stays behind this window
+            self._hold(window.partition, window.first_offset)
         self._sync_gap_count()
+        for held, reason in outcome.rejected:
+            await self._dead_letter_raw(held.source, "clock_jump", reason)
         for window in outcome.windows:
             self._alerts_out.extend(self.rules.on_window(window))
             future = await batcher.submit(window)
@@ -301,22 +361,88 @@ class StreamWorker:
             self.metrics.windows.inc()
         self.metrics.pending_windows.set(len(self._pending))
 
-    async def _dead_letter(self, record, code: str, reason: str) -> None:
-        await self._send_dead_letter(record.value, record.key, code, reason, original_topic=record.topic,
-                                     original_offset=f"{record.partition}:{record.offset}")
+    def _keep_raw(self, raw: RawFrame) -> None:
+        # held before any await, like the windows: the commit stays behind a frame not yet stored
+        self._hold(raw.partition, raw.offset)
+        self._raw_out.append(raw)
 
-    async def _send_dead_letter(self, value: bytes, key: bytes | None, code: str, reason: str, **extra: str) -> None:
-        headers = dead_letter_headers(reason, code, DLQ_SOURCE, **extra)
+    async def _dead_letter(self, record, code: str, reason: str) -> None:
+        await self._send_dead_letter(record.value, record.key, code, reason, record.partition, record.offset)
+
+    async def _dead_letter_raw(self, raw: RawFrame, code: str, reason: str) -> None:
+        await self._send_dead_letter(raw.payload, raw.device_id.encode(), code, reason, raw.partition, raw.offset)
+
+    async def _send_dead_letter(self, value: bytes, key: bytes | None, code: str, reason: str,
+                                partition: int | None = None, offset: int | None = None, **extra: str) -> None:
+        """One bounded dead letter; a frames record (partition, offset) is dead-lettered once."""
+        if partition is not None:
+            extra = {"original_topic": self.settings.kafka.frames_topic,
+                     "original_offset": f"{partition}:{offset}", **extra}
+        value, truncation = bounded_payload(value, self.settings.kafka)
+        headers = dead_letter_headers(reason[:MAX_REASON_CHARS], code, DLQ_SOURCE, **extra, **truncation)
         await self._producer.send_and_wait(self.settings.kafka.dlq_topic, value, key=key, headers=headers)
+        if partition is not None and self._dead_lettered.get(partition) is not None:
+            self._dead_lettered[partition].add(offset)
         self.totals.dlq += 1
         self.metrics.dead_lettered(code)
-        log.info("dead-lettered (%s): %s", code, reason)
+        log.info("dead-lettered (%s): %s", code, reason[:300])
+
+    async def _was_dead_lettered(self, record) -> bool:
+        """Whether a worker dead-lettered this record before (it is re-read after a restart). The DLQ is read
+        back once per partition, from the first re-read record's timestamp on: every dead letter of a
+        later record was written after that record reached Kafka."""
+        p = record.partition
+        if self._dead_lettered.get(p) is None:
+            self._dead_lettered[p] = await self._read_dead_lettered(p, record.timestamp)
+        if record.offset in self._dead_lettered[p]:
+            self.totals.redelivered_dead_letters += 1
+            return True
+        return False
+
+    async def _read_dead_lettered(self, partition: int, since_ms: int) -> set[int]:
+        from aiokafka import AIOKafkaConsumer, TopicPartition
+
+        kafka = self.settings.kafka
+        found: set[int] = set()
+        reader = AIOKafkaConsumer(bootstrap_servers=self.settings.kafka_bootstrap, enable_auto_commit=False,
+                                  client_id=f"iotlm-{self.name}-dlq-reader")
+        try:
+            await reader.start()
+            await reader.topics()  # metadata of every topic, so the DLQ's partitions are known
+            tps = [TopicPartition(kafka.dlq_topic, p) for p in reader.partitions_for_topic(kafka.dlq_topic) or ()]
+            if not tps:
+                return found
+            reader.assign(tps)
+            starts = await reader.offsets_for_times({tp: max(0, since_ms - 1000) for tp in tps})
+            ends = await reader.end_offsets(tps)
+            for tp in tps:
+                if starts[tp] is None:
+                    reader.seek(tp, ends[tp])
+                else:
+                    reader.seek(tp, starts[tp].offset)
+            deadline = time.monotonic() + DLQ_SCAN_TIMEOUT_S
+            want = f"{partition}:".encode()
+            while time.monotonic() < deadline and any([await reader.position(tp) < ends[tp] for tp in tps]):
+                for batch in (await reader.getmany(timeout_ms=200)).values():
+                    for letter in batch:
+                        if header(letter.headers, "source") != DLQ_SOURCE.encode() or \
+                                header(letter.headers, "original_topic") != kafka.frames_topic.encode():
+                            continue
+                        origin = header(letter.headers, "original_offset") or b""
+                        if origin.startswith(want):
+                            found.add(int(origin[len(want):]))
+        except Exception as exc:  # reading back is an optimisation: without it a re-read may dead-letter twice
+            log.warning("%s: cannot read back dead letters of partition %d: %s", self.name, partition, exc)
+        finally:
+            await reader.stop()
+        return found
 
     def _sync_gap_count(self) -> None:
         gaps = self.assembler.stats.gap_windows
         if gaps > self.totals.gap_windows:
             self.metrics.gap_windows.inc(gaps - self.totals.gap_windows)
             self.totals.gap_windows = gaps
+        self.totals.abandoned_windows = self.assembler.stats.abandoned_windows
 
     def _update_lag(self) -> None:
         lag = 0
@@ -351,7 +477,12 @@ class StreamWorker:
                               item.future.exception())
                     self._release(item.window.partition, item.window.first_offset)
                     continue
-                done.append((item.window, item.future.result()))
+                result = item.future.result()
+                if not math.isfinite(result.probability):  # cannot happen for a finite window; never stored
+                    log.error("non-finite result for %s@%.2f dropped", item.window.device_id, item.window.start)
+                    self._release(item.window.partition, item.window.first_offset)
+                    continue
+                done.append((item.window, result))
             batch = self._sink_batch([r for _, r in done])
             if not batch:
                 continue
@@ -405,8 +536,11 @@ class StreamWorker:
         record = single.records()[0]
         kind = type(record).__name__
         reason = f"the store refused this {kind} ({type(exc).__name__}: {str(exc).splitlines()[0][:300]})"
-        # a raw frame is dead-lettered as the bytes it came as; the worker's own records as JSON
-        value = record.payload if isinstance(record, RawFrame) else json.dumps(asdict(record), default=str).encode()
+        if isinstance(record, RawFrame):  # dead-lettered as the bytes it came as, once per record
+            await self._send_dead_letter(record.payload, record.device_id.encode(), "unstorable", reason,
+                                         record.partition, record.offset, record_type=kind)
+            return
+        value = json.dumps(asdict(record), default=str).encode()  # the worker's own records as JSON
         await self._send_dead_letter(value, record.device_id.encode(), "unstorable", reason, record_type=kind)
 
     async def _publish_alerts(self, alerts: list[Alert]) -> None:
@@ -486,6 +620,10 @@ class StreamWorker:
             self._inflight.pop(p, None)
             self._next_offset.pop(p, None)
             self._committed.pop(p, None)
+            self._dead_lettered.pop(p, None)
+            self._partition_time.pop(p, None)
+        for device in [d for d, (_, _, p) in self._device_seen.items() if p in partitions]:
+            del self._device_seen[device]
 
     # -- time-driven work ---------------------------------------------------------------------
 
@@ -496,6 +634,32 @@ class StreamWorker:
             if silent:
                 self._alerts_out.extend(silent)
                 self._pending_added.set()
+            await self._release_quiet_devices()
+
+    def _caught_up(self, partition: int) -> bool:
+        from aiokafka import TopicPartition
+
+        end = self._consumer.highwater(TopicPartition(self.settings.kafka.frames_topic, partition))
+        return end is not None and self._next_offset.get(partition, -1) >= end
+
+    async def _release_quiet_devices(self) -> None:
+        """Decide and release the open windows of devices heard from no frame for `quiet_release_s`: by the
+        wall clock when their partition is caught up, else by the partition's broker time (a worker
+        catching up on a backlog must not take a busy device for a quiet one)."""
+        bound = self.config.quiet_release_s
+        now = time.time()
+        for device in self.assembler.quiet_devices():
+            seen = self._device_seen.get(device)
+            if seen is None:
+                continue
+            heard_at, produced_at, partition = seen
+            behind = self._partition_time.get(partition, produced_at) - produced_at
+            if behind < bound and not (self._caught_up(partition) and now - heard_at >= bound):
+                continue
+            outcome = self.assembler.flush_device(device)
+            self.totals.released_devices += 1
+            log.info("%s: %s quiet; %d window(s) decided, buffers released", self.name, device, len(outcome.windows))
+            await self._take(outcome, self._batcher)
 
     async def _read_promoted(self, client) -> str | None:
         """The checkpoint named by the promotion key, or None (unset, or Redis unreachable)."""

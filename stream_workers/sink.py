@@ -11,10 +11,21 @@ start and model version; raw frames by device, t0 and seq; episodes by start; al
 then updates the live state in Redis (`storage.live_state`: each device's latest activity) and appends
 alerts to the Redis alert stream.
 The Redis stream is at-least-once: an alert re-raised after a crash carries the same `dedup_key`.
+
+Redis only mirrors what the database holds, so a Redis outage degrades, never stops: results keep
+flowing into the database while the sink keeps, per device, the latest state Redis has not had (and up
+to `live_state_backlog` alerts), and hands it over as soon as Redis answers again (tried at most every
+`REDIS_RETRY_S`). What is lost of live state: the intermediate states of the outage (only each device's
+latest is applied, and its `since` is when Redis came back if the activity changed meanwhile); alerts
+past the backlog, and the backlog itself if the worker dies during the outage, reach the Redis stream
+never (they are in the database and on the alerts topic).
 """
 
 from __future__ import annotations
 
+import logging
+import time
+from collections import deque
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Protocol
@@ -65,6 +76,10 @@ class ResultSink(Protocol):
     def close(self) -> None: ...
 
 
+log = logging.getLogger(__name__)
+REDIS_RETRY_S = 2.0
+
+
 def _utc(t: float) -> datetime:
     return datetime.fromtimestamp(t, timezone.utc)
 
@@ -85,11 +100,17 @@ class StorageSink:
         self.raw_frames = RawFrameWriter(self.engine, lane=self.predictions.lane, storage_settings=settings.storage)
         self.live_state = LiveState.from_settings(settings)
         self.alert_stream = AlertStream.from_settings(settings)
+        self._live_backlog: dict[str, WindowResult] = {}  # device -> latest result Redis has not had
+        self._alert_backlog: deque[Alert] = deque()
+        self._alert_backlog_max = settings.storage.live_state_backlog
+        self.alerts_not_mirrored = 0  # alerts that never reached the Redis stream (backlog overflow)
+        self._redis_retry_at = 0.0
+
+    @property
+    def redis_backlog(self) -> int:
+        return len(self._live_backlog) + len(self._alert_backlog)
 
     def write(self, batch: SinkBatch) -> int:
-        from redis.exceptions import ConnectionError as RedisConnectionError
-        from redis.exceptions import TimeoutError as RedisTimeoutError
-
         from storage.writer import RETRYABLE
 
         try:
@@ -101,16 +122,36 @@ class StorageSink:
             )
         except RETRYABLE as exc:  # the writers already retried with backoff: the database is down
             raise SinkBackpressure(f"database unavailable: {str(exc).splitlines()[0]}", retry_after_s=2.0) from exc
+        self._mirror(batch)
+        return stored
+
+    def _mirror(self, batch: SinkBatch) -> None:
+        """Live state and alerts to Redis, what an outage held back first; an outage only queues them."""
+        from redis.exceptions import ConnectionError as RedisConnectionError
+        from redis.exceptions import TimeoutError as RedisTimeoutError
+
+        for r in batch.results:
+            known = self._live_backlog.get(r.device_id)
+            if known is None or r.window_end >= known.window_end:
+                self._live_backlog[r.device_id] = r
+        for alert in batch.alerts:
+            if len(self._alert_backlog) >= self._alert_backlog_max:
+                self._alert_backlog.popleft()
+                self.alerts_not_mirrored += 1
+            self._alert_backlog.append(alert)
+        if time.monotonic() < self._redis_retry_at:
+            return
         try:
-            latest = {r.device_id: r for r in batch.results}
-            for r in latest.values():
+            for device_id, r in list(self._live_backlog.items()):
                 self.live_state.update(r.device_id, r.activity, r.probability, r.model_version,
                                        _utc(r.window_end), self.rooms.get(r.device_id))
-            for alert in batch.alerts:
-                self.alert_stream.publish(alert.as_dict())
+                del self._live_backlog[device_id]
+            while self._alert_backlog:
+                self.alert_stream.publish(self._alert_backlog[0].as_dict())
+                self._alert_backlog.popleft()
         except (RedisConnectionError, RedisTimeoutError) as exc:
-            raise SinkBackpressure(f"redis unavailable: {exc}", retry_after_s=1.0) from exc
-        return stored
+            self._redis_retry_at = time.monotonic() + REDIS_RETRY_S
+            log.warning("redis unavailable (%s); %d live-state updates held for it", exc, self.redis_backlog)
 
     def close(self) -> None:
         self.engine.dispose()

@@ -69,6 +69,7 @@ class ImuSegment:
     partition: int = 0
     offset: int = -1
     produced_at: float = 0.0  # epoch seconds the frame reached Kafka (its record timestamp)
+    source: object = None  # the caller's handle on where the frame came from (the worker: its RawFrame)
 
     @property
     def n(self) -> int:
