@@ -173,3 +173,99 @@ class TestRestart:
         early = a.held_offsets()[0]
         feed(a, frames(12)[4:])
         assert a.held_offsets()[0] > early
+
+
+def broker_stamped(segs, at: float):
+    """The frames as a live worker reads them: record timestamps from the broker's clock at `at` + seq."""
+    for i, seg in enumerate(segs):
+        seg.produced_at = at + i
+    return segs
+
+
+def jump_assembler() -> WindowAssembler:
+    return WindowAssembler(window_s=2.56, hop_s=1.28, rate_hz=50.0, max_gap_s=0.1, lateness_s=5.0, labels=LABELS,
+                           clock_jump_s=300.0, jump_confirm_frames=3)
+
+
+class TestQuietDevice:
+    def test_flush_decides_the_open_windows_and_releases_every_frame(self):
+        a = make_assembler()
+        segs = frames(7)  # the device stops mid-window
+        windows = feed(a, segs)
+        assert a.held_offsets() and a.quiet_devices() == ["dev-a"]
+        outcome = a.flush_device("dev-a")
+        assert a.held_offsets() == {} and a.quiet_devices() == []
+        assert a.stats.abandoned_windows >= 1  # the window reaching past the last sample can never complete
+        decided = {w.start for w in windows + outcome.windows}
+        assert decided == {w.start for w in feed(make_assembler(), frames(7))}
+
+    def test_a_hole_waiting_for_a_late_frame_becomes_a_gap_and_later_frames_still_count(self):
+        a = make_assembler(lateness_s=600.0)
+        segs = frames(12)
+        missing = segs.pop(4)
+        feed(a, segs[:6])
+        a.flush_device("dev-a")
+        assert a.stats.gap_windows >= 1 and a.held_offsets() == {}
+        assert a.add(missing).refused == "late"  # its windows were decided: dead-lettered with a reason
+        resumed = frames(8, t0=T0 + 20.0)
+        for i, seg in enumerate(resumed):
+            seg.seq, seg.offset = 7 + i, 12 + i  # the counter goes on: a pause, decided without waiting
+        assert feed(a, resumed)  # new windows as usual
+
+
+class TestClockJump:
+    def test_one_frame_an_hour_ahead_is_refused_and_the_good_frames_that_follow_all_count(self):
+        expected = {w.start for w in feed(make_assembler(), frames(20))}
+        segs = broker_stamped(frames(20), at=T0)
+        bogus = broker_stamped(frames(1, t0=T0 + 3600.0), at=T0 + 5)[0]
+        bogus.seq = 99
+        a = jump_assembler()
+        windows = feed(a, segs[:5])
+        held = a.add(bogus)
+        assert held.refused == "held" and not held.windows
+        nxt = a.add(segs[5])
+        assert [(s.seq, "clock jump" in why) for s, why in nxt.rejected] == [(99, True)]
+        windows += nxt.windows + feed(a, segs[6:])
+        assert {w.start for w in windows} == expected
+        assert a.stats.late_frames == 0
+
+    def test_a_clock_that_really_jumped_starts_a_new_stream_after_three_frames(self):
+        a = jump_assembler()
+        old = broker_stamped(frames(6), at=T0)
+        new = broker_stamped(frames(10, t0=T0 + 7200.0), at=T0 + 6)
+        for seq, seg in enumerate(new):
+            seg.seq, seg.offset = 100 + seq, 100 + seq
+        feed(a, old)
+        outcomes = [a.add(seg) for seg in new]
+        assert [o.refused for o in outcomes[:2]] == ["held", "held"]
+        confirmed = outcomes[2]
+        assert [s.seq for s in confirmed.accepted] == [100, 101, 102] and not confirmed.rejected
+        assert a.stats.clock_jumps == 1 and a.stats.late_frames == 0
+        new_windows = [w for o in outcomes for w in o.windows if w.start >= T0 + 7200.0]
+        assert {w.start for w in new_windows} == {w.start for w in feed(make_assembler(), frames(10, t0=T0 + 7200.0))}
+
+    def test_a_first_frame_ahead_of_the_broker_is_held_but_an_old_replay_is_not(self):
+        a = jump_assembler()
+        replay = broker_stamped(frames(3, t0=T0 - 86_400.0), at=T0)  # history imported a day later
+        assert all(a.add(seg).refused is None for seg in replay)
+        ahead = broker_stamped(frames(1, t0=T0 + 3600.0, device="dev-b"), at=T0)[0]
+        ahead.partition = 1
+        assert a.add(ahead).refused == "held"
+        assert a.held_offsets()[1] == ahead.offset  # held aside, the commit stays behind it
+        flushed = a.flush_device("dev-b")  # quiet before confirming a jump: refused with the reason
+        assert [(s.device_id, "went quiet" in why) for s, why in flushed.rejected] == [("dev-b", True)]
+        assert 1 not in a.held_offsets()
+
+
+class TestBounds:
+    def test_huge_but_finite_accelerations_cannot_overflow_the_filter(self):
+        segs = frames(6)
+        for seg in segs:
+            seg.acc = np.full_like(seg.acc, 3.0e38)
+        windows = feed(make_assembler(rate_hz=25.0), segs)
+        assert windows and all(np.isfinite(w.acc).all() for w in windows)
+
+    def test_a_10_hz_stream_is_contiguous(self):
+        a = make_assembler(rate_hz=25.0)
+        windows = feed(a, frames(12, rate_hz=10.0))
+        assert a.stats.gap_windows == 0 and len(windows) >= 7
