@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import time
 
 import numpy as np
@@ -116,3 +117,43 @@ class TestInvalidFrames:
     def test_oversized_payload(self):
         err = reason_of(lambda: FrameLimits(max_frame_bytes=1000).check_size(10_485_760))
         assert err.code == "oversized" and "10,485,760 bytes" in err.reason
+
+
+class TestPhysicalBounds:
+    def test_an_accelerometer_reading_past_any_sensor_is_refused_with_where(self):
+        acc = np.zeros((50, 3))
+        acc[17, 1] = 3.0e38
+        err = reason_of(lambda: ImuStream(50, acc))
+        assert err.code == "out_of_range" and "imu.acc reads 3e+38 at sample 17, axis y" in err.reason
+
+    def test_a_high_g_impact_is_still_a_reading(self):
+        acc = np.zeros((50, 3))
+        acc[3] = [0, 0, 1500.0]  # about 150 g: a hard fall on a high-g sensor
+        assert ImuStream(50, acc).acc[3, 2] == 1500.0
+
+    @pytest.mark.parametrize("channel, value", [("co2", -5.0), ("humidity", 130.0), ("pir", 2.0), ("pressure", 5.0)])
+    def test_room_channels_outside_their_physics_are_refused(self, channel, value):
+        assert reason_of(lambda: EnvStream(1, {channel: [value]})).code == "out_of_range"
+
+    @pytest.mark.parametrize("rate", [0.001, 2.0, 5000.0])
+    def test_imu_rates_no_motion_model_can_serve_are_refused(self, rate):
+        err = reason_of(lambda: ImuStream(rate, np.zeros((max(1, int(rate)), 3))))
+        assert err.code == "bad_rate" and "for this modality" in err.reason
+
+    def test_a_room_sensor_reporting_every_ten_minutes_is_fine(self):
+        assert EnvStream(1 / 600, {"co2": [612.0]}).rate_hz == pytest.approx(1 / 600)
+
+
+class TestTruthHeader:
+    @pytest.mark.parametrize("doc, says", [
+        ({"labels": [[1, 2], [3]], "dataset": "hapt"}, "labels must be integers"),
+        ({"labels": [1, 40000], "dataset": "hapt"}, "labels must be integers in [-1, 32767]"),
+        ({"labels": [1, 2], "dataset": ["hapt"]}, "needs dataset"),
+        ({"labels": [1], "dataset": "hapt", "names": {"1": ["x"]}}, "names must map"),
+        ([1, 2, 3], "must be a JSON object"),
+    ])
+    def test_a_bad_truth_header_is_refused_with_a_reason(self, doc, says):
+        from ingest.codec import Truth
+
+        err = reason_of(lambda: Truth.from_header(json.dumps(doc).encode()))
+        assert err.code == "bad_truth" and says in err.reason

@@ -153,3 +153,33 @@ def test_a_frame_kafka_did_not_take_is_redelivered_to_the_next_session(topic_set
     assert (summary.received, summary.accepted) == (1, 1)
     (forwarded,) = read_topic(topic_settings, topic_settings.kafka.frames_topic, expected=1)
     assert forwarded.key == b"dev-mqtt-4"
+
+
+def test_a_device_cannot_publish_as_another_nor_on_a_topic_naming_none(topic_settings, read_topic, tmp_path):
+    (tmp_path / "b.bin").write_bytes(encode(a_frame("dev-mqtt-b")))
+    with DeviceProducer(topic_settings) as producer:
+        bridge = MqttBridge(topic_settings, IngestGate(topic_settings, producer), client_id=f"t-{uuid.uuid4().hex}")
+        runner = threading.Thread(target=lambda: bridge.run(max_messages=3, duration_s=60))
+        runner.start()
+        assert bridge.ready.wait(15), "bridge never subscribed"
+        mosquitto_pub(topic_settings, mqtt_topic(topic_settings, "dev-mqtt-a"), tmp_path / "b.bin")  # B on A's topic
+        mosquitto_pub(topic_settings, mqtt_topic(topic_settings, "dev-mqtt-b/extra"), tmp_path / "b.bin")
+        mosquitto_pub(topic_settings, mqtt_topic(topic_settings, "dev-mqtt-b"), tmp_path / "b.bin")  # its own
+        runner.join(60)
+    (forwarded,) = read_topic(topic_settings, topic_settings.kafka.frames_topic, expected=1)
+    assert forwarded.key == b"dev-mqtt-b"
+    refused = read_topic(topic_settings, topic_settings.kafka.dlq_topic, expected=2)
+    assert sorted(header(r.headers, "code") for r in refused) == [b"device_mismatch"] * 2
+    reasons = sorted(header(r.headers, "reason").decode() for r in refused)
+    assert reasons[0] == "frame of device 'dev-mqtt-b' sent as device '': a device may only send its own frames"
+    assert "sent as device 'dev-mqtt-a'" in reasons[1]
+
+
+def test_the_device_of_a_topic():
+    from ingest.mqtt_bridge import device_of_topic
+
+    assert device_of_topic("iotlm/frames/dev-1", "iotlm/frames/#") == "dev-1"
+    assert device_of_topic("iotlm/frames/dev-1", "$share/workers/iotlm/frames/#") == "dev-1"
+    assert device_of_topic("iotlm/frames/dev-1/imu", "iotlm/frames/#") == ""
+    assert device_of_topic("iotlm/frames/", "iotlm/frames/#") == ""
+    assert device_of_topic("other/dev-1", "iotlm/frames/#") == ""
