@@ -402,16 +402,15 @@ class StreamWorker:
     async def _read_dead_lettered(self, partition: int, since_ms: int) -> set[int]:
         from aiokafka import AIOKafkaConsumer, TopicPartition
 
+        from deploy.topics import topic_partitions
+
         kafka = self.settings.kafka
         found: set[int] = set()
         reader = AIOKafkaConsumer(bootstrap_servers=self.settings.kafka_bootstrap, enable_auto_commit=False,
                                   client_id=f"iotlm-{self.name}-dlq-reader")
         try:
             await reader.start()
-            await reader.topics()  # metadata of every topic, so the DLQ's partitions are known
-            tps = [TopicPartition(kafka.dlq_topic, p) for p in reader.partitions_for_topic(kafka.dlq_topic) or ()]
-            if not tps:
-                return found
+            tps = [TopicPartition(kafka.dlq_topic, p) for p in range(topic_partitions(self.settings)[kafka.dlq_topic])]
             reader.assign(tps)
             starts = await reader.offsets_for_times({tp: max(0, since_ms - 1000) for tp in tps})
             ends = await reader.end_offsets(tps)
@@ -485,6 +484,8 @@ class StreamWorker:
                 done.append((item.window, result))
             batch = self._sink_batch([r for _, r in done])
             if not batch:
+                if getattr(self._sink, "redis_backlog", 0):  # live state held back by a Redis outage
+                    await loop.run_in_executor(executor, self._sink.write, batch)
                 continue
             refused = await self._write_durably(loop, executor, batch)
             refused_ids = {id(x) for x in refused.results + refused.alerts}
