@@ -42,7 +42,8 @@ class DeviceProducer:
             linger_ms=settings.kafka.producer_linger_ms,
             batch_size=settings.kafka.producer_batch_bytes,
             max_request_size=settings.kafka.max_frame_bytes + _REQUEST_OVERHEAD_BYTES,
-            retries=5,
+            # retries without a count, bounded by kafka-python's delivery timeout (120 s): a broker restart
+            # is ridden out instead of dropping what was queued; idempotence keeps retries from duplicating
         )
 
     def send(self, frame: Frame, *, truth: Truth | None = None, fmt: Format = "msgpack"):

@@ -186,6 +186,20 @@ class Settings(BaseSettings):
     storage: StorageSettings = Field(default_factory=StorageSettings)
     workers: WorkerSettings = Field(default_factory=WorkerSettings)
 
+    def environ(self) -> dict[str, str]:
+        """`IOTLM_*` variables that give a child process exactly these settings (lists and maps as JSON)."""
+        import json
+
+        env = {"IOTLM_STATE_DIR": str(self.state_dir)}
+        for section in type(self).model_fields:
+            value = getattr(self, section)
+            if not isinstance(value, BaseModel):
+                continue
+            for name, field_value in value.model_dump(mode="json").items():
+                text = json.dumps(field_value) if isinstance(field_value, (list, dict)) else str(field_value)
+                env[f"IOTLM_{section.upper()}__{name.upper()}"] = text
+        return env
+
     @property
     def kafka_bootstrap(self) -> str:
         return f"{self.stack.host}:{self.stack.kafka_port}"
