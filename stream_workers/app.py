@@ -21,9 +21,9 @@ At-least-once, without duplicates:
   a worker. Dead letters are bounded like the gate's (`ingest.dead_letters.bounded_payload`) and are
   written once per record: after a restart, offsets already dead-lettered (read back from the DLQ,
   from the re-read records' time on) are skipped;
-- a device that goes quiet (`quiet_release_s`, by wall clock when the partition is caught up, else by
-  the partition's broker time) has its open windows decided and its frames released, so its partition's
-  commit moves on and a restart re-reads at most one window of it.
+- a device that stays quiet while others keep talking (`quiet_release_s`) has its open windows decided
+  and its frames released, so its partition's commit moves on and a restart re-reads at most one
+  window of it.
 
 Scale-out: workers share the consumer group; Kafka assigns each partition (so each device) to one.
 Hot reload: the worker polls the Redis key `settings.workers.model_key`; a new value (a checkpoint
@@ -157,6 +157,7 @@ class StreamWorker:
         # device -> (wall clock heard, record timestamp, partition): what tells a device went quiet
         self._device_seen: dict[str, tuple[float, float, int]] = {}
         self._partition_time: dict[int, float] = {}  # partition -> newest record timestamp read
+        self._last_read_at = 0.0  # wall clock of the last record read, from any partition
         # partition -> offsets already dead-lettered by a worker (None: not yet read back from the DLQ)
         self._dead_lettered: dict[int, set[int] | None] = {}
         self._consumer = None
@@ -312,6 +313,7 @@ class StreamWorker:
     async def _handle(self, record, batcher: MicroBatcher) -> None:
         self.totals.frames += 1
         self.metrics.frames.inc()
+        self._last_read_at = time.time()
         if await self._was_dead_lettered(record):
             return
         try:
@@ -323,7 +325,7 @@ class StreamWorker:
         raw = RawFrame(frame.device_id, frame.t0, frame.seq, record.value, produced_at, record.partition,
                        record.offset)
         self.rules.heard(frame.device_id, time.time(), frame.t_end)
-        self._device_seen[frame.device_id] = (time.time(), produced_at, record.partition)
+        self._device_seen[frame.device_id] = (self._last_read_at, produced_at, record.partition)
         self._partition_time[record.partition] = max(self._partition_time.get(record.partition, 0.0), produced_at)
         segment = segment_from_frame(frame, labels, record.partition, record.offset, produced_at)
         if segment is None:
@@ -637,25 +639,20 @@ class StreamWorker:
                 self._pending_added.set()
             await self._release_quiet_devices()
 
-    def _caught_up(self, partition: int) -> bool:
-        from aiokafka import TopicPartition
-
-        end = self._consumer.highwater(TopicPartition(self.settings.kafka.frames_topic, partition))
-        return end is not None and self._next_offset.get(partition, -1) >= end
-
     async def _release_quiet_devices(self) -> None:
-        """Decide and release the open windows of devices heard from no frame for `quiet_release_s`: by the
-        wall clock when their partition is caught up, else by the partition's broker time (a worker
-        catching up on a backlog must not take a busy device for a quiet one)."""
+        """Decide and release the open windows of devices that stayed quiet while others kept talking:
+        their partition's broker time moved `quiet_release_s` past their last frame, or this worker kept
+        reading records for `quiet_release_s` of wall clock without one of theirs. When nobody talks (a
+        broker outage, a building-wide silence) nothing is released: the commit then waits only behind
+        the quiet devices' own open windows, and a stalled stream resumes without losing a window."""
         bound = self.config.quiet_release_s
-        now = time.time()
         for device in self.assembler.quiet_devices():
             seen = self._device_seen.get(device)
             if seen is None:
                 continue
             heard_at, produced_at, partition = seen
-            behind = self._partition_time.get(partition, produced_at) - produced_at
-            if behind < bound and not (self._caught_up(partition) and now - heard_at >= bound):
+            by_broker = self._partition_time.get(partition, produced_at) - produced_at >= bound
+            if not (by_broker or self._last_read_at - heard_at >= bound):
                 continue
             outcome = self.assembler.flush_device(device)
             self.totals.released_devices += 1
