@@ -129,6 +129,10 @@ class StorageSettings(BaseModel):
 class WorkerSettings(BaseModel):
     """Windowing, batching and alerting on the stream."""
 
+    engine: str = Field(
+        "faust", pattern="^(faust|aiokafka)$",
+        description="Stream engine: a faust-streaming app (the default) or the plain aiokafka consumer it "
+        "replaced (kept to measure the two side by side).")
     window_s: float = 2.56
     hop_s: float = 1.28
     lateness_s: float = 5.0

@@ -195,16 +195,21 @@ class StreamWorker:
         self.classifier = WindowClassifier(self._model, self.config.labels)
         self.assembler = WindowAssembler.from_settings(self.config, self._model.rate_hz)
         kafka = self.settings.kafka
-        self._consumer = AIOKafkaConsumer(
-            bootstrap_servers=self.settings.kafka_bootstrap,
-            group_id=self.config.consumer_group,
-            client_id=f"iotlm-{self.name}",
-            enable_auto_commit=False,
-            auto_offset_reset="earliest",
-            max_partition_fetch_bytes=max(1_048_576, kafka.max_frame_bytes + 65_536),
-            fetch_max_bytes=8 * 1_048_576,
-        )
-        self._consumer.subscribe([kafka.frames_topic], listener=_Rebalance(self))
+        if self.config.engine == "faust":
+            from stream_workers.faust_source import FaustSource
+
+            self._consumer = FaustSource(self, self.serve_metrics)  # serves /metrics itself
+        else:
+            self._consumer = AIOKafkaConsumer(
+                bootstrap_servers=self.settings.kafka_bootstrap,
+                group_id=self.config.consumer_group,
+                client_id=f"iotlm-{self.name}",
+                enable_auto_commit=False,
+                auto_offset_reset="earliest",
+                max_partition_fetch_bytes=max(1_048_576, kafka.max_frame_bytes + 65_536),
+                fetch_max_bytes=8 * 1_048_576,
+            )
+            self._consumer.subscribe([kafka.frames_topic], listener=_Rebalance(self))
         self._producer = AIOKafkaProducer(
             bootstrap_servers=self.settings.kafka_bootstrap, client_id=f"iotlm-{self.name}-out",
             max_request_size=kafka.max_frame_bytes + 65_536,
@@ -216,7 +221,8 @@ class StreamWorker:
         )
         self._batcher = batcher
         try:
-            self._serve_metrics()
+            if self.config.engine != "faust":
+                self._serve_metrics()
             await self._producer.start()
             await self._consumer.start()
             async with batcher:

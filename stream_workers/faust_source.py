@@ -1,0 +1,169 @@
+"""The worker's frames consumer as a Faust app: one agent, manual acks, commits by the guarded consumer.
+
+`FaustSource` gives `StreamWorker` the few consumer calls it makes (`getmany`, `assignment`,
+`highwater`, `pause`, `resume`, `commit`), on a `faust.App` whose id is the worker consumer group:
+- the agent (`concurrency=1`; scale out with partitions and worker processes) reads the frames topic
+  as raw bytes with `stream.noack()` and hands each event to the worker through a bounded queue, so a
+  slow sink stops the agent and Faust's flow control stops fetching;
+- `commit(offsets)` acks every event of a partition below the offset the worker may commit (nothing
+  before it is still needed); Faust commits what is acked on its `broker_commit_interval`, through
+  `GuardedConsumer` (stream_workers/faust_consumer.py), which never passes an event still in flight;
+- Faust's rebalance signals call the worker's revocation and assignment handlers;
+- with `serve_metrics`, Faust's web server serves `/metrics` on the worker's metrics port: the
+  worker's own metrics and Faust's sensors in one registry.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import deque
+from dataclasses import dataclass
+
+from stream_workers import faust_consumer
+
+log = logging.getLogger(__name__)
+QUEUE_EVENTS = 2048  # events between the agent and the worker; past it the agent waits
+
+
+@dataclass(frozen=True)
+class Partition:
+    """What the worker reads of a topic partition (aiokafka's TopicPartition has the same fields)."""
+
+    topic: str
+    partition: int
+
+
+@dataclass(frozen=True)
+class Record:
+    """A Faust event as the worker reads records: aiokafka's field names, timestamp in milliseconds."""
+
+    topic: str
+    partition: int
+    offset: int
+    timestamp: int
+    key: bytes | None
+    value: bytes
+    headers: tuple
+
+
+def faust_version() -> str:
+    from importlib.metadata import version
+
+    return f"faust-streaming {version('faust-streaming')}"
+
+
+class FaustSource:
+    def __init__(self, worker, serve_metrics: bool):
+        import faust
+
+        settings, config = worker.settings, worker.config
+        kafka = settings.kafka
+        self.worker = worker
+        self.topic = kafka.frames_topic
+        self.app = faust.App(
+            config.consumer_group,
+            broker=f"{faust_consumer.SCHEME}://{settings.kafka_bootstrap}",
+            store="memory://",
+            topic_partitions=kafka.partitions,
+            topic_allow_declare=False,  # the stack creates every topic (deploy.topics)
+            consumer_auto_offset_reset="earliest",
+            broker_commit_interval=config.commit_interval_s,
+            # events stay unacked while their windows are open: a rebalance must not wait for them
+            # (the partition's next owner re-reads them from the commit)
+            stream_wait_empty=False,
+            broker_client_id=f"iotlm-{worker.name}",
+            consumer_max_fetch_size=max(1_048_576, kafka.max_frame_bytes + 65_536),
+            producer_max_request_size=kafka.max_frame_bytes + 65_536,
+            web_enabled=serve_metrics,
+            web_host=settings.stack.host,
+            web_port=config.metrics_port + worker.index,
+            web_in_thread=False,
+        )
+        if serve_metrics:
+            from faust.sensors.prometheus import setup_prometheus_sensors
+
+            setup_prometheus_sensors(self.app, registry=worker.metrics.registry, name_prefix="faust")
+        self._queue: asyncio.Queue = asyncio.Queue(QUEUE_EVENTS)
+        self._unacked: dict[int, deque] = {}  # partition -> (offset, event) handed to the worker, in order
+        frames = self.app.topic(self.topic, key_type=bytes, value_type=bytes, key_serializer="raw",
+                                value_serializer="raw")
+
+        @self.app.agent(frames, concurrency=1, name=f"{config.consumer_group}.frames")
+        async def frames_agent(stream):
+            async for event in stream.noack().events():
+                await self._queue.put(event)
+
+        self.app.on_partitions_revoked.connect(self._on_revoked)
+        self.app.on_partitions_assigned.connect(self._on_assigned)
+
+    # -- what StreamWorker calls ------------------------------------------------------------------
+
+    async def start(self) -> None:
+        await self.app.start()
+
+    async def stop(self) -> None:
+        await self.app.stop()
+
+    def assignment(self) -> set[Partition]:
+        return {Partition(tp.topic, tp.partition) for tp in self.app.consumer.assignment() if tp.topic == self.topic}
+
+    def highwater(self, tp: Partition) -> int | None:
+        from faust.types import TP
+
+        try:
+            return self.app.consumer.highwater(TP(tp.topic, tp.partition))
+        except Exception:  # not fetched yet
+            return None
+
+    def pause(self, *tps: Partition) -> None:
+        from faust.types import TP
+
+        self.app.consumer.pause_partitions([TP(tp.topic, tp.partition) for tp in tps])
+
+    def resume(self, *tps: Partition) -> None:
+        from faust.types import TP
+
+        self.app.consumer.resume_partitions([TP(tp.topic, tp.partition) for tp in tps])
+
+    async def getmany(self, timeout_ms: int, max_records: int) -> dict[Partition, list[Record]]:
+        try:
+            first = await asyncio.wait_for(self._queue.get(), timeout_ms / 1000)
+        except TimeoutError:
+            return {}
+        events = [first]
+        while len(events) < max_records and not self._queue.empty():
+            events.append(self._queue.get_nowait())
+        owned = {tp.partition for tp in self.assignment()}
+        batches: dict[Partition, list[Record]] = {}
+        for event in events:
+            message = event.message
+            if message.partition not in owned:
+                continue  # revoked meanwhile: its new owner reads it from the commit
+            self._unacked.setdefault(message.partition, deque()).append((message.offset, event))
+            batches.setdefault(Partition(message.topic, message.partition), []).append(Record(
+                message.topic, message.partition, message.offset, int(message.timestamp * 1000), message.key,
+                message.value, tuple(message.headers or ())))
+        return batches
+
+    async def commit(self, offsets: dict) -> None:
+        """Ack, per partition, every event handed over below the offset given (Faust commits them)."""
+        for tp, offset in offsets.items():
+            pending = self._unacked.get(tp.partition)
+            while pending and pending[0][0] < offset:
+                pending.popleft()[1].ack()
+
+    # -- rebalances -------------------------------------------------------------------------------
+
+    async def _on_revoked(self, app, revoked, **kwargs) -> None:
+        partitions = {tp.partition for tp in revoked if tp.topic == self.topic}
+        if partitions and self.worker.assembler is not None:
+            await self.worker.on_revoked(partitions)
+        for p in partitions:
+            self._unacked.pop(p, None)
+
+    async def _on_assigned(self, app, assigned, **kwargs) -> None:
+        mine = [tp for tp in assigned if tp.topic == self.topic]
+        self.worker.metrics.assigned_partitions.set(len(mine))
+        if mine:
+            self.worker.ready.set()
