@@ -20,8 +20,9 @@ JsonOption = typer.Option(False, "--json", help="Print one JSON object for machi
 
 def _fail(message: str) -> None:
     from rich.console import Console
+    from rich.markup import escape
 
-    Console(stderr=True).print(f"[bold red]grafana:[/] {message}", highlight=False)
+    Console(stderr=True).print(f"[bold red]grafana:[/] {escape(message)}", highlight=False)
     raise typer.Exit(1)
 
 
