@@ -134,6 +134,8 @@ LOCATION = (SITE, BUILDING, ROOM)
 # Devices not placed in any room count in every building: a fleet view must not hide them.
 IN_BUILDING = "(room_id IS NULL OR room_id IN (SELECT id FROM rooms WHERE building_id IN ($building)))"
 IN_ROOM = "room_id IN ($room)"
+# Hourly aggregate rows overlapping the range: a bucket that starts before the range still counts.
+HOURS_IN_RANGE = "bucket > CAST($__timeFrom() AS timestamptz) - INTERVAL '1 hour' AND bucket <= $__timeTo()"
 
 
 def fleet(settings: Settings) -> DashboardSpec:
@@ -180,7 +182,7 @@ def fleet(settings: Settings) -> DashboardSpec:
                      (("model_version", TEXT), ("devices", NUMBER), ("windows", NUMBER), ("last_seen", TIME))),
             SqlPanel("Streaming minutes per hour by device", "barchart",
                      f"SELECT bucket AS time, device_id AS metric, round(CAST(max(windows) * {w.hop_s:g} / 60 AS numeric), 1) "
-                     "AS minutes FROM device_windows_hourly WHERE $__timeFilter(bucket) GROUP BY 1, 2 ORDER BY 1",
+                     f"AS minutes FROM device_windows_hourly WHERE {HOURS_IN_RANGE} GROUP BY 1, 2 ORDER BY 1",
                      (("time", TIME), ("metric", TEXT), ("minutes", NUMBER)), fmt="time_series", unit="m",
                      description="From the hourly aggregate: windows x hop (workers.hop_s)."),
         ),
@@ -202,7 +204,7 @@ def room(settings: Settings) -> DashboardSpec:
                      description="The most frequent activity of each interval, over every device in the room."),
             SqlPanel("Activity minutes per hour", "barchart",
                      f"SELECT bucket AS time, label AS metric, round(CAST(sum(windows) * {w.hop_s:g} / 60 AS numeric), 2) "
-                     f"AS minutes FROM activity_per_room_hourly WHERE $__timeFilter(bucket) AND {IN_ROOM} "
+                     f"AS minutes FROM activity_per_room_hourly WHERE {HOURS_IN_RANGE} AND {IN_ROOM} "
                      "GROUP BY 1, 2 ORDER BY 1, 2",
                      (("time", TIME), ("metric", TEXT), ("minutes", NUMBER)), fmt="time_series", unit="m",
                      description="From the hourly aggregate activity_per_room_hourly: windows x hop."),
@@ -270,7 +272,7 @@ def device(settings: Settings) -> DashboardSpec:
                       ("windows", NUMBER), ("confidence", NUMBER), ("model_version", TEXT))),
             SqlPanel("Streaming minutes per hour", "barchart",
                      f"SELECT bucket AS time, device_id AS metric, round(CAST(max(windows) * {w.hop_s:g} / 60 AS numeric), 1) "
-                     "AS minutes FROM device_windows_hourly WHERE device_id IN ($device) AND $__timeFilter(bucket) "
+                     f"AS minutes FROM device_windows_hourly WHERE device_id IN ($device) AND {HOURS_IN_RANGE} "
                      "GROUP BY 1, 2 ORDER BY 1",
                      (("time", TIME), ("metric", TEXT), ("minutes", NUMBER)), fmt="time_series", unit="m"),
         ),
