@@ -30,7 +30,7 @@ def _lane(settings, lane: str):
     """(Lane, server_version_num) from --lane, or read from the database."""
     from sqlalchemy.exc import SQLAlchemyError
 
-    from deploy.grafana.provisioning import detect_lane
+    from deploy.grafana.provisioning_tree import detect_lane
     from storage.lane import Lane
 
     choices = {"postgresql": Lane.POSTGRESQL, "postgres": Lane.POSTGRESQL, "timescale": Lane.TIMESCALEDB,
@@ -47,13 +47,13 @@ def _lane(settings, lane: str):
 
 
 @grafana_app.command()
-def export(directory: Path = typer.Argument(..., help="Where to write provisioning/ and dashboards/."),
+def export(directory: Path = typer.Argument(..., help="Where to write the provisioning/ tree."),
            lane: str = LaneOption,
            dashboards_path: str = typer.Option(None, help="Dashboards folder as Grafana sees it "
-                                                          "(default: DIR/dashboards, absolute)."),
+                                                          "(default: DIR/provisioning/dashboards/iotlm, absolute)."),
            as_json: bool = JsonOption) -> None:
     """Write Grafana's provisioning tree: data sources, dashboard provider, dashboards, alerting."""
-    from deploy.grafana.provisioning import export as write_tree
+    from deploy.grafana.provisioning_tree import export as write_tree
     from iotlm.settings import Settings
 
     settings = Settings()

@@ -17,7 +17,7 @@ from grafana_client.client import GrafanaClientError, GrafanaException, GrafanaU
 
 from deploy.grafana import alerting
 from deploy.grafana.dashboards import build, dashboards
-from deploy.grafana.provisioning import datasources
+from deploy.grafana.provisioning_tree import datasources
 from iotlm.settings import Settings
 from storage.lane import Lane
 

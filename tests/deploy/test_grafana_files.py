@@ -19,12 +19,14 @@ from typer.testing import CliRunner
 from deploy.grafana import alerting
 from deploy.grafana.dashboards import dashboards
 from deploy.grafana.macros import MacroError, interpolate
-from deploy.grafana.provisioning import export
+from deploy.grafana.provisioning_tree import export
 from iotlm.cli import app
 from iotlm.settings import PROJECT_ROOT, Settings
 from storage.lane import Lane
 
 EXPRESSIONS = "__expr__"
+BOARDS = "provisioning/dashboards/iotlm"
+COMMITTED_PATH = "/etc/grafana/provisioning/dashboards/iotlm"
 T0 = datetime(2026, 3, 1, 10, 0, tzinfo=timezone.utc)
 T1 = datetime(2026, 3, 1, 16, 30, tzinfo=timezone.utc)
 
@@ -55,7 +57,7 @@ def _load(out: Path):
     datasources = yaml.safe_load((out / "provisioning/datasources/iotlm.yaml").read_text())
     provider = yaml.safe_load((out / "provisioning/dashboards/iotlm.yaml").read_text())
     rules = yaml.safe_load((out / "provisioning/alerting/iotlm.yaml").read_text())
-    boards = [json.loads(p.read_text()) for p in sorted((out / "dashboards").glob("*.json"))]
+    boards = [json.loads(p.read_text()) for p in sorted((out / BOARDS).glob("*.json"))]
     return datasources, provider, rules, boards
 
 
@@ -76,7 +78,7 @@ class TestProvisioningTree:
         _lane, out, _files = tree
         _ds, provider, _rules, boards = _load(out)
         (p,) = provider["providers"]
-        assert p["type"] == "file" and Path(p["options"]["path"]) == (out / "dashboards").resolve()
+        assert p["type"] == "file" and Path(p["options"]["path"]) == (out / BOARDS).resolve()
         assert len(list(Path(p["options"]["path"]).glob("*.json"))) == len(boards)
 
     def test_dashboards_have_schema_version_unique_uids_and_resolving_data_sources(self, tree):
@@ -151,12 +153,12 @@ def test_grafana_rules_mirror_the_worker_rule_engine():
 
 
 def test_committed_tree_is_what_export_writes(tmp_path):
-    """deploy/grafana/provisioning and dashboards are generated: regenerate with the command in the README."""
+    """deploy/grafana/provisioning is generated: regenerate it with the command in the message."""
     committed = PROJECT_ROOT / "deploy/grafana"
-    export(Settings(), tmp_path, Lane.POSTGRESQL, dashboards_path="/var/lib/grafana/dashboards/iotlm")
+    export(Settings(), tmp_path, Lane.POSTGRESQL, dashboards_path=COMMITTED_PATH)
     fresh = sorted(p.relative_to(tmp_path) for p in tmp_path.rglob("*") if p.is_file())
     assert fresh and all((committed / p).read_text() == (tmp_path / p).read_text() for p in fresh), \
-        "run: iotlm grafana export deploy/grafana --lane postgresql --dashboards-path /var/lib/grafana/dashboards/iotlm"
+        f"run: iotlm grafana export deploy/grafana --lane postgresql --dashboards-path {COMMITTED_PATH}"
 
 
 class TestMacros:

@@ -1,12 +1,14 @@
 """The provisioning tree Grafana reads at start, and the data sources it names.
 
-    DIR/provisioning/datasources/iotlm.yaml   PostgreSQL/TimescaleDB + Prometheus
-    DIR/provisioning/dashboards/iotlm.yaml    a file provider pointing at DIR/dashboards
-    DIR/provisioning/alerting/iotlm.yaml      rule groups, contact point, notification policies
-    DIR/dashboards/*.json                     the five dashboards
+    DIR/provisioning/datasources/iotlm.yaml      PostgreSQL/TimescaleDB + Prometheus
+    DIR/provisioning/dashboards/iotlm.yaml       a file provider pointing at the folder below
+    DIR/provisioning/dashboards/iotlm/*.json     the five dashboards
+    DIR/provisioning/alerting/iotlm.yaml         rule groups, contact point, notification policies
 
 Start Grafana with `GF_PATHS_PROVISIONING=DIR/provisioning` and the environment variable the
 datasource file names for the database password (the password itself is never written to disk).
+The copy committed in deploy/grafana/provisioning names /etc/grafana/provisioning/dashboards/iotlm,
+Grafana's packaged location.
 """
 
 from __future__ import annotations
@@ -74,7 +76,7 @@ def export(settings: Settings, directory: Path, lane: Lane, server_version_num: 
            dashboards_path: str | None = None) -> list[Path]:
     """Write the provisioning tree under `directory`; returns the files written."""
     directory = Path(directory)
-    boards = directory / "dashboards"
+    boards = directory / "provisioning/dashboards/iotlm"
     files = {
         directory / "provisioning/datasources/iotlm.yaml":
             {"apiVersion": 1, "datasources": datasources(settings, lane, server_version_num)},
