@@ -64,14 +64,22 @@ def covers(current, desired) -> bool:
     return current == desired
 
 
-def _missing(call):
-    """call() or None when Grafana answers 404."""
+class NotGrafana(ValueError):
+    """The server answered, but not with Grafana's JSON."""
+
+
+def _read(call):
+    """call()'s JSON answer, or None when Grafana answers 404."""
     try:
-        return call()
+        answer = call()
     except GrafanaClientError as exc:
         if exc.status_code == 404:
             return None
         raise
+    # grafana-client hands text/* answers back as a string (an HTML page from a proxy, say).
+    if not isinstance(answer, (dict, list)):
+        raise NotGrafana(f"expected JSON, got {str(answer)[:80]!r}")
+    return answer
 
 
 class GrafanaSync:
@@ -94,13 +102,13 @@ class GrafanaSync:
         for ds in datasources(self.settings, self.lane, self.version,
                               password=self.settings.storage.postgres_password):
             public = {k: v for k, v in ds.items() if k != "secureJsonData"}
-            current = _missing(lambda: ds_api.get_datasource_by_uid(ds["uid"]))
+            current = _read(lambda: ds_api.get_datasource_by_uid(ds["uid"]))
             self._note(f"datasource {ds['uid']}", current, public, lambda: ds_api.create_datasource(ds),
                        lambda: ds_api.update_datasource_by_uid(ds["uid"], public))
 
     def folder(self) -> None:
         title = self.settings.grafana.folder
-        current = _missing(lambda: self.api.folder.get_folder(alerting.FOLDER_UID))
+        current = _read(lambda: self.api.folder.get_folder(alerting.FOLDER_UID))
         self._note(f"folder {alerting.FOLDER_UID}", current, {"title": title},
                    lambda: self.api.folder.create_folder(title, uid=alerting.FOLDER_UID),
                    lambda: self.api.folder.update_folder(alerting.FOLDER_UID, title=title, overwrite=True))
@@ -108,7 +116,7 @@ class GrafanaSync:
     def dashboards(self) -> None:
         for spec in dashboards(self.settings):
             board = build(spec)
-            current = _missing(lambda: self.api.dashboard.get_dashboard(spec.uid))
+            current = _read(lambda: self.api.dashboard.get_dashboard(spec.uid))
             self._note(f"dashboard {spec.uid}", current, {"dashboard": board, "meta": {"folderUid": alerting.FOLDER_UID}},
                        lambda: self._save_dashboard(board), lambda: self._save_dashboard(board))
 
@@ -119,11 +127,11 @@ class GrafanaSync:
     def alert_rules(self) -> None:
         prov = self.api.alertingprovisioning
         for rule in alerting.api_rules(self.settings):
-            current = _missing(lambda: prov.get_alertrule(rule["uid"]))
+            current = _read(lambda: prov.get_alertrule(rule["uid"]))
             self._note(f"alert rule {rule['uid']}", current, rule, lambda: prov.create_alertrule(rule),
                        lambda: prov.update_alertrule(rule["uid"], rule))
         for group in alerting.rule_groups(self.settings):
-            current = prov.get_rule_group(alerting.FOLDER_UID, group.name)
+            current = _read(lambda: prov.get_rule_group(alerting.FOLDER_UID, group.name)) or {}
             if current.get("interval") != group.interval_s:
                 prov.update_rule_group(alerting.FOLDER_UID, group.name, current | {"interval": group.interval_s})
                 self.report.updated.append(f"rule group {group.name}")
@@ -131,11 +139,11 @@ class GrafanaSync:
     def notifications(self) -> None:
         prov = self.api.alertingprovisioning
         cp = alerting.contact_point(self.settings)
-        found = [c for c in prov.get_contactpoints(name=cp["name"]) or [] if c.get("uid") == cp["uid"]]
+        found = [c for c in _read(lambda: prov.get_contactpoints(name=cp["name"])) or [] if c.get("uid") == cp["uid"]]
         self._note(f"contact point {cp['uid']}", found[0] if found else None, cp,
                    lambda: prov.create_contactpoint(cp), lambda: prov.update_contactpoint(cp["uid"], cp))
         tree = alerting.policy_tree()
-        current = prov.get_notification_policy_tree()
+        current = _read(prov.get_notification_policy_tree)
         self._note("notification policies", current, tree, lambda: None,
                    lambda: prov.set_notification_policy_tree(tree))
 
@@ -157,8 +165,8 @@ def push(settings: Settings, url: str, token: str, lane: Lane, server_version_nu
         if exc.status_code == 403:
             raise PushError(f"the token may not change this Grafana (403): give its service account the Admin role") from exc
         raise PushError(f"Grafana at {url} answered: {exc.message}") from exc
-    # grafana-client wraps timeouts and HTTP errors but lets connection errors and non-JSON answers through.
+    # grafana-client wraps timeouts and HTTP errors but lets connection errors and undecodable answers through.
+    except (NotGrafana, niquests.exceptions.JSONDecodeError) as exc:
+        raise PushError(f"{url} does not answer like Grafana's HTTP API: {exc}") from exc
     except niquests.exceptions.RequestException as exc:
         raise PushError(f"cannot reach Grafana at {url}: {str(exc).splitlines()[0]}") from exc
-    except ValueError as exc:
-        raise PushError(f"{url} does not answer like Grafana's HTTP API (not JSON): {exc}") from exc
