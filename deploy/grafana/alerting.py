@@ -25,7 +25,7 @@ from grafana_foundation_sdk.builders import alerting as al
 from grafana_foundation_sdk.cog.encoder import JSONEncoder
 from grafana_foundation_sdk.models.alerting import RelativeTimeRange
 
-from deploy.grafana.dashboards import POSTGRES_UID, PROM, PROMETHEUS_UID, SqlQuery, _Target
+from deploy.grafana.dashboards import POSTGRES_UID, PROM, PROMETHEUS_UID, RawModel, sql_query
 from iotlm.settings import Settings
 
 FOLDER_UID = "iotlm"
@@ -47,12 +47,12 @@ def _threshold(op: str, value: float) -> al.Query:
     model = {"refId": "C", "type": "threshold", "expression": "A",
              "datasource": {"type": EXPRESSION_UID, "uid": EXPRESSION_UID},
              "conditions": [{"type": "query", "evaluator": {"type": op, "params": [value]}}]}
-    return al.Query("C").datasource_uid(EXPRESSION_UID).model(_Target(model))
+    return al.Query("C").datasource_uid(EXPRESSION_UID).model(RawModel(model))
 
 
 def _sql_rule(uid: str, title: str, sql: str, lookback_s: int, op: str, value: float, severity: str,
               summary: str, rule: str, for_: str = "0s") -> al.Rule:
-    query = (al.Query("A").datasource_uid(POSTGRES_UID).model(SqlQuery(sql, "table"))
+    query = (al.Query("A").datasource_uid(POSTGRES_UID).model(sql_query(sql))
              .relative_time_range(RelativeTimeRange(from_val=lookback_s, to=0)))
     return (al.Rule(title).uid(uid).condition("C").with_query(query).with_query(_threshold(op, value))
             .for_val(for_).no_data_state("OK").exec_err_state("Error")
@@ -63,7 +63,7 @@ def _sql_rule(uid: str, title: str, sql: str, lookback_s: int, op: str, value: f
 def _prom_rule(uid: str, title: str, expr: str, op: str, value: float, severity: str, summary: str,
                for_: str) -> al.Rule:
     model = {"refId": "A", "expr": expr, "instant": True, "range": False, "datasource": PROM.to_json()}
-    query = (al.Query("A").datasource_uid(PROMETHEUS_UID).model(_Target(model))
+    query = (al.Query("A").datasource_uid(PROMETHEUS_UID).model(RawModel(model))
              .relative_time_range(RelativeTimeRange(from_val=600, to=0)))
     return (al.Rule(title).uid(uid).condition("C").with_query(query).with_query(_threshold(op, value))
             .for_val(for_).no_data_state("NoData").exec_err_state("Error")

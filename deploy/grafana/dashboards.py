@@ -20,7 +20,9 @@ from grafana_foundation_sdk.builders import (
 from grafana_foundation_sdk.cog.builder import Builder
 from grafana_foundation_sdk.cog.encoder import JSONEncoder
 from grafana_foundation_sdk.cog.variants import Dataquery
-from grafana_foundation_sdk.models.dashboard import DataSourceRef, DataTransformerConfig, VariableRefresh, VariableSort
+from grafana_foundation_sdk.models.dashboard import (
+    DataSourceRef, DataTransformerConfig, VariableOption, VariableRefresh, VariableSort,
+)
 
 from iotlm.settings import Settings
 from storage.schema import SEVERITIES
@@ -40,35 +42,25 @@ BUILDERS = {"stat": stat.Panel, "timeseries": timeseries.Panel, "table": table.P
             "statetimeline": statetimeline.Panel, "barchart": barchart.Panel, "piechart": piechart.Panel}
 
 
-class SqlQuery(Builder[Dataquery]):
-    """A raw-SQL query of Grafana's PostgreSQL data source (the SDK ships no builder for that plugin)."""
-
-    def __init__(self, sql: str, fmt: str = "table", ref_id: str = "A"):
-        self.payload = {"refId": ref_id, "datasource": PG.to_json(), "editorMode": "code", "rawQuery": True,
-                        "format": fmt, "rawSql": sql}
-
-    def build(self) -> Dataquery:
-        return _Json(self.payload)
-
-
-class _Json(Dataquery):
-    """A ready JSON object the SDK's encoder writes as it is."""
+class RawModel(Builder[Dataquery]):
+    """A JSON object passed through the SDK's builders as it is, for what the SDK does not model: queries of
+    the PostgreSQL plugin, SQL annotation targets (its AnnotationTarget only knows Grafana's built-in
+    source) and alerting expressions."""
 
     def __init__(self, payload: dict):
         self.payload = payload
+
+    def build(self) -> RawModel:
+        return self
 
     def to_json(self) -> dict:
         return self.payload
 
 
-class _Target(Builder):
-    """An annotation target: the SDK's AnnotationTarget only models the built-in Grafana source."""
-
-    def __init__(self, payload: dict):
-        self.payload = payload
-
-    def build(self):
-        return _Json(self.payload)
+def sql_query(sql: str, fmt: str = "table", ref_id: str = "A") -> RawModel:
+    """A raw-SQL query of Grafana's PostgreSQL data source; `fmt` is "table" or "time_series"."""
+    return RawModel({"refId": ref_id, "datasource": PG.to_json(), "editorMode": "code", "rawQuery": True,
+                     "format": fmt, "rawSql": sql})
 
 
 @dataclass(frozen=True)
@@ -410,7 +402,7 @@ def _panel(spec: SqlPanel | PromPanel, panel_id: int):
         if spec.legend:
             query = query.legend_format(spec.legend)
         return panel.datasource(PROM).with_target(query)
-    panel = panel.datasource(PG).with_target(SqlQuery(spec.sql, spec.fmt))
+    panel = panel.datasource(PG).with_target(sql_query(spec.sql, spec.fmt))
     if spec.partition_by:
         panel = panel.with_transformation(DataTransformerConfig(
             id_val="partitionByValues", options={"fields": [spec.partition_by], "keepFields": False}))
@@ -425,18 +417,12 @@ def build(spec: DashboardSpec) -> dict:
         board = board.with_variable(
             db.QueryVariable(var.name).label(var.label).datasource(PG).query(var.sql).multi(True)
             .include_all(True).refresh(VariableRefresh.ON_DASHBOARD_LOAD).sort(VariableSort.ALPHABETICAL_ASC)
-            .current(_all_selected()))
+            .current(VariableOption(selected=True, text="All", value="$__all")))
     for note in spec.annotations:
         board = board.annotation(
             db.AnnotationQuery().name(note.name).datasource(PG).enable(True).icon_color(note.color)
-            .target(_Target({"refId": "Anno", "editorMode": "code", "rawQuery": True, "format": "table",
-                             "rawSql": note.sql})))
+            .target(sql_query(note.sql, ref_id="Anno")))
     for panel_id, panel in enumerate(spec.panels, start=1):
         board = board.with_panel(_panel(panel, panel_id))
     return json.loads(json.dumps(board.build(), cls=JSONEncoder))
 
-
-def _all_selected():
-    from grafana_foundation_sdk.models.dashboard import VariableOption
-
-    return VariableOption(selected=True, text="All", value="$__all")

@@ -7,7 +7,7 @@ on "All" (each variable's own query answers what "All" means, level by level as 
 from __future__ import annotations
 
 from collections import defaultdict
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 from sqlalchemy import Engine, text
@@ -54,12 +54,12 @@ def as_datetime(value) -> datetime:
     return value if isinstance(value, datetime) else datetime.fromtimestamp(float(value), timezone.utc)
 
 
-def _draw(ax, panel: SqlPanel, columns: list[str], rows: list[tuple]) -> None:
+def _draw(ax, panel: SqlPanel, columns: list[str], rows: list[tuple], time_format: str) -> None:
     import matplotlib.dates as mdates
     from matplotlib.patches import Patch
 
     ax.set_title(panel.title, loc="left", fontsize=11)
-    ax.xaxis.set_major_formatter(mdates.DateFormatter("%H:%M"))
+    ax.xaxis.set_major_formatter(mdates.DateFormatter(time_format))
     if panel.kind == "statetimeline":  # rows: time, lane, state
         lanes = sorted({r[1] for r in rows})
         states = sorted({r[2] for r in rows})
@@ -85,7 +85,9 @@ def _draw(ax, panel: SqlPanel, columns: list[str], rows: list[tuple]) -> None:
         for i, (name, points) in enumerate(sorted(series.items())):
             xs = [t for t, _ in points]
             ys = [v for _, v in points]
-            ax.bar(xs, ys, width=1 / 24 * 0.8, bottom=[bottoms[t] for t in xs], label=name, color=f"C{i % 10}")
+            # one bar per hourly bucket, drawn over the hour it counts
+            ax.bar(xs, ys, width=1 / 24 * 0.95, align="edge", bottom=[bottoms[t] for t in xs], label=name,
+                   color=f"C{i % 10}")
             for t, v in points:
                 bottoms[t] += v
     else:
@@ -113,7 +115,7 @@ def render(engine: Engine, specs: list[DashboardSpec], out_dir: Path, *, time_fr
         for ax, panel in zip(axes[:, 0], panels):
             columns, rows = run_panel(engine, spec, panel, time_from=time_from, time_to=time_to,
                                       timescaledb=timescaledb, interval=interval)
-            _draw(ax, panel, columns, rows)
+            _draw(ax, panel, columns, rows, "%H:%M" if time_to - time_from > timedelta(hours=2) else "%H:%M:%S")
         fig.suptitle(f"{spec.title}  ({time_from:%Y-%m-%d %H:%M} - {time_to:%H:%M} UTC)", fontsize=12)
         fig.tight_layout()
         path = out_dir / filename

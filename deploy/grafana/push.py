@@ -97,7 +97,7 @@ class GrafanaSync:
             update()
             self.report.updated.append(what)
 
-    def datasources(self) -> None:
+    def sync_datasources(self) -> None:
         ds_api = self.api.datasource
         for ds in datasources(self.settings, self.lane, self.version,
                               password=self.settings.storage.postgres_password):
@@ -106,14 +106,14 @@ class GrafanaSync:
             self._note(f"datasource {ds['uid']}", current, public, lambda: ds_api.create_datasource(ds),
                        lambda: ds_api.update_datasource_by_uid(ds["uid"], public))
 
-    def folder(self) -> None:
+    def sync_folder(self) -> None:
         title = self.settings.grafana.folder
         current = _read(lambda: self.api.folder.get_folder(alerting.FOLDER_UID))
         self._note(f"folder {alerting.FOLDER_UID}", current, {"title": title},
                    lambda: self.api.folder.create_folder(title, uid=alerting.FOLDER_UID),
                    lambda: self.api.folder.update_folder(alerting.FOLDER_UID, title=title, overwrite=True))
 
-    def dashboards(self) -> None:
+    def sync_dashboards(self) -> None:
         for spec in dashboards(self.settings):
             board = build(spec)
             current = _read(lambda: self.api.dashboard.get_dashboard(spec.uid))
@@ -124,7 +124,7 @@ class GrafanaSync:
         self.api.dashboard.update_dashboard({"dashboard": board, "folderUid": alerting.FOLDER_UID, "overwrite": True,
                                              "message": "iotlm grafana push"})
 
-    def alert_rules(self) -> None:
+    def sync_alert_rules(self) -> None:
         prov = self.api.alertingprovisioning
         for rule in alerting.api_rules(self.settings):
             current = _read(lambda: prov.get_alertrule(rule["uid"]))
@@ -136,7 +136,7 @@ class GrafanaSync:
                 prov.update_rule_group(alerting.FOLDER_UID, group.name, current | {"interval": group.interval_s})
                 self.report.updated.append(f"rule group {group.name}")
 
-    def notifications(self) -> None:
+    def sync_notifications(self) -> None:
         prov = self.api.alertingprovisioning
         cp = alerting.contact_point(self.settings)
         found = [c for c in _read(lambda: prov.get_contactpoints(name=cp["name"])) or [] if c.get("uid") == cp["uid"]]
@@ -149,7 +149,8 @@ class GrafanaSync:
 
     def run(self) -> PushReport:
         # Data sources and the folder first: dashboards and rules refer to them.
-        for step in (self.datasources, self.folder, self.dashboards, self.alert_rules, self.notifications):
+        for step in (self.sync_datasources, self.sync_folder, self.sync_dashboards, self.sync_alert_rules,
+                     self.sync_notifications):
             step()
         return self.report
 

@@ -12,6 +12,7 @@ columns and types.
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 import uuid
 from datetime import datetime, timedelta, timezone
@@ -34,7 +35,7 @@ from storage.writer import AlertRow, AlertWriter
 pytestmark = pytest.mark.services
 
 DEVICES = 3
-FRAMES = 100  # seconds of signal per device
+FRAMES = 240  # seconds of signal per device
 ROOMS = {"kitchen": "b-north", "bedroom": "b-north", "lab": "b-south"}
 NULLABLE = {"error"}  # a fine-tune job that succeeded has no error
 PYTHON_TYPES = {TIME: (datetime, Decimal, float, int), NUMBER: (Decimal, float, int), TEXT: (str,)}
@@ -114,7 +115,8 @@ def replayed(request, settings, stack):
         "storage": settings.storage.model_copy(update={"lane": lane}),
     })
     ensure_topics(private)
-    start = datetime.now(timezone.utc).replace(microsecond=0) - timedelta(minutes=40)
+    # two minutes before an hour boundary, an hour ago or more: the hourly aggregates get two buckets
+    start = datetime.now(timezone.utc).replace(minute=0, second=0, microsecond=0) - timedelta(hours=1, minutes=2)
     t0 = start.timestamp() // private.workers.hop_s * private.workers.hop_s
     frames = [signal.frame(device_id, seq, t0 + seq, 1.0) for device_id, signal in devices for seq in range(FRAMES)]
     frames = [f for f in frames if f is not None]
@@ -301,3 +303,35 @@ def test_previews_are_drawn_from_the_panels_sql(replayed, tmp_path):
     assert [f.name for f in files] == ["room.png", "fleet.png"]
     for f in files:
         assert f.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and f.stat().st_size > 20_000
+
+
+class TestCommandsOnTheReplayedDatabase:
+    @staticmethod
+    def _env(settings) -> dict[str, str]:
+        return {**settings.stack.environ(), "IOTLM_STORAGE__LANE": settings.storage.lane}
+
+    def test_export_detects_the_lane_and_sets_the_timescaledb_flag(self, replayed, tmp_path):
+        import yaml
+        from typer.testing import CliRunner
+
+        from iotlm.cli import app
+
+        settings, _engine, timescaledb, *_ = replayed
+        result = CliRunner().invoke(app, ["grafana", "export", str(tmp_path), "--json"], env=self._env(settings))
+        assert result.exit_code == 0, result.output
+        assert json.loads(result.stdout)["lane"] == ("timescaledb" if timescaledb else "postgresql")
+        (pg, _prom) = yaml.safe_load((tmp_path / "provisioning/datasources/iotlm.yaml").read_text())["datasources"]
+        assert pg["jsonData"]["timescaledb"] is timescaledb
+        assert pg["url"] == f"{settings.stack.host}:{settings.stack.timescale_port if timescaledb else settings.stack.postgres_port}"
+        assert pg["jsonData"]["database"] == ("postgres" if timescaledb else settings.stack.postgres_db)
+        assert pg["jsonData"]["postgresVersion"] >= 1500
+
+    def test_preview_command_draws_from_the_database(self, replayed, tmp_path):
+        from typer.testing import CliRunner
+
+        from iotlm.cli import app
+
+        settings, *_ = replayed
+        result = CliRunner().invoke(app, ["grafana", "preview", str(tmp_path), "--hours", "3"], env=self._env(settings))
+        assert result.exit_code == 0, result.output
+        assert sorted(p.name for p in tmp_path.glob("*.png")) == ["fleet.png", "room.png"]
