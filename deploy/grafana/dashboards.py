@@ -125,6 +125,9 @@ LOCATION = (SITE, BUILDING, ROOM)
 
 # Devices not placed in any room count in every building: a fleet view must not hide them.
 IN_BUILDING = "(room_id IS NULL OR room_id IN (SELECT id FROM rooms WHERE building_id IN ($building)))"
+# The same for tables keyed by device only: leave out devices registered in another building's rooms.
+DEVICE_IN_BUILDING = ("device_id NOT IN (SELECT id FROM devices WHERE room_id IS NOT NULL AND room_id NOT IN "
+                      "(SELECT id FROM rooms WHERE building_id IN ($building)))")
 IN_ROOM = "room_id IN ($room)"
 # Hourly aggregate rows overlapping the range: a bucket that starts before the range still counts.
 HOURS_IN_RANGE = "bucket > CAST($__timeFrom() AS timestamptz) - INTERVAL '1 hour' AND bucket <= $__timeTo()"
@@ -168,13 +171,18 @@ def fleet(settings: Settings) -> DashboardSpec:
                      f"WHERE $__timeFilter(window_start) AND {IN_BUILDING} GROUP BY 1 ORDER BY 1",
                      (("time", TIME), ("windows", NUMBER)), fmt="time_series"),
             SqlPanel("Model version serving", "table",
-                     "SELECT model_version, count(DISTINCT device_id) AS devices, count(*) AS windows, "
-                     "max(window_end) AS last_seen FROM window_predictions "
-                     f"WHERE $__timeFilter(window_start) AND {IN_BUILDING} GROUP BY model_version ORDER BY last_seen DESC",
-                     (("model_version", TEXT), ("devices", NUMBER), ("windows", NUMBER), ("last_seen", TIME))),
+                     "SELECT model_version, coalesce((SELECT m.status FROM model_versions m WHERE m.version = model_version "
+                     "ORDER BY m.id DESC LIMIT 1), 'unregistered') AS registry_status, "
+                     "count(DISTINCT device_id) AS devices, count(*) AS windows, max(window_end) AS last_seen "
+                     f"FROM window_predictions WHERE $__timeFilter(window_start) AND {IN_BUILDING} "
+                     "GROUP BY model_version ORDER BY last_seen DESC",
+                     (("model_version", TEXT), ("registry_status", TEXT), ("devices", NUMBER), ("windows", NUMBER),
+                      ("last_seen", TIME)),
+                     description="Versions that produced windows in the range, with their status in model_versions."),
             SqlPanel("Streaming minutes per hour by device", "barchart",
                      f"SELECT bucket AS time, device_id AS metric, round(CAST(max(windows) * {w.hop_s:g} / 60 AS numeric), 1) "
-                     f"AS minutes FROM device_windows_hourly WHERE {HOURS_IN_RANGE} GROUP BY 1, 2 ORDER BY 1",
+                     f"AS minutes FROM device_windows_hourly WHERE {HOURS_IN_RANGE} AND {DEVICE_IN_BUILDING} "
+                     "GROUP BY 1, 2 ORDER BY 1",
                      (("time", TIME), ("metric", TEXT), ("minutes", NUMBER)), fmt="time_series", unit="m",
                      description="From the hourly aggregate: windows x hop (workers.hop_s)."),
         ),

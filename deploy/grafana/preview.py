@@ -39,9 +39,12 @@ def select_all(engine: Engine, variables: tuple[Variable, ...], *, time_from: da
 
 
 def run_panel(engine: Engine, spec: DashboardSpec, panel: SqlPanel, *, time_from: datetime, time_to: datetime,
-              timescaledb: bool, interval: str = "1m") -> tuple[list[str], list[tuple]]:
-    """(column names, rows) of one SQL panel as Grafana would fetch it, every variable on All."""
+              timescaledb: bool, interval: str = "1m",
+              selected: dict[str, list[str]] | None = None) -> tuple[list[str], list[tuple]]:
+    """(column names, rows) of one SQL panel as Grafana would fetch it: variables in `selected` as given,
+    every other one on All."""
     values = select_all(engine, spec.variables, time_from=time_from, time_to=time_to, timescaledb=timescaledb)
+    values |= selected or {}
     sql = interpolate(panel.sql, time_from=time_from, time_to=time_to, variables=values,
                       timescaledb=timescaledb, interval=interval)
     with engine.connect() as conn:

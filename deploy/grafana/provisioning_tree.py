@@ -51,12 +51,14 @@ def datasources(settings: Settings, lane: Lane, server_version_num: int = 150000
     """
     url = make_url(url_from_settings(settings, "timescale" if lane is Lane.TIMESCALEDB else "postgresql"))
     g = settings.grafana
+    # The PGlite TimescaleDB serves one client at a time (storage.timescale_single_connection).
+    one_client = lane is Lane.TIMESCALEDB and settings.storage.timescale_single_connection
     return [
         {"name": "IoT-LM PostgreSQL", "uid": POSTGRES_UID, "type": POSTGRES_TYPE, "access": "proxy",
          "url": g.database_host or f"{url.host}:{url.port}", "user": g.database_user or url.username,
          "isDefault": True, "editable": False,
          "jsonData": {"database": url.database, "sslmode": "disable", "postgresVersion": server_version_num // 100,
-                      "timescaledb": lane is Lane.TIMESCALEDB, "maxOpenConns": 10, "maxIdleConns": 2,
+                      "timescaledb": lane is Lane.TIMESCALEDB, "maxOpenConns": 1 if one_client else 10, "maxIdleConns": 1 if one_client else 2,
                       "connMaxLifetime": 14400, "timeInterval": f"{settings.workers.hop_s:g}s"},
          "secureJsonData": {"password": password if password is not None else "${" + PASSWORD_ENV + "}"}},
         {"name": "IoT-LM Prometheus", "uid": PROMETHEUS_UID, "type": PROMETHEUS_TYPE, "access": "proxy",

@@ -262,6 +262,15 @@ class TestPanelsOnBothLanes:
                             time_to=end + timedelta(hours=1), timescaledb=timescaledb)
         assert float(sum(r[2] for r in rows)) == pytest.approx(stored * settings.workers.hop_s / 60, abs=0.1)
         assert kitchen > 0
+        # one building selected: only the device in its room (the lab)
+        south = {"building": ["b-south"]}
+        lab_device = next(d for d, r in settings.workers.device_rooms.items() if ROOMS[r] == "b-south")
+        _, rows = run_panel(engine, fleet, by_title["Devices seen"], time_from=time_from, time_to=end,
+                            timescaledb=timescaledb, selected=south)
+        assert rows == [(1,)]
+        _, rows = run_panel(engine, fleet, by_title["Streaming minutes per hour by device"], time_from=time_from,
+                            time_to=end, timescaledb=timescaledb, selected=south)
+        assert {r[1] for r in rows} == {lab_device}
 
 
 class TestAlertRulesOnBothLanes:
