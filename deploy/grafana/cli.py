@@ -108,7 +108,7 @@ def preview(directory: Path = typer.Argument(..., help="Where to write room.png 
     from sqlalchemy.exc import SQLAlchemyError
 
     from deploy.grafana.dashboards import dashboards
-    from deploy.grafana.preview import NoOptions, render
+    from deploy.grafana.preview import render
     from iotlm.settings import Settings
     from storage.lane import Lane, engine_from_settings
 
@@ -121,7 +121,7 @@ def preview(directory: Path = typer.Argument(..., help="Where to write room.png 
     try:
         files = render(engine, dashboards(settings), directory, time_from=end - timedelta(hours=hours), time_to=end,
                        timescaledb=chosen is Lane.TIMESCALEDB)
-    except (NoOptions, SQLAlchemyError) as exc:
+    except SQLAlchemyError as exc:
         _fail(str(exc).splitlines()[0])
     finally:
         engine.dispose()

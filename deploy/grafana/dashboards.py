@@ -114,23 +114,65 @@ class DashboardSpec:
         return [p for p in self.panels if isinstance(p, SqlPanel)]
 
 
-# The location hierarchy of storage/schema.py; each level lists what the level above selects.
-SITE = Variable("site", "Site", "SELECT id AS __value, name AS __text FROM sites ORDER BY name")
-BUILDING = Variable("building", "Building",
-                    "SELECT id AS __value, name AS __text FROM buildings WHERE site_id IN ($site) ORDER BY name")
-ROOM = Variable("room", "Room",
-                "SELECT id AS __value, name AS __text FROM rooms WHERE building_id IN ($building) ORDER BY name")
-DEVICE = Variable("device", "Device", "SELECT id AS __value, id AS __text FROM devices WHERE room_id IN ($room) ORDER BY id")
-LOCATION = (SITE, BUILDING, ROOM)
-
-# Devices not placed in any room count in every building: a fleet view must not hide them.
-IN_BUILDING = "(room_id IS NULL OR room_id IN (SELECT id FROM rooms WHERE building_id IN ($building)))"
-# The same for tables keyed by device only: leave out devices registered in another building's rooms.
-DEVICE_IN_BUILDING = ("device_id NOT IN (SELECT id FROM devices WHERE room_id IS NOT NULL AND room_id NOT IN "
-                      "(SELECT id FROM rooms WHERE building_id IN ($building)))")
-IN_ROOM = "room_id IN ($room)"
+# Every variable's "All" is this custom value, so a filter can tell "no filter" from a list of ids: with All
+# everywhere, rows of devices and rooms not (yet) in the registry count too, and nothing is enumerated.
+ALL = "'*'"
 # Hourly aggregate rows overlapping the range: a bucket that starts before the range still counts.
 HOURS_IN_RANGE = "bucket > CAST($__timeFrom() AS timestamptz) - INTERVAL '1 hour' AND bucket <= $__timeTo()"
+_LEVEL_OF = {"site": "b.site_id", "building": "b.id", "room": "r.id"}
+
+
+def every(*names: str) -> str:
+    """SQL: these variables are all on All."""
+    return " AND ".join(f"{ALL} IN (${n})" for n in names)
+
+
+def chosen(name: str, column: str) -> str:
+    """SQL: `column` is among the variable's values (or the variable is on All)."""
+    return f"({ALL} IN (${name}) OR {column} IN (${name}))"
+
+
+def registered_rooms(levels: tuple[str, ...]) -> str:
+    """SQL: ids of the registry's rooms inside the selected site / building / room."""
+    return ("SELECT r.id FROM rooms r JOIN buildings b ON b.id = r.building_id WHERE "
+            + " AND ".join(chosen(level, _LEVEL_OF[level]) for level in levels))
+
+
+def in_location(levels: tuple[str, ...], column: str = "room_id") -> str:
+    """SQL: the row's room is in the selection; with every level on All, any row (unplaced devices too)."""
+    return f"(({every(*levels)}) OR {column} IN ({registered_rooms(levels)}))"
+
+
+def device_in_location(levels: tuple[str, ...]) -> str:
+    """The same for tables that only know the device: its room in the registry."""
+    return (f"(({every(*levels)}) OR device_id IN (SELECT d.id FROM devices d "
+            f"WHERE d.room_id IN ({registered_rooms(levels)})))")
+
+
+# The location hierarchy of storage/schema.py; each level lists what the levels above select, plus (with
+# those on All) the rooms and devices seen in the data that the registry does not know yet.
+SITE = Variable("site", "Site", "SELECT id AS __value, name AS __text FROM sites ORDER BY name")
+BUILDING = Variable("building", "Building", "SELECT id AS __value, name AS __text FROM buildings "
+                    f"WHERE {chosen('site', 'site_id')} ORDER BY name")
+ROOM = Variable("room", "Room",
+                f"SELECT r.id AS __value, r.name AS __text FROM rooms r WHERE r.id IN ({registered_rooms(('site', 'building'))}) "
+                "UNION SELECT DISTINCT room_id, room_id FROM activity_per_room_hourly "
+                f"WHERE {every('site', 'building')} AND {HOURS_IN_RANGE} AND room_id IS NOT NULL "
+                "AND room_id NOT IN (SELECT id FROM rooms) ORDER BY 2")
+DEVICE = Variable("device", "Device",
+                  "SELECT id AS __value FROM devices "
+                  f"WHERE room_id IN ({registered_rooms(('site', 'building', 'room'))}) "
+                  "UNION SELECT DISTINCT device_id FROM device_windows_hourly "
+                  f"WHERE {every('site', 'building', 'room')} AND {HOURS_IN_RANGE} "
+                  "AND device_id NOT IN (SELECT id FROM devices WHERE room_id IS NOT NULL) ORDER BY 1")
+LOCATION = (SITE, BUILDING, ROOM)
+FLEET_LEVELS = ("site", "building")
+ROOM_LEVELS = ("site", "building", "room")
+IN_BUILDING = in_location(FLEET_LEVELS)
+DEVICE_IN_BUILDING = device_in_location(FLEET_LEVELS)
+IN_ROOM = in_location(ROOM_LEVELS)
+DEVICE_IN_ROOM = device_in_location(ROOM_LEVELS)
+THE_DEVICE = chosen("device", "device_id")
 
 
 def fleet(settings: Settings) -> DashboardSpec:
@@ -240,39 +282,39 @@ def device(settings: Settings) -> DashboardSpec:
             SqlPanel("Latest state", "table",
                      "SELECT DISTINCT ON (device_id) device_id, label AS activity, probability AS confidence, "
                      "model_version, window_end AS seen_at FROM window_predictions "
-                     "WHERE device_id IN ($device) AND $__timeFilter(window_start) ORDER BY device_id, window_end DESC",
+                     f"WHERE {THE_DEVICE} AND {IN_ROOM} AND $__timeFilter(window_start) ORDER BY device_id, window_end DESC",
                      (("device_id", TEXT), ("activity", TEXT), ("confidence", NUMBER), ("model_version", TEXT),
                       ("seen_at", TIME))),
             SqlPanel("Episode timeline", "statetimeline",
                      "SELECT started_at AS time, device_id AS device, label AS activity FROM activity_episodes "
-                     "WHERE device_id IN ($device) AND $__timeFilter(started_at) ORDER BY 1, 2",
+                     f"WHERE {THE_DEVICE} AND {IN_ROOM} AND $__timeFilter(started_at) ORDER BY 1, 2",
                      (("time", TIME), ("device", TEXT), ("activity", TEXT)), partition_by="device"),
             SqlPanel("Confidence", "timeseries",
                      "SELECT $__timeGroupAlias(window_start, $__interval), device_id AS metric, "
                      "avg(probability) AS confidence FROM window_predictions "
-                     "WHERE device_id IN ($device) AND $__timeFilter(window_start) GROUP BY 1, 2 ORDER BY 1",
+                     f"WHERE {THE_DEVICE} AND {IN_ROOM} AND $__timeFilter(window_start) GROUP BY 1, 2 ORDER BY 1",
                      (("time", TIME), ("metric", TEXT), ("confidence", NUMBER)), fmt="time_series",
                      unit="percentunit"),
             SqlPanel("Raw frames received", "timeseries",
                      "SELECT $__timeGroupAlias(t0, $__interval), device_id AS metric, count(*) AS frames "
-                     "FROM raw_frames WHERE device_id IN ($device) AND $__timeFilter(t0) GROUP BY 1, 2 ORDER BY 1",
+                     f"FROM raw_frames WHERE {THE_DEVICE} AND {DEVICE_IN_ROOM} AND $__timeFilter(t0) GROUP BY 1, 2 ORDER BY 1",
                      (("time", TIME), ("metric", TEXT), ("frames", NUMBER)), fmt="time_series",
                      description="Frames stored in raw_frames (the signal itself is msgpack: see `iotlm db` to decode)."),
             SqlPanel("Raw frame size", "table",
                      "SELECT device_id, count(*) AS frames, round(avg(length(payload))) AS mean_bytes, "
                      "min(t0) AS first_frame, max(t0) AS last_frame FROM raw_frames "
-                     "WHERE device_id IN ($device) AND $__timeFilter(t0) GROUP BY device_id ORDER BY device_id",
+                     f"WHERE {THE_DEVICE} AND {DEVICE_IN_ROOM} AND $__timeFilter(t0) GROUP BY device_id ORDER BY device_id",
                      (("device_id", TEXT), ("frames", NUMBER), ("mean_bytes", NUMBER), ("first_frame", TIME),
                       ("last_frame", TIME))),
             SqlPanel("Episodes", "table",
                      "SELECT started_at, ended_at, device_id, label AS activity, windows, "
                      "round(CAST(mean_probability AS numeric), 3) AS confidence, model_version FROM activity_episodes "
-                     "WHERE device_id IN ($device) AND $__timeFilter(started_at) ORDER BY started_at DESC LIMIT 500",
+                     f"WHERE {THE_DEVICE} AND {IN_ROOM} AND $__timeFilter(started_at) ORDER BY started_at DESC LIMIT 500",
                      (("started_at", TIME), ("ended_at", TIME), ("device_id", TEXT), ("activity", TEXT),
                       ("windows", NUMBER), ("confidence", NUMBER), ("model_version", TEXT))),
             SqlPanel("Streaming minutes per hour", "barchart",
                      f"SELECT bucket AS time, device_id AS metric, round(CAST(max(windows) * {w.hop_s:g} / 60 AS numeric), 1) "
-                     f"AS minutes FROM device_windows_hourly WHERE device_id IN ($device) AND {HOURS_IN_RANGE} "
+                     f"AS minutes FROM device_windows_hourly WHERE {THE_DEVICE} AND {DEVICE_IN_ROOM} AND {HOURS_IN_RANGE} "
                      "GROUP BY 1, 2 ORDER BY 1",
                      (("time", TIME), ("metric", TEXT), ("minutes", NUMBER)), fmt="time_series", unit="m"),
         ),
@@ -282,7 +324,7 @@ def device(settings: Settings) -> DashboardSpec:
 
 SEVERITY = Variable("severity", "Severity", "SELECT unnest(ARRAY[{}]) AS __value".format(
     ", ".join(f"'{s}'" for s in reversed(SEVERITIES))))
-ALERT_FILTER = "$__timeFilter(started_at) AND severity IN ($severity) AND (room_id IS NULL OR room_id IN ($room))"
+ALERT_FILTER = f"$__timeFilter(started_at) AND {chosen('severity', 'severity')} AND {IN_ROOM}"
 
 
 def alerts(settings: Settings) -> DashboardSpec:
@@ -377,17 +419,18 @@ def models(settings: Settings) -> DashboardSpec:
 
 EPISODES_IN_ROOM = Annotation(
     "Episodes", "SELECT started_at AS time, ended_at AS timeend, label || ' on ' || device_id AS text, "
-    "label AS tags FROM activity_episodes WHERE $__timeFilter(started_at) AND room_id IN ($room)", "green")
+    f"label AS tags FROM activity_episodes WHERE $__timeFilter(started_at) AND {IN_ROOM}", "green")
 EPISODES_OF_DEVICE = Annotation(
     "Episodes", "SELECT started_at AS time, ended_at AS timeend, label || ' on ' || device_id AS text, "
-    "label AS tags FROM activity_episodes WHERE $__timeFilter(started_at) AND device_id IN ($device)", "green")
+    f"label AS tags FROM activity_episodes WHERE $__timeFilter(started_at) AND {THE_DEVICE} AND {IN_ROOM}", "green")
 ALERTS_IN_ROOM = Annotation(
     "Alerts", "SELECT started_at AS time, ended_at AS timeend, kind || ': ' || coalesce(payload->>'message', '') AS text, "
     "kind || ',' || severity AS tags FROM alerts WHERE $__timeFilter(started_at) "
-    "AND (room_id IS NULL OR room_id IN ($room))", "red")
+    f"AND {IN_ROOM}", "red")
 ALERTS_OF_DEVICE = Annotation(
     "Alerts", "SELECT started_at AS time, ended_at AS timeend, kind || ': ' || coalesce(payload->>'message', '') AS text, "
-    "kind || ',' || severity AS tags FROM alerts WHERE $__timeFilter(started_at) AND device_id IN ($device)", "red")
+    f"kind || ',' || severity AS tags FROM alerts WHERE $__timeFilter(started_at) AND {THE_DEVICE} AND {IN_ROOM}",
+    "red")
 PROMOTIONS = Annotation(
     "Promotions", "SELECT promoted_at AS time, name || ' ' || version || ' promoted' AS text, 'promotion' AS tags "
     "FROM model_versions WHERE promoted_at IS NOT NULL AND $__timeFilter(promoted_at)", "blue")
@@ -424,7 +467,8 @@ def build(spec: DashboardSpec) -> dict:
     for var in spec.variables:
         board = board.with_variable(
             db.QueryVariable(var.name).label(var.label).datasource(PG).query(var.sql).multi(True)
-            .include_all(True).refresh(VariableRefresh.ON_DASHBOARD_LOAD).sort(VariableSort.ALPHABETICAL_ASC)
+            .include_all(True).all_value(ALL).refresh(VariableRefresh.ON_TIME_RANGE_CHANGED)
+            .sort(VariableSort.ALPHABETICAL_ASC)
             .current(VariableOption(selected=True, text="All", value="$__all")))
     for note in spec.annotations:
         board = board.annotation(

@@ -5,9 +5,9 @@ Two steps, in Grafana's order: the dashboard substitutes template variables (`$r
 ...). The tests run every panel's SQL through this and then against the real database, and the
 previews draw from the same SQL, so what they check is what Grafana would send.
 
-Formatting follows Grafana's SQL data sources: a variable that is multi-valued or has "All" becomes a
-comma-separated list of single-quoted values (`room_id IN ($room)`); a single-valued one is inserted
-as it is. `$__timeGroup` uses `time_bucket` when the data source's `timescaledb` flag is set and plain
+Formatting follows Grafana's SQL data sources: the values of a multi-value variable become a
+comma-separated list of single-quoted literals (`room_id IN ($room)`, pass a list); a variable's custom
+"All" value, like a single-valued variable, is inserted as it is (pass a string). `$__timeGroup` uses `time_bucket` when the data source's `timescaledb` flag is set and plain
 epoch arithmetic otherwise, as Grafana does.
 """
 

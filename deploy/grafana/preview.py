@@ -1,7 +1,7 @@
 """Pictures of the main room and fleet panels, drawn with matplotlib from the panels' own SQL.
 
 The SQL goes through `macros.interpolate` exactly as the tests run it, with every template variable
-on "All" (each variable's own query answers what "All" means, level by level as Grafana does).
+on "All" (the dashboards' custom All value, which the panels read as "no filter").
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from pathlib import Path
 
 from sqlalchemy import Engine, text
 
-from deploy.grafana.dashboards import DashboardSpec, SqlPanel, Variable
+from deploy.grafana.dashboards import ALL, DashboardSpec, SqlPanel
 from deploy.grafana.macros import interpolate
 
 PREVIEWS = {
@@ -21,31 +21,26 @@ PREVIEWS = {
 }
 
 
-class NoOptions(ValueError):
-    """A template variable has nothing to choose from (e.g. no rooms registered)."""
+def selection(spec: DashboardSpec, selected: dict[str, list[str]] | None = None) -> dict[str, str | list[str]]:
+    """Variable values as Grafana sends them: `selected` ones as lists, every other on All."""
+    return {v.name: ALL for v in spec.variables} | (selected or {})
 
 
-def select_all(engine: Engine, variables: tuple[Variable, ...], *, time_from: datetime, time_to: datetime,
-               timescaledb: bool) -> dict[str, list[str]]:
-    """Each variable's values with "All" selected everywhere, parents first."""
-    chosen: dict[str, list[str]] = {}
-    for var in variables:
-        sql = interpolate(var.sql, time_from=time_from, time_to=time_to, variables=chosen, timescaledb=timescaledb)
-        with engine.connect() as conn:
-            chosen[var.name] = [str(r[0]) for r in conn.execute(text(sql))]
-        if not chosen[var.name]:
-            raise NoOptions(f"variable ${var.name} has no options: register {var.label.lower()}s first")
-    return chosen
+def options(engine: Engine, spec: DashboardSpec, name: str, *, time_from: datetime, time_to: datetime,
+            timescaledb: bool, selected: dict[str, list[str]] | None = None) -> list[str]:
+    """What variable `name` offers when the others are as `selected` (default All)."""
+    var = next(v for v in spec.variables if v.name == name)
+    sql = interpolate(var.sql, time_from=time_from, time_to=time_to, variables=selection(spec, selected),
+                      timescaledb=timescaledb)
+    with engine.connect() as conn:
+        return [str(r[0]) for r in conn.execute(text(sql))]
 
 
 def run_panel(engine: Engine, spec: DashboardSpec, panel: SqlPanel, *, time_from: datetime, time_to: datetime,
               timescaledb: bool, interval: str = "1m",
               selected: dict[str, list[str]] | None = None) -> tuple[list[str], list[tuple]]:
-    """(column names, rows) of one SQL panel as Grafana would fetch it: variables in `selected` as given,
-    every other one on All."""
-    values = select_all(engine, spec.variables, time_from=time_from, time_to=time_to, timescaledb=timescaledb)
-    values |= selected or {}
-    sql = interpolate(panel.sql, time_from=time_from, time_to=time_to, variables=values,
+    """(column names, rows) of one SQL panel as Grafana would fetch it (variables as in `selection`)."""
+    sql = interpolate(panel.sql, time_from=time_from, time_to=time_to, variables=selection(spec, selected),
                       timescaledb=timescaledb, interval=interval)
     with engine.connect() as conn:
         result = conn.execute(text(sql))

@@ -17,7 +17,7 @@ import yaml
 from typer.testing import CliRunner
 
 from deploy.grafana import alerting
-from deploy.grafana.dashboards import dashboards
+from deploy.grafana.dashboards import ALL, build, dashboards
 from deploy.grafana.macros import MacroError, interpolate
 from deploy.grafana.provisioning_tree import export
 from iotlm.cli import app
@@ -171,11 +171,18 @@ class TestMacros:
         ts = interpolate(sql, time_from=T0, time_to=T1, variables={}, timescaledb=True, interval="30s")
         assert ts.startswith("SELECT time_bucket('30.000s',t) AS \"time\"")
 
-    def test_multi_value_variables_are_quoted_lists(self):
+    def test_multi_value_variables_are_quoted_lists_and_the_custom_all_value_is_raw(self):
         sql = interpolate("WHERE room_id IN ($room) AND d = ${device} AND k IN ($room_kind)", time_from=T0,
                           time_to=T1, variables={"room": ["a", "o'b"], "device": "dev-1", "room_kind": ["x"]},
                           timescaledb=False)
         assert sql == "WHERE room_id IN ('a','o''b') AND d = dev-1 AND k IN ('x')"
+        assert interpolate("('*' IN ($room) OR r IN ($room))", time_from=T0, time_to=T1, variables={"room": ALL},
+                           timescaledb=False) == "('*' IN ('*') OR r IN ('*'))"
+
+    def test_every_variable_has_the_custom_all_value(self):
+        for spec in dashboards(Settings()):
+            for var in build(spec)["templating"].get("list", []):
+                assert var["includeAll"] and var["allValue"] == ALL and var["current"]["value"] == "$__all"
 
     def test_bad_macros_are_refused(self):
         for sql in ("$__timeGroup(t)", "$__timeFilter()", "$__nope(t)", "$__timeGroup(t, soon)"):

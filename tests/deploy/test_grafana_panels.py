@@ -25,18 +25,20 @@ from sqlalchemy.orm import Session
 from deploy.grafana import alerting
 from deploy.grafana.dashboards import ANNOTATION_COLUMNS, NUMBER, TEXT, TIME, dashboards
 from deploy.grafana.macros import interpolate
-from deploy.grafana.preview import render, run_panel, select_all
+from deploy.grafana.preview import options, render, run_panel, selection
 from iotlm.settings import Settings
 from storage import maintenance, migrate
 from storage.lane import open_engine
 from storage.schema import Building, Device, FinetuneJob, Label, ModelVersion, Room, Site
-from storage.writer import AlertRow, AlertWriter
+from storage.writer import AlertRow, AlertWriter, PredictionRow, PredictionWriter
 
 pytestmark = pytest.mark.services
 
 DEVICES = 3
 FRAMES = 240  # seconds of signal per device
 ROOMS = {"kitchen": "b-north", "bedroom": "b-north", "lab": "b-south"}
+# a device streaming from a room that nobody has registered yet (the registry lags the fleet)
+UNREGISTERED_DEVICE, UNREGISTERED_ROOM = "dev-annex", "annex"
 NULLABLE = {"error"}  # a fine-tune job that succeeded has no error
 PYTHON_TYPES = {TIME: (datetime, Decimal, float, int), NUMBER: (Decimal, float, int), TEXT: (str,)}
 
@@ -158,6 +160,12 @@ def replayed(request, settings, stack):
         session.flush()
         session.add(FinetuneJob(base_model_version_id=v0.id, result_model_version_id=v1.id, status="succeeded",
                                 created_at=start + timedelta(seconds=30), finished_at=start + timedelta(minutes=1)))
+    with engine.connect() as conn:
+        copied = conn.execute(text(
+            "SELECT window_start, window_end, model_version, label, probability, distribution FROM window_predictions "
+            "WHERE device_id = :d ORDER BY window_start DESC LIMIT 40"), {"d": devices[0][0]}).all()
+    PredictionWriter(engine).write([PredictionRow(UNREGISTERED_DEVICE, *row[:6], room_id=UNREGISTERED_ROOM)
+                                    for row in copied])
     fall_at = start + timedelta(seconds=20)
     AlertWriter(engine).write([AlertRow(f"fall:{devices[0][0]}:{fall_at.timestamp():.2f}", fall_at, "fall", "critical",
                                         devices[0][0], rooms[devices[0][0]], ended_at=fall_at + timedelta(minutes=3),
@@ -176,6 +184,14 @@ def replayed(request, settings, stack):
         admin.dispose()
     else:
         migrate.downgrade(url)
+
+
+def _kitchen(spec, settings) -> dict[str, list[str]]:
+    """A narrow selection: the kitchen, its building and site, its device, warnings and worse."""
+    device = next(d for d, r in settings.workers.device_rooms.items() if r == "kitchen")
+    picked = {"site": ["site-1"], "building": [ROOMS["kitchen"]], "room": ["kitchen"], "device": [device],
+              "severity": ["warning", "critical"]}
+    return {v.name: picked[v.name] for v in spec.variables}
 
 
 def _range(replayed):
@@ -199,38 +215,41 @@ PANELS = [(spec.uid, panel.title) for spec in dashboards(Settings()) for panel i
 
 class TestPanelsOnBothLanes:
     @pytest.mark.parametrize("uid,title", PANELS, ids=[f"{u}:{t}" for u, t in PANELS])
-    def test_panel_sql_returns_the_columns_its_visualization_needs(self, replayed, uid, title):
+    @pytest.mark.parametrize("pick", ["all", "kitchen"])
+    def test_panel_sql_returns_the_columns_its_visualization_needs(self, replayed, uid, title, pick):
         settings, engine, timescaledb, _start, _end = replayed
         spec = next(s for s in dashboards(settings) if s.uid == uid)
         panel = next(p for p in spec.sql_panels if p.title == title)
         time_from, time_to = _range(replayed)
+        selected = _kitchen(spec, settings) if pick == "kitchen" else None
         columns, rows = run_panel(engine, spec, panel, time_from=time_from, time_to=time_to, timescaledb=timescaledb,
-                                  interval="30s")
+                                  interval="30s", selected=selected)
         _check_shape(title, columns, rows, panel.columns)
 
-    def test_variables_list_the_registry_level_by_level(self, replayed):
+    def test_variables_list_the_registry_level_by_level_and_what_it_does_not_know(self, replayed):
         settings, engine, timescaledb, *_ = replayed
-        device_spec = next(s for s in dashboards(settings) if s.uid == "iotlm-device")
+        spec = next(s for s in dashboards(settings) if s.uid == "iotlm-device")
         time_from, time_to = _range(replayed)
-        values = select_all(engine, device_spec.variables, time_from=time_from, time_to=time_to, timescaledb=timescaledb)
-        assert values["site"] == ["site-1"] and values["building"] == ["b-north", "b-south"]
-        assert sorted(values["room"]) == sorted(ROOMS)
-        assert values["device"] == sorted(settings.workers.device_rooms)
-        # one building selected: only its rooms, then only their devices
-        north = [r for r, b in ROOMS.items() if b == "b-north"]
-        sql = interpolate(next(v for v in device_spec.variables if v.name == "room").sql, time_from=time_from,
-                          time_to=time_to, variables={"building": ["b-north"]}, timescaledb=timescaledb)
-        with engine.connect() as conn:
-            assert sorted(r[0] for r in conn.execute(text(sql))) == sorted(north)
+
+        def offered(name, **selected):
+            return sorted(options(engine, spec, name, time_from=time_from, time_to=time_to, timescaledb=timescaledb,
+                                  selected=selected))
+
+        assert offered("site") == ["site-1"] and offered("building") == ["b-north", "b-south"]
+        # with site and building on All, the room and device seen only in the data are offered too
+        assert offered("room") == sorted([*ROOMS, UNREGISTERED_ROOM])
+        assert offered("device") == sorted([*settings.workers.device_rooms, UNREGISTERED_DEVICE])
+        assert offered("room", building=["b-north"]) == sorted(r for r, b in ROOMS.items() if b == "b-north")
+        assert offered("device", room=["lab"]) == [d for d, r in settings.workers.device_rooms.items() if r == "lab"]
+        assert offered("building", site=["elsewhere"]) == []
 
     def test_annotations_return_time_text_and_tags(self, replayed):
         settings, engine, timescaledb, *_ = replayed
         time_from, time_to = _range(replayed)
         checked = 0
         for spec in dashboards(settings):
-            values = select_all(engine, spec.variables, time_from=time_from, time_to=time_to, timescaledb=timescaledb)
             for note in spec.annotations:
-                sql = interpolate(note.sql, time_from=time_from, time_to=time_to, variables=values,
+                sql = interpolate(note.sql, time_from=time_from, time_to=time_to, variables=selection(spec),
                                   timescaledb=timescaledb)
                 with engine.connect() as conn:
                     result = conn.execute(text(sql))
@@ -251,7 +270,7 @@ class TestPanelsOnBothLanes:
         # the range ends with the replay: every device was still streaming
         _, rows = run_panel(engine, fleet, by_title["Devices online"], time_from=time_from, time_to=end,
                             timescaledb=timescaledb)
-        assert rows == [(DEVICES,)]
+        assert rows == [(DEVICES + 1,)]  # the unregistered device counts with everything on All
         with engine.connect() as conn:
             stored = conn.execute(text("SELECT count(*) FROM window_predictions")).scalar_one()
             kitchen = conn.execute(text("SELECT count(*) FROM window_predictions WHERE room_id = 'kitchen'")).scalar_one()
