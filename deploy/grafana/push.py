@@ -9,7 +9,7 @@ Secrets cannot be read back, so the database password is sent only when the data
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from urllib.parse import urlparse
+from urllib.parse import urlparse, urlunparse
 
 import niquests
 from grafana_client import GrafanaApi
@@ -49,8 +49,8 @@ def connect(url: str, token: str, timeout_s: float) -> GrafanaApi:
     check_target(url, token)
     # grafana-client 5.1.4 appends "api" to the URL's path without a slash, so Grafana served under a
     # sub-path (http://host/grafana) becomes http://host/grafanaapi; a trailing slash avoids that.
-    if not url.endswith("/"):
-        url += "/"
+    parsed = urlparse(url)
+    url = urlunparse(parsed._replace(path=parsed.path.rstrip("/") + "/"))
     return GrafanaApi.from_url(url, credential=token, timeout=timeout_s)
 
 
@@ -101,6 +101,8 @@ class GrafanaSync:
         ds_api = self.api.datasource
         for ds in datasources(self.settings, self.lane, self.version,
                               password=self.settings.storage.postgres_password):
+            # `editable` belongs to provisioning files only; the HTTP API has no such field
+            ds = {k: v for k, v in ds.items() if k != "editable"}
             public = {k: v for k, v in ds.items() if k != "secureJsonData"}
             current = _read(lambda: ds_api.get_datasource_by_uid(ds["uid"]))
             self._note(f"datasource {ds['uid']}", current, public, lambda: ds_api.create_datasource(ds),
