@@ -85,7 +85,7 @@ def _quote(value: str) -> str:
 def rule_groups(settings: Settings) -> list[RuleGroupSpec]:
     w, g = settings.workers, settings.grafana
     relayed = tuple(
-        _sql_rule(f"iotlm-worker-{rule}", f"Worker alert: {rule}",
+        _sql_rule(f"iotlm-relay-{rule}", f"Worker alert: {rule}",
                   "SELECT coalesce(device_id, '-') AS device_id, CAST(count(*) AS float8) AS alerts FROM alerts "
                   f"WHERE kind = '{rule}' AND $__timeFilter(started_at) GROUP BY 1",
                   600, "gt", 0, severity, f"{rule} on {{{{ $labels.device_id }}}} (raised by the stream workers)", rule)

@@ -297,7 +297,7 @@ class TestAlertRulesOnBothLanes:
         settings, engine, timescaledb, *_ = replayed
         time_from, time_to = _range(replayed)
         rules = alerting.sql_rules(settings)
-        assert {uid for uid, *_ in rules} >= {f"iotlm-worker-{r}" for r in alerting.WORKER_RULES}
+        assert {uid for uid, *_ in rules} >= {f"iotlm-relay-{r}" for r in alerting.WORKER_RULES}
         with engine.connect() as conn:
             stored = dict(conn.execute(text("SELECT kind, count(*) FROM alerts GROUP BY kind")).all())
         assert stored.get("room_hours", 0) > 0 and stored["fall"] == 1  # the worker's own rule fired
@@ -307,7 +307,7 @@ class TestAlertRulesOnBothLanes:
                                                        timescaledb=timescaledb)))
                 columns, rows = list(result.keys()), [tuple(r) for r in result]
             assert len(columns) == 2 and all(isinstance(r[0], str) and isinstance(r[1], float) for r in rows), uid
-            kind = uid.removeprefix("iotlm-worker-")
+            kind = uid.removeprefix("iotlm-relay-")
             if kind in alerting.WORKER_RULES:
                 assert sum(r[1] for r in rows) == stored.get(kind, 0), uid
         # Grafana's own room-hours check sees the walking in the kitchen the worker alerted on
@@ -318,6 +318,23 @@ class TestAlertRulesOnBothLanes:
             walking = conn.execute(text("SELECT count(*) FROM window_predictions "
                                         "WHERE room_id = 'kitchen' AND label = 'walking'")).scalar_one()
         assert sum(r[1] for r in n) == walking
+
+    def test_device_silent_fires_only_once_devices_are_quiet_for_the_workers_limit(self, replayed):
+        settings, engine, timescaledb, start, end = replayed
+        (rule,) = [r for r in alerting.api_rules(settings) if r["uid"] == "iotlm-check-device-silent"]
+        sql = rule["data"][0]["model"]["rawSql"]
+        evaluator = rule["data"][1]["model"]["conditions"][0]["evaluator"]
+        assert evaluator == {"type": "gt", "params": [settings.workers.silent_device_s]}
+
+        def silent_s(now: datetime) -> dict[str, float]:
+            with engine.connect() as conn:
+                return dict(conn.execute(text(interpolate(sql, time_from=start - timedelta(hours=1), time_to=now,
+                                                          variables={}, timescaledb=timescaledb))).all())
+
+        limit = settings.workers.silent_device_s
+        assert all(s <= limit for s in silent_s(end).values())  # still streaming at the end of the replay
+        later = silent_s(end + timedelta(seconds=limit + 30))
+        assert len(later) == DEVICES + 1 and all(s > limit for s in later.values())
 
 
 def test_previews_are_drawn_from_the_panels_sql(replayed, tmp_path):
