@@ -14,12 +14,12 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 
-from grafana_foundation_sdk.builders import (
-    barchart, dashboard as db, piechart, prometheus, stat, statetimeline, table, timeseries,
-)
+from grafana_foundation_sdk.builders import barchart, dashboard as db, prometheus, stat, statetimeline, table, timeseries
+from grafana_foundation_sdk.builders.common import StackingConfig
 from grafana_foundation_sdk.cog.builder import Builder
 from grafana_foundation_sdk.cog.encoder import JSONEncoder
 from grafana_foundation_sdk.cog.variants import Dataquery
+from grafana_foundation_sdk.models.common import BarAlignment, GraphDrawStyle, StackingMode
 from grafana_foundation_sdk.models.dashboard import (
     DataSourceRef, DataTransformerConfig, VariableOption, VariableRefresh, VariableSort,
 )
@@ -36,10 +36,12 @@ PROM = DataSourceRef(type_val=PROMETHEUS_TYPE, uid=PROMETHEUS_UID)
 
 # Column kinds a panel expects back (the tests map them onto the Python values psycopg returns).
 TIME, NUMBER, TEXT = "time", "number", "text"
-SIZES = {"stat": (4, 6), "timeseries": (8, 12), "table": (8, 12), "statetimeline": (8, 24),
-         "barchart": (8, 12), "piechart": (8, 6)}
-BUILDERS = {"stat": stat.Panel, "timeseries": timeseries.Panel, "table": table.Panel,
-            "statetimeline": statetimeline.Panel, "barchart": barchart.Panel, "piechart": piechart.Panel}
+SIZES = {"stat": (4, 6), "timeseries": (8, 12), "bars": (8, 12), "table": (8, 12), "statetimeline": (8, 24),
+         "barchart": (8, 12)}
+# "bars": stacked bars over time, one per bucket starting at its time (a time series panel drawn as bars:
+# Grafana's bar chart wants one frame, a time-series query with a metric column gives one per series).
+BUILDERS = {"stat": stat.Panel, "timeseries": timeseries.Panel, "bars": timeseries.Panel, "table": table.Panel,
+            "statetimeline": statetimeline.Panel, "barchart": barchart.Panel}
 
 
 class RawModel(Builder[Dataquery]):
@@ -221,7 +223,7 @@ def fleet(settings: Settings) -> DashboardSpec:
                      (("model_version", TEXT), ("registry_status", TEXT), ("devices", NUMBER), ("windows", NUMBER),
                       ("last_seen", TIME)),
                      description="Versions that produced windows in the range, with their status in model_versions."),
-            SqlPanel("Streaming minutes per hour by device", "barchart",
+            SqlPanel("Streaming minutes per hour by device", "bars",
                      f"SELECT bucket AS time, device_id AS metric, round(CAST(max(windows) * {w.hop_s:g} / 60 AS numeric), 1) "
                      f"AS minutes FROM device_windows_hourly WHERE {HOURS_IN_RANGE} AND {DEVICE_IN_BUILDING} "
                      "GROUP BY 1, 2 ORDER BY 1",
@@ -244,7 +246,7 @@ def room(settings: Settings) -> DashboardSpec:
                      f"WHERE $__timeFilter(window_start) AND {IN_ROOM} GROUP BY 1, 2 ORDER BY 1, 2",
                      (("time", TIME), ("room", TEXT), ("activity", TEXT)), partition_by="room",
                      description="The most frequent activity of each interval, over every device in the room."),
-            SqlPanel("Activity minutes per hour", "barchart",
+            SqlPanel("Activity minutes per hour", "bars",
                      f"SELECT bucket AS time, label AS metric, round(CAST(sum(windows) * {w.hop_s:g} / 60 AS numeric), 2) "
                      f"AS minutes FROM activity_per_room_hourly WHERE {HOURS_IN_RANGE} AND {IN_ROOM} "
                      "GROUP BY 1, 2 ORDER BY 1, 2",
@@ -312,7 +314,7 @@ def device(settings: Settings) -> DashboardSpec:
                      f"WHERE {THE_DEVICE} AND {IN_ROOM} AND $__timeFilter(started_at) ORDER BY started_at DESC LIMIT 500",
                      (("started_at", TIME), ("ended_at", TIME), ("device_id", TEXT), ("activity", TEXT),
                       ("windows", NUMBER), ("confidence", NUMBER), ("model_version", TEXT))),
-            SqlPanel("Streaming minutes per hour", "barchart",
+            SqlPanel("Streaming minutes per hour", "bars",
                      f"SELECT bucket AS time, device_id AS metric, round(CAST(max(windows) * {w.hop_s:g} / 60 AS numeric), 1) "
                      f"AS minutes FROM device_windows_hourly WHERE {THE_DEVICE} AND {DEVICE_IN_ROOM} AND {HOURS_IN_RANGE} "
                      "GROUP BY 1, 2 ORDER BY 1",
@@ -448,6 +450,9 @@ def _panel(spec: SqlPanel | PromPanel, panel_id: int):
         panel = panel.description(spec.description)
     if spec.unit:
         panel = panel.unit(spec.unit)
+    if spec.kind == "bars":
+        panel = (panel.draw_style(GraphDrawStyle.BARS).bar_alignment(BarAlignment.AFTER).fill_opacity(80)
+                 .stacking(StackingConfig().mode(StackingMode.NORMAL)))
     if isinstance(spec, PromPanel):
         query = prometheus.Dataquery().ref_id("A").expr(spec.expr).datasource(PROM)
         if spec.legend:

@@ -78,7 +78,7 @@ def _draw(ax, panel: SqlPanel, columns: list[str], rows: list[tuple], time_forma
     for r in rows:
         name = r[1] if "metric" in columns else value_col
         series[name].append((as_datetime(r[0]), float(r[-1])))
-    if panel.kind == "barchart":
+    if panel.kind == "bars":
         bottoms: dict[datetime, float] = defaultdict(float)
         for i, (name, points) in enumerate(sorted(series.items())):
             xs = [t for t, _ in points]
