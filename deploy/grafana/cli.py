@@ -112,10 +112,10 @@ def preview(directory: Path = typer.Argument(..., help="Where to write room.png 
     from iotlm.settings import Settings
     from storage.lane import Lane, engine_from_settings
 
-    settings = Settings()
-    chosen, _ = _lane(settings, lane)
     if hours <= 0:
         _fail("--hours must be positive")
+    settings = Settings()
+    chosen, _ = _lane(settings, lane)
     end = datetime.now(timezone.utc)
     engine = engine_from_settings(settings, "timescale" if chosen is Lane.TIMESCALEDB else "postgresql")
     try:

@@ -226,6 +226,7 @@ class TestCli:
         (["export", "{tmp}/file", "--lane", "postgresql"], "is not a folder"),
         (["push", "--url", "ftp://grafana", "--token", "t", "--lane", "postgresql"], "--url must look like"),
         (["push", "--url", "http://127.0.0.1:3000", "--token", "", "--lane", "postgresql"], "--token is empty"),
+        (["preview", "{tmp}/p", "--hours", "0"], "--hours must be positive"),
     ])
     def test_bad_input_is_a_clear_error(self, tmp_path, args, message):
         (tmp_path / "file").write_text("x")
