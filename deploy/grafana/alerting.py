@@ -21,7 +21,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 
-from grafana_foundation_sdk.builders import alerting as al
+from grafana_foundation_sdk.builders import alerting as al, prometheus
 from grafana_foundation_sdk.cog.encoder import JSONEncoder
 from grafana_foundation_sdk.models.alerting import RelativeTimeRange
 
@@ -62,8 +62,8 @@ def _sql_rule(uid: str, title: str, sql: str, lookback_s: int, op: str, value: f
 
 def _prom_rule(uid: str, title: str, expr: str, op: str, value: float, severity: str, summary: str,
                for_: str) -> al.Rule:
-    model = {"refId": "A", "expr": expr, "instant": True, "range": False, "datasource": PROM.to_json()}
-    query = (al.Query("A").datasource_uid(PROMETHEUS_UID).model(RawModel(model))
+    model = prometheus.Dataquery().ref_id("A").expr(expr).instant().datasource(PROM)
+    query = (al.Query("A").datasource_uid(PROMETHEUS_UID).model(model)
              .relative_time_range(RelativeTimeRange(from_val=600, to=0)))
     return (al.Rule(title).uid(uid).condition("C").with_query(query).with_query(_threshold(op, value))
             .for_val(for_).no_data_state("NoData").exec_err_state("Error")
