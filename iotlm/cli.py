@@ -9,6 +9,7 @@ from __future__ import annotations
 import typer
 
 from deploy import cli as deploy_cli
+from deploy.grafana import cli as grafana_cli
 from ingest import cli as ingest_cli
 from models import cli as models_cli
 from storage import cli as storage_cli
@@ -16,7 +17,7 @@ from stream_workers import cli as workers_cli
 
 app = typer.Typer(help="IoT-LM: live knowledge from smart-building sensor streams.", no_args_is_help=True)
 
-for part in (deploy_cli, ingest_cli, models_cli, storage_cli, workers_cli):
+for part in (deploy_cli, ingest_cli, models_cli, storage_cli, workers_cli, grafana_cli):
     part.register(app)
 
 

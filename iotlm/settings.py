@@ -177,6 +177,19 @@ class WorkerSettings(BaseModel):
     )
 
 
+class GrafanaSettings(BaseModel):
+    """What `iotlm grafana` writes into the data sources, dashboards and alert rules (deploy/grafana)."""
+
+    database_host: str = Field("", description="host:port of the database as Grafana reaches it; empty: the stack's.")
+    database_user: str = Field("", description="Grafana's database user (grant it SELECT only); empty: the stack's.")
+    prometheus_url: str = Field("http://127.0.0.1:9090", description="The Prometheus that scrapes the workers.")
+    alert_webhook_url: str = Field("http://127.0.0.1:9095/iotlm/alerts",
+                                   description="Where Grafana's contact point posts firing alerts.")
+    lag_alert_records: int = Field(10_000, description="Consumer lag (records) that alerts after five minutes.")
+    folder: str = "IoT-LM"
+    request_timeout_s: float = 10.0
+
+
 class Settings(BaseSettings):
     """All of IoT-LM's configuration. Build once at the edge (CLI, test fixture) and pass down."""
 
@@ -189,6 +202,7 @@ class Settings(BaseSettings):
     models: ModelSettings = Field(default_factory=ModelSettings)
     storage: StorageSettings = Field(default_factory=StorageSettings)
     workers: WorkerSettings = Field(default_factory=WorkerSettings)
+    grafana: GrafanaSettings = Field(default_factory=GrafanaSettings)
 
     def environ(self) -> dict[str, str]:
         """`IOTLM_*` variables that give a child process exactly these settings (lists and maps as JSON)."""
