@@ -40,6 +40,24 @@ class AlertRules:
         self._last_heard: dict[str, tuple[float, float]] = {}  # device -> (wall clock heard, end of its last frame)
         self._silent: set[str] = set()
 
+    def export(self, device_id: str) -> dict:
+        """The device's rule state (cooldowns, stillness, silence), as JSON-able data: what a worker
+        taking over the device after a restart or a rebalance needs to raise nothing twice."""
+        return {
+            "last_raised": {rule: at for (device, rule), at in self._last_raised.items() if device == device_id},
+            "still_since": self._still_since.get(device_id),
+            "silent": device_id in self._silent,
+        }
+
+    def restore(self, device_id: str, state: dict) -> None:
+        for rule, at in state.get("last_raised", {}).items():
+            key = (device_id, rule)
+            self._last_raised[key] = max(at, self._last_raised.get(key, at))
+        if state.get("still_since") is not None:
+            self._still_since.setdefault(device_id, state["still_since"])
+        if state.get("silent") and device_id not in self._last_heard:
+            self._silent.add(device_id)
+
     def room_of(self, device_id: str) -> str | None:
         return self.config.device_rooms.get(device_id)
 

@@ -160,6 +160,7 @@ class StreamWorker:
         self._last_read_at = 0.0  # wall clock of the last record read, from any partition
         # partition -> offsets already dead-lettered by a worker (None: not yet read back from the DLQ)
         self._dead_lettered: dict[int, set[int] | None] = {}
+        self._restored: set[str] = set()  # devices whose durable state this worker has loaded
         self._consumer = None
         self._producer = None
         self.ready = asyncio.Event()  # set once partitions are assigned (tests and the demo wait on it)
@@ -327,6 +328,7 @@ class StreamWorker:
         except FrameError as exc:
             await self._dead_letter(record, exc.code, exc.reason)
             return
+        self._restore_device(frame.device_id)
         produced_at = record.timestamp / 1000
         raw = RawFrame(frame.device_id, frame.t0, frame.seq, record.value, produced_at, record.partition,
                        record.offset)
@@ -349,6 +351,24 @@ class StreamWorker:
             self.totals.duplicate_frames += 1
             self.metrics.duplicate_frames.inc()
         await self._take(outcome, batcher)
+
+    def _restore_device(self, device_id: str) -> None:
+        """The first frame of a device since this worker took it over: continue its episode and rule
+        state from the durable per-device table (Faust engine), if an earlier owner left any."""
+        if device_id in self._restored or not hasattr(self._consumer, "load_device"):
+            return
+        self._restored.add(device_id)
+        state = self._consumer.load_device(device_id)
+        if state:
+            self.episodes.restore(device_id, state.get("episodes"))
+            self.rules.restore(device_id, state.get("rules", {}))
+
+    def _persist_devices(self, device_ids) -> None:
+        if not hasattr(self._consumer, "save_device"):
+            return
+        for device_id in device_ids:
+            self._consumer.save_device(device_id, {"episodes": self.episodes.export(device_id),
+                                                   "rules": self.rules.export(device_id)})
 
     async def _take(self, outcome: FrameOutcome, batcher: MicroBatcher) -> None:
         """Windows of an assembler outcome to the batcher; held frames it decided, stored or dead-lettered."""
@@ -506,6 +526,7 @@ class StreamWorker:
             for result in written:
                 self._account(result, written_at)
             await self._publish_alerts([a for a in batch.alerts if id(a) not in refused_ids])
+            self._persist_devices({r.device_id for r in written} | {a.device_id for a in batch.alerts})
             if self.on_written is not None and written:
                 self.on_written(written)
 
@@ -633,6 +654,8 @@ class StreamWorker:
             self._partition_time.pop(p, None)
         for device in [d for d, (_, _, p) in self._device_seen.items() if p in partitions]:
             del self._device_seen[device]
+            self._restored.discard(device)  # if it comes back, its state is loaded afresh
+            self.episodes.forget(device)
 
     # -- time-driven work ---------------------------------------------------------------------
 

@@ -4,11 +4,13 @@ An episode switches to a new activity only after `min_windows` consecutive windo
 single noisy window (one "standing" inside a long "walking") is absorbed into the running episode
 instead of splitting it in three. The switch is dated back to the first of the agreeing windows.
 A pause in the device's windows longer than `max_gap_s` closes the episode where its data ended.
+`export`/`restore` carry a device's state to the worker that takes it over (a Faust table), so an
+episode open across a restart or a rebalance continues instead of being cut in two.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 
 from stream_workers.records import Episode, WindowResult
 
@@ -29,6 +31,26 @@ class EpisodeTracker:
         self.min_windows = max(1, min_windows)
         self.max_gap_s = max_gap_s
         self._devices: dict[str, _DeviceEpisodes] = {}
+
+    def export(self, device_id: str) -> dict | None:
+        """The device's open episode and hysteresis state as JSON-able data (None: nothing open)."""
+        state = self._devices.get(device_id)
+        if state is None:
+            return None
+        return {"current": asdict(state.current), "votes": list(state.votes),
+                "last_window_start": state.last_window_start, "last_window_end": state.last_window_end,
+                "challengers": [asdict(r) for r in state.challengers]}
+
+    def restore(self, device_id: str, state: dict | None) -> None:
+        """Continue the device where an earlier worker left it (a window it saw is then skipped)."""
+        if not state or device_id in self._devices:
+            return
+        self._devices[device_id] = _DeviceEpisodes(
+            Episode(**state["current"]), list(state["votes"]), state["last_window_start"],
+            state["last_window_end"], [WindowResult(**r) for r in state["challengers"]])
+
+    def forget(self, device_id: str) -> None:
+        self._devices.pop(device_id, None)
 
     def current(self, device_id: str) -> Episode | None:
         state = self._devices.get(device_id)

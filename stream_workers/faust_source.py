@@ -9,6 +9,9 @@
   before it is still needed); Faust commits what is acked on its `broker_commit_interval`, through
   `GuardedConsumer` (stream_workers/faust_consumer.py), which never passes an event still in flight;
 - Faust's rebalance signals call the worker's revocation and assignment handlers;
+- per-device state (open episodes, alert cooldowns and timers) lives in the Faust table
+  `device-state`, changelogged on Kafka, so the worker that takes a device over continues its episode
+  and does not raise an alert again inside its cooldown;
 - with `serve_metrics`, Faust's web server serves `/metrics` on the worker's metrics port: the
   worker's own metrics and Faust's sensors in one registry.
 """
@@ -66,7 +69,7 @@ class FaustSource:
             broker=f"{faust_consumer.SCHEME}://{settings.kafka_bootstrap}",
             store="memory://",
             topic_partitions=kafka.partitions,
-            topic_allow_declare=False,  # the stack creates every topic (deploy.topics)
+            topic_allow_declare=True,  # the device-state changelog; the stack creates the others (deploy.topics)
             consumer_auto_offset_reset="earliest",
             broker_commit_interval=config.commit_interval_s,
             # events stay unacked while their windows are open: a rebalance must not wait for them
@@ -84,6 +87,12 @@ class FaustSource:
             from faust.sensors.prometheus import setup_prometheus_sensors
 
             setup_prometheus_sensors(self.app, registry=worker.metrics.registry, name_prefix="faust")
+        # Per-device state that must outlive this worker (open episodes, alert cooldowns and timers),
+        # changelogged on Kafka: the next owner of a device's partition recovers it before reading on.
+        # Keys are the device id's bytes, partitioned as the frames topic is (the same murmur2 partitioner).
+        # (Faust picks a table's serializers from its key and value types: bytes are raw, the rest JSON.)
+        self.device_state = self.app.Table("device-state", key_type=bytes, partitions=kafka.partitions,
+                                           use_partitioner=True)
         self._queue: asyncio.Queue = asyncio.Queue(QUEUE_EVENTS)
         self._unacked: dict[int, deque] = {}  # partition -> (offset, event) handed to the worker, in order
         frames = self.app.topic(self.topic, key_type=bytes, value_type=bytes, key_serializer="raw",
@@ -152,6 +161,12 @@ class FaustSource:
             pending = self._unacked.get(tp.partition)
             while pending and pending[0][0] < offset:
                 pending.popleft()[1].ack()
+
+    def load_device(self, device_id: str) -> dict | None:
+        return self.device_state.get(device_id.encode())
+
+    def save_device(self, device_id: str, state: dict) -> None:
+        self.device_state[device_id.encode()] = state
 
     # -- rebalances -------------------------------------------------------------------------------
 

@@ -1,11 +1,14 @@
-"""Two worker processes share the frames topic; one is killed with SIGKILL mid-stream and restarted.
+"""Worker processes killed with SIGKILL mid-stream and restarted.
 
 No window may be missing (the commit never passed a frame an open window needed) and none may be
-stored twice (re-emitted windows upsert the same row). Workers run as real `iotlm worker` processes.
+stored twice (re-emitted windows upsert the same row); an episode open at the kill goes on as one
+episode and no alert is raised twice (per-device state in the workers' Faust table). Workers run as
+real `iotlm worker` processes.
 """
 
 from __future__ import annotations
 
+import json
 import signal
 import subprocess
 import sys
@@ -22,17 +25,7 @@ DEVICES, DURATION_S, SPEED = 8, 40.0, 4.0
 
 def worker_env(settings, settings_env: dict) -> dict:
     """The session's stack (settings_env) plus this test's private topics, group and database."""
-    k, w = settings.kafka, settings.workers
-    return settings_env | {
-        "IOTLM_KAFKA__FRAMES_TOPIC": k.frames_topic, "IOTLM_KAFKA__DLQ_TOPIC": k.dlq_topic,
-        "IOTLM_KAFKA__ALERTS_TOPIC": k.alerts_topic, "IOTLM_KAFKA__CONTROL_TOPIC": k.control_topic,
-        "IOTLM_KAFKA__PARTITIONS": str(k.partitions),
-        "IOTLM_WORKERS__CONSUMER_GROUP": w.consumer_group, "IOTLM_WORKERS__METRICS_PORT": str(w.metrics_port),
-        "IOTLM_WORKERS__MODEL_KEY": w.model_key, "IOTLM_WORKERS__COMMIT_INTERVAL_S": str(w.commit_interval_s),
-        "IOTLM_STACK__POSTGRES_DB": settings.stack.postgres_db, "IOTLM_STORAGE__LANE": settings.storage.lane,
-        "IOTLM_MODELS__CHECKPOINT_DIR": str(settings.models.checkpoint_dir),
-        "IOTLM_MODELS__DEFAULT_MODEL": settings.models.default_model,
-    }
+    return settings_env | settings.environ()
 
 
 class WorkerProcess:
@@ -113,3 +106,73 @@ def test_kill_dash_nine_one_of_two_workers_mid_stream_loses_and_duplicates_no_wi
     raw = stored_raw_frames(isolated, device_ids)
     assert sorted((d, seq) for d, seq, _ in raw) == sorted((f.device_id, f.seq) for f, _ in frames)
     assert all(decode(payload).seq == seq for _, seq, payload in raw)
+
+
+def test_an_episode_open_across_a_kill_stays_one_episode_and_no_alert_is_raised_twice(
+    isolated, settings_env, stored_windows, tmp_path
+):
+    import numpy as np
+    import psycopg
+    from kafka import KafkaConsumer
+
+    from ingest.frame import Frame, ImuStream
+    from ingest.producer import DeviceProducer
+    from ingest.simulate import hapt_devices
+    from stream_workers.episodes import EpisodeTracker
+    from stream_workers.records import WindowResult
+
+    isolated = isolated.model_copy(update={"workers": isolated.workers.model_copy(update={"no_movement_s": 4.0})})
+    hop, seconds = isolated.workers.hop_s, 40
+    start = (time.time() - 7200) // hop * hop
+    (walker, signal_), = hapt_devices(1)
+    still = "dev-still-1"
+    rng = np.random.default_rng(3)
+
+    def stream():
+        with DeviceProducer(isolated) as producer:
+            for seq in range(seconds):
+                frame, truth = signal_.frame(walker, seq, start + seq, 1.0)
+                producer.send(frame, truth=truth)
+                acc = (rng.normal(0, 0.01, (50, 3)) + [0, 0, 9.81]).astype(np.float32)  # lying on a table
+                producer.send(Frame(device_id=still, seq=seq, t0=start + seq, duration_s=1.0, imu=ImuStream(50.0, acc)))
+                producer.flush()
+                time.sleep(0.25)
+
+    env = worker_env(isolated, settings_env)
+    worker = WorkerProcess(isolated, env, 0, tmp_path)
+    replay = threading.Thread(target=stream)
+    try:
+        wait_for(lambda: (worker.metric("iotlm_worker_assigned_partitions") or 0) > 0, 120, "the worker to own partitions")
+        replay.start()
+        wait_for(lambda: (worker.metric("iotlm_worker_results_total") or 0) >= 12, 60, "results before the kill")
+        time.sleep(1.5)  # the still device's alert is raised and its state written
+        worker.stop(signal.SIGKILL)
+        worker = WorkerProcess(isolated, env, 0, tmp_path)
+        replay.join()
+        wait_for(lambda: len(stored_windows(isolated, [walker, still])) >= 2 * 29, 150, "every window stored")
+        time.sleep(2.0)
+    finally:
+        worker.stop()
+
+    s = isolated.stack
+    with psycopg.connect(host=s.host, port=s.postgres_port, user=s.postgres_user,
+                         password=isolated.storage.postgres_password, dbname=s.postgres_db) as conn:
+        windows = conn.execute("SELECT device_id, window_start, window_end, label, probability, model_version "
+                               "FROM window_predictions WHERE device_id = %s ORDER BY window_start",
+                               (walker,)).fetchall()
+        episodes = conn.execute("SELECT started_at, label FROM activity_episodes WHERE device_id = %s",
+                                (walker,)).fetchall()
+    # the episodes one uninterrupted worker makes of the same windows
+    tracker = EpisodeTracker(isolated.workers.episode_min_windows, max_gap_s=2 * isolated.workers.window_s)
+    reference = {}
+    for device, ws, we, label, p, version in windows:
+        result = WindowResult(device, ws.timestamp(), we.timestamp(), version, label, p, {})
+        for episode in tracker.update(result):
+            reference[round(episode.start, 3)] = episode.activity
+    assert {round(t.timestamp(), 3): label for t, label in episodes} == reference
+
+    alerts = KafkaConsumer(isolated.kafka.alerts_topic, bootstrap_servers=isolated.kafka_bootstrap,
+                           auto_offset_reset="earliest", consumer_timeout_ms=3000)
+    raised = [json.loads(r.value) for r in alerts]
+    alerts.close()
+    assert [a["rule"] for a in raised if a["device_id"] == still] == ["no_movement"]
