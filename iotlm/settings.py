@@ -160,6 +160,23 @@ class WorkerSettings(BaseModel):
     )
 
 
+class ApiSettings(BaseModel):
+    """The admin API (`iotlm api`) and the CLI commands that call it."""
+
+    host: str = "127.0.0.1"
+    port: int = 8000
+    url: str = Field("", description="Where the CLI finds the API; empty: http://{host}:{port}.")
+    failed_auth_limit: int = Field(
+        20, description="Failed key attempts one client may make per failed_auth_window_s before getting 429s."
+    )
+    failed_auth_window_s: float = 60.0
+    registry_refresh_s: float = Field(
+        30.0, description="The fleet registry (admission, rooms, label sets, rules) reloads at least this often; "
+        "a change notice on the control topic reloads it at once.",
+    )
+    csv_page_rows: int = Field(5000, description="Most rows a list route returns (JSON or CSV) per request.")
+
+
 class Settings(BaseSettings):
     """All of IoT-LM's configuration. Build once at the edge (CLI, test fixture) and pass down."""
 
@@ -172,6 +189,7 @@ class Settings(BaseSettings):
     models: ModelSettings = Field(default_factory=ModelSettings)
     storage: StorageSettings = Field(default_factory=StorageSettings)
     workers: WorkerSettings = Field(default_factory=WorkerSettings)
+    api: ApiSettings = Field(default_factory=ApiSettings)
 
     @property
     def kafka_bootstrap(self) -> str:
@@ -192,6 +210,10 @@ class Settings(BaseSettings):
     @property
     def redis_url(self) -> str:
         return f"redis://{self.stack.host}:{self.stack.redis_port}/0"
+
+    @property
+    def api_url(self) -> str:
+        return self.api.url or f"http://{self.api.host}:{self.api.port}"
 
     @property
     def mqtt_address(self) -> tuple[str, int]:

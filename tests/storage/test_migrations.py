@@ -17,6 +17,7 @@ from storage.writer import RawFrameRow, RawFrameWriter
 
 TIME_SERIES = {"raw_frames", "window_predictions", "alerts"}
 CATALOG = {"sites", "buildings", "rooms", "devices", "labels", "model_versions", "finetune_jobs", "api_keys",
+           "label_sets", "alert_rules", "alarms", "audit_log",
            "activity_episodes", "storage_lane"}
 AGGREGATES = ["activity_per_room_hourly", "device_windows_hourly"]
 pytestmark = pytest.mark.services
@@ -37,7 +38,7 @@ class TestUpgradeDowngrade:
         assert migrate.upgrade(lane_url) is lane  # already at head: nothing to do
         assert CATALOG | TIME_SERIES <= _tables(lane_url)
         info = migrate.describe(lane_url)
-        assert info["lane"] == lane.value and info["revision"] == "0002"
+        assert info["lane"] == lane.value and info["revision"] == "0004"
         assert info["aggregates"] == AGGREGATES
         if lane is Lane.TIMESCALEDB:
             assert set(info["hypertables"]) == TIME_SERIES
@@ -67,7 +68,7 @@ class TestUpgradeDowngrade:
                                      stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(3)]
         outputs = [p.communicate(timeout=120) for p in upgrades]
         assert [p.returncode for p in upgrades] == [0, 0, 0], [err for _, err in outputs]
-        assert [json.loads(out) for out, _ in outputs] == [{"lane": "postgresql", "revision": "0002"}] * 3
+        assert [json.loads(out) for out, _ in outputs] == [{"lane": "postgresql", "revision": "0004"}] * 3
         migrate.downgrade(pg_url)
 
     def test_forced_lanes(self, pg_url):
