@@ -26,7 +26,8 @@ from ingest.producer import DeviceProducer, Headers
 
 
 class DeviceAdmission(Protocol):
-    """Decides whether a device may send. Swap in a database-backed one when registration exists."""
+    """Decides whether a device may send. The composition root (the CLI) passes the registry-backed one
+    (admin.registry.FleetRegistry); without it, settings decide."""
 
     def refusal(self, device_id: str) -> str | None:
         """None when admitted, else why not (a sentence for the DLQ ``reason`` header)."""
@@ -82,21 +83,9 @@ class IngestGate:
     def admit(self, raw: bytes, source: str, *, truth: bytes | None = None) -> GateDecision:
         """Route one payload. ``truth`` is an optional ``iotlm-truth`` header value to carry along."""
         received_at = time.time()
-        device_id = None
-        try:
-            frame = decode(raw, self.limits)
-            device_id = frame.device_id
-            refusal = self.admission.refusal(device_id)
-            if refusal is not None:
-                raise FrameError(refusal, "unknown_device")
-            if truth is not None:
-                _check_truth(truth, frame)
-            forward = encode(frame)
-        except FrameError as exc:
-            return self._dead_letter(raw, source, received_at, device_id, exc.code, exc.reason)
-        except Exception as exc:  # a bug of ours must not lose the payload either
-            reason = f"ingest failed to check this payload ({type(exc).__name__}: {exc})"
-            return self._dead_letter(raw, source, received_at, device_id, "internal", reason)
+        device_id, forward, code, reason = self._verdict(raw, truth)
+        if forward is None:
+            return self._dead_letter(raw, source, received_at, device_id, code, reason)
         headers: Headers = [
             (CONTENT_TYPE_HEADER, CONTENT_TYPES["msgpack"].encode()),
             ("source", source.encode()),
@@ -107,6 +96,28 @@ class IngestGate:
         self.producer.send_raw(self.settings.kafka.frames_topic, device_id, forward, headers)
         self.outcomes["accepted"] += 1
         return GateDecision(accepted=True, device_id=device_id)
+
+    def check(self, raw: bytes, *, truth: bytes | None = None) -> GateDecision:
+        """What `admit` would decide, sending nothing: an upload is checked whole before any of it goes in."""
+        device_id, forward, code, reason = self._verdict(raw, truth)
+        return GateDecision(accepted=forward is not None, device_id=device_id, code=code, reason=reason)
+
+    def _verdict(self, raw: bytes, truth: bytes | None) -> tuple[str | None, bytes | None, str | None, str | None]:
+        """(device id, bytes to forward or None, refusal code, refusal reason)."""
+        device_id = None
+        try:
+            frame = decode(raw, self.limits)
+            device_id = frame.device_id
+            refusal = self.admission.refusal(device_id)
+            if refusal is not None:
+                raise FrameError(refusal, "unknown_device")
+            if truth is not None:
+                _check_truth(truth, frame)
+            return device_id, encode(frame), None, None
+        except FrameError as exc:
+            return device_id, None, exc.code, exc.reason
+        except Exception as exc:  # a bug of ours must not lose the payload either
+            return device_id, None, "internal", f"ingest failed to check this payload ({type(exc).__name__}: {exc})"
 
     def _dead_letter(self, raw, source, received_at, device_id, code, reason) -> GateDecision:
         value, truncation = raw, {}

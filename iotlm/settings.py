@@ -174,7 +174,9 @@ class ApiSettings(BaseModel):
         30.0, description="The fleet registry (admission, rooms, label sets, rules) reloads at least this often; "
         "a change notice on the control topic reloads it at once.",
     )
-    csv_page_rows: int = Field(5000, description="Most rows a list route returns (JSON or CSV) per request.")
+    max_rows: int = Field(10_000, description="Most rows a list or history route returns (JSON or CSV) per request.")
+    import_max_bytes: int = Field(64 * 1024 * 1024, description="Largest body POST /v1/frames:import takes.")
+    alarm_keeper: bool = Field(True, description="The API process turns alerts (Redis alert stream) into alarms.")
 
 
 class Settings(BaseSettings):

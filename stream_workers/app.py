@@ -41,6 +41,7 @@ from ingest.frame import Frame, FrameError, FrameLimits
 from stream_workers.alerts import AlertRules
 from stream_workers.batching import MicroBatcher
 from stream_workers.episodes import EpisodeTracker
+from stream_workers.fleet import Fleet
 from stream_workers.inference import ActivityModel, WindowClassifier
 from stream_workers.metrics import WorkerMetrics
 from stream_workers.records import Alert, Episode, RawFrame, WindowResult
@@ -111,6 +112,7 @@ class StreamWorker:
         sink: ResultSink | None = None,
         serve_metrics: bool = True,
         on_written: Callable[[list[WindowResult]], None] | None = None,
+        fleet: Fleet | None = None,
     ):
         self.settings = settings
         self.config = settings.workers
@@ -124,7 +126,8 @@ class StreamWorker:
         self.metrics = WorkerMetrics(self.name)
         self.limits = FrameLimits.from_settings(settings)
         self.episodes = EpisodeTracker(self.config.episode_min_windows, max_gap_s=2 * self.config.window_s)
-        self.rules = AlertRules(self.config)
+        self.fleet = fleet  # admission, rooms, label sets, rules from the registry (None: settings)
+        self.rules = AlertRules(self.config, fleet)
         self.assembler: WindowAssembler | None = None
         self.classifier: WindowClassifier | None = None
         self.promoted: str | None = None
@@ -167,9 +170,10 @@ class StreamWorker:
         if self._sink is None:
             from stream_workers.sink import StorageSink
 
-            self._sink = await loop.run_in_executor(None, StorageSink, self.settings)
+            self._sink = await loop.run_in_executor(None, StorageSink, self.settings, self.fleet)
         await loop.run_in_executor(None, ensure_topics, self.settings)  # idempotent; a fresh stack has none
-        self.classifier = WindowClassifier(self._model, self.config.labels)
+        self.classifier = WindowClassifier(self._model, self.config.labels,
+                                           labels_for=self.fleet.labels_for if self.fleet else None)
         self.assembler = WindowAssembler.from_settings(self.config, self._model.rate_hz)
         kafka = self.settings.kafka
         self._consumer = AIOKafkaConsumer(
@@ -269,6 +273,10 @@ class StreamWorker:
             frame = decode(record.value, self.limits)
         except FrameError as exc:
             await self._dead_letter(record, exc.code, exc.reason)
+            return
+        refusal = self.fleet.refusal(frame.device_id) if self.fleet is not None else None
+        if refusal is not None:  # unregistered or deactivated since the gate let it in
+            await self._dead_letter(record, "unknown_device", refusal)
             return
         # held before any await, like the windows below: the commit stays behind a frame not yet stored
         self._hold(record.partition, record.offset)
