@@ -3,12 +3,16 @@ prefix of its own, with one key of each kind (and a revoked and an expired one).
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import threading
 import time
+import types
 import uuid
 from dataclasses import dataclass
 
 import httpx
+import numpy as np
 import pytest
 
 from deploy.process import free_ports
@@ -155,3 +159,92 @@ def start_api(settings, stack):
         yield lambda **api_settings: _start(settings, cleanups, **api_settings)
     finally:
         _clean(cleanups)
+
+
+# -- live workers ---------------------------------------------------------------------------------
+
+G = 9.80665
+
+
+def frames(device_id: str, n: int, t0: float, *, stuck_axis: int | None = None, fall_at: int | None = None,
+           seed: int = 0):
+    """`n` one-second 50 Hz IMU frames of a person standing; an axis stuck flat, or a fall in frame `fall_at`."""
+    from ingest.frame import Frame, ImuStream
+
+    rng = np.random.default_rng(seed)
+    out = []
+    for seq in range(n):
+        acc = rng.normal([0.0, 0.0, G], 0.3, (50, 3)).astype(np.float32)
+        if stuck_axis is not None:
+            acc[:, stuck_axis] = 0.5
+        if fall_at == seq:
+            acc[10:25] = rng.normal(0.0, 0.2, (15, 3))  # 0.3 s of free fall
+            acc[25:30] = [0.0, 0.0, 4.0 * G]  # then the impact
+        out.append(Frame(device_id=device_id, seq=seq, t0=t0 + seq, duration_s=1.0, placement="wrist",
+                         imu=ImuStream(rate_hz=50.0, acc=acc)))
+    return out
+
+
+def send(settings, batch) -> None:
+    """Straight onto the frames topic (as if the gate had let them in)."""
+    from ingest.producer import DeviceProducer
+
+    with DeviceProducer(settings) as producer:
+        for frame in batch:
+            producer.send(frame)
+
+
+def wait_until(condition, timeout_s: float = 60.0, what: str = "condition"):
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        value = condition()
+        if value:
+            return value
+        time.sleep(0.2)
+    raise AssertionError(f"timed out after {timeout_s:g} s waiting for {what}")
+
+
+@contextlib.contextmanager
+def live_worker(settings, fleet=None):
+    """A StreamWorker running in a thread of its own (its own event loop) until the block ends."""
+    from stream_workers.app import StreamWorker
+
+    box: dict = {}
+    started = threading.Event()
+
+    async def main():
+        box["stop"] = asyncio.Event()
+        box["worker"] = worker = StreamWorker(settings, 0, serve_metrics=False, fleet=fleet)
+        run = asyncio.create_task(worker.run(box["stop"]))
+        await asyncio.wait([asyncio.create_task(worker.ready.wait()), run], return_when=asyncio.FIRST_COMPLETED)
+        started.set()
+        return await run
+
+    def target():
+        loop = asyncio.new_event_loop()
+        box["loop"] = loop
+        try:
+            box["totals"] = loop.run_until_complete(main())
+        except BaseException as exc:  # surfaced to the test below
+            box["error"] = exc
+            started.set()
+        finally:
+            loop.close()
+
+    thread = threading.Thread(target=target, name="live-worker", daemon=True)
+    thread.start()
+    if not started.wait(180) or "error" in box:
+        raise RuntimeError(f"the worker did not start: {box.get('error')}")
+    try:
+        yield box["worker"]
+    finally:
+        box["loop"].call_soon_threadsafe(box["stop"].set)
+        thread.join(timeout=90)
+        if "error" in box:
+            raise box["error"]
+
+
+@pytest.fixture
+def live():
+    """Helpers for tests with a live worker: frames, send, wait_until, live_worker."""
+    return types.SimpleNamespace(frames=frames, send=send, wait_until=wait_until, live_worker=live_worker)
