@@ -38,6 +38,9 @@ def install(app: FastAPI) -> None:
 
     @app.exception_handler(sa_exc.OperationalError)
     async def unavailable(_request: Request, exc: sa_exc.OperationalError):
+        if getattr(getattr(exc, "orig", None), "sqlstate", None) == "55000":  # object not in prerequisite state
+            return JSONResponse({"detail": f"not ready: {_first_line(exc)}; on the PostgreSQL lane `iotlm db maintain` "
+                                           "refreshes the hourly aggregates"}, status_code=409)
         log.warning("database unavailable: %s", _first_line(exc))
         return JSONResponse({"detail": "the database is unavailable; try again shortly"}, status_code=503,
                             headers={"Retry-After": "5"})

@@ -7,6 +7,7 @@ from fastapi import APIRouter
 from admin.models import Problem
 
 PROBLEMS = {
+    400: {"model": Problem, "description": "The body cannot be parsed at all (not JSON, not UTF-8)."},
     401: {"model": Problem, "description": "No key, or a malformed, unknown, revoked or expired one."},
     403: {"model": Problem, "description": "The key lacks the scope this needs."},
     422: {"model": Problem, "description": "The request is not valid; `detail` says where and why."},

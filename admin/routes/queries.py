@@ -6,15 +6,14 @@ from __future__ import annotations
 from datetime import datetime, timedelta, timezone
 from typing import Annotated, Literal
 
-from fastapi import HTTPException, Query, Request
+from fastapi import APIRouter, HTTPException, Query, Request
 
 from admin.deps import ReadKey, Store
 from admin.export import CSV_RESPONSE, Format, listing
 from admin.models import (ActivityMinutesRow, ActivityName, AlertRow, DeviceState, EpisodeRow, HistoryRow, Name, RoomState,
                           Time)
-from admin.routes import NOT_FOUND, PROBLEMS
+from admin.routes import CONFLICT, NOT_FOUND, PROBLEMS
 from admin.routes.places import IdFilter, PathId
-from fastapi import APIRouter
 
 router = APIRouter(prefix="/v1", tags=["queries"], responses=PROBLEMS)
 Start = Annotated[Time | None, Query(description="Inclusive; default: 24 hours before end.")]
@@ -89,7 +88,7 @@ def episodes(request: Request, store: Store, _: ReadKey, start: Start = None, en
     return listing(rows[: request.app.state.settings.api.max_rows], format, EpisodeRow, "episodes")
 
 
-@router.get("/activity-minutes", response_model=list[ActivityMinutesRow], responses=CSV_RESPONSE)
+@router.get("/activity-minutes", response_model=list[ActivityMinutesRow], responses=CSV_RESPONSE | CONFLICT)
 def activity_minutes(request: Request, store: Store, _: ReadKey, room_id: Annotated[PathId, Query()],
                      start: Start = None, end: End = None, model_version: ModelVersion = None, format: Format = "json"):
     """Minutes of each activity per hour in a room, from the hourly aggregate (refreshed by `iotlm db maintain`
