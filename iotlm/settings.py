@@ -9,8 +9,9 @@ argument; nothing reads the environment on its own.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
@@ -63,8 +64,13 @@ class KafkaSettings(BaseModel):
 
 
 class IngestSettings(BaseModel):
-    """Device admission until the admin API owns registration."""
+    """Device admission, and the MQTT bridge."""
 
+    admission: Literal["settings", "registry"] = Field(
+        "settings",
+        description="Who decides which devices may send (and, for the workers, their rooms, label sets and alert "
+        "rules): 'settings' (the fields below) or 'registry' (the admin API's tables, hot-reloaded).",
+    )
     registered_devices: list[str] = Field(
         default_factory=list,
         description="Device ids allowed in; empty list plus allow_prefixes decides admission.",
@@ -192,6 +198,7 @@ class Settings(BaseSettings):
     storage: StorageSettings = Field(default_factory=StorageSettings)
     workers: WorkerSettings = Field(default_factory=WorkerSettings)
     api: ApiSettings = Field(default_factory=ApiSettings)
+    api_key: SecretStr | None = Field(None, description="IOTLM_API_KEY: the key `iotlm devices|labels|alarms` send.")
 
     @property
     def kafka_bootstrap(self) -> str:

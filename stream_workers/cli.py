@@ -14,6 +14,7 @@ def register(app: typer.Typer) -> None:
 
 
 def worker(
+    ctx: typer.Context,
     index: int = typer.Option(0, "--index", help="Worker number: metrics on metrics_port + index."),
     as_json: bool = typer.Option(False, "--json", help="Print the worker's totals as one JSON object on exit."),
 ) -> None:
@@ -34,7 +35,9 @@ def worker(
     for noisy in ("aiokafka", "kafka"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
     settings = Settings()
-    stream_worker = StreamWorker(settings, index)
+    root = ctx.find_root().obj  # the composition root offers the fleet registry (settings.ingest.admission)
+    fleet = root.open_fleet(settings) if root is not None else None
+    stream_worker = StreamWorker(settings, index, fleet=fleet)
 
     async def main():
         stop = asyncio.Event()
@@ -47,7 +50,11 @@ def worker(
         finally:
             progress.cancel()
 
-    totals = asyncio.run(main())
+    try:
+        totals = asyncio.run(main())
+    finally:
+        if fleet is not None:
+            fleet.close()
     summary = vars(totals)
     if as_json:
         print(json.dumps(summary, default=dict))
