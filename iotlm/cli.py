@@ -13,6 +13,7 @@ import typer
 
 from admin import cli as admin_cli
 from deploy import cli as deploy_cli
+from iotlm import demo
 from ingest import cli as ingest_cli
 from models import cli as models_cli
 from storage import cli as storage_cli
@@ -41,6 +42,7 @@ def _root(ctx: typer.Context) -> None:
 
 for part in (deploy_cli, ingest_cli, models_cli, storage_cli, workers_cli, admin_cli):
     part.register(app)
+app.command("demo")(demo.demo)
 
 
 if __name__ == "__main__":

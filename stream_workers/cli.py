@@ -1,4 +1,5 @@
-"""Commands of this part, added to the root `iotlm` app by `register`: `iotlm worker`, `iotlm demo`."""
+"""Commands of this part, added to the root `iotlm` app by `register`: `iotlm worker`.
+(`iotlm demo`, a whole-platform scenario, lives with the composition root: iotlm/demo.py.)"""
 
 from __future__ import annotations
 
@@ -10,7 +11,6 @@ import typer
 def register(app: typer.Typer) -> None:
     """Add this part's commands to the root app."""
     app.command("worker")(worker)
-    app.command("demo")(demo)
 
 
 def worker(
@@ -71,31 +71,3 @@ async def _report_progress(stream_worker, console, stop, every_s: float = 10.0) 
         version = stream_worker.classifier.version if stream_worker.classifier else "-"
         console.log(f"{stream_worker.name}: {t.frames} frames, {t.windows} windows, {t.results} written, "
                     f"{t.dlq} dead-lettered, {t.late_frames} late, model {version}")
-
-
-def demo(
-    duration: float = typer.Option(120.0, "--duration", help="Seconds of signal each device replays."),
-    devices: int = typer.Option(9, "--devices", help="HAPT devices (the 9 held-out test subjects first)."),
-    speed: float = typer.Option(2.0, "--speed", help="Replay speed-up over real time."),
-    workers: int = typer.Option(2, "--workers", help="Stream workers sharing the consumer group."),
-    as_json: bool = typer.Option(False, "--json", help="End with one JSON object (for machines)."),
-) -> None:
-    """Whole pipeline live: stack, HAPT devices replayed, workers, live accuracy and latency."""
-    import logging
-
-    from rich.console import Console
-
-    from iotlm.settings import Settings
-    from stream_workers.demo import run_demo
-
-    logging.basicConfig(level=logging.WARNING)
-    # the broker's group coordinator takes a few seconds after a fresh start; the live table shows progress
-    logging.getLogger("aiokafka").setLevel(logging.CRITICAL)
-    logging.getLogger("kafka").setLevel(logging.ERROR)
-    console = Console(stderr=True)
-    report = run_demo(Settings(), duration_s=duration, devices=devices, speed=speed, workers=workers,
-                      console=console, live=not as_json)
-    if as_json:
-        print(json.dumps(report.to_dict()))
-        return
-    console.print(report.to_dict())
