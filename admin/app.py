@@ -41,15 +41,15 @@ class _Lazy:
             return self.value
 
 
-def _start_registry(settings, engine):
+def _start_registry(settings, store):
     from admin.registry import FleetRegistry
 
     try:
-        return FleetRegistry(settings, engine).start()
+        return FleetRegistry(settings, store.engine, serialized=store.serialized).start()
     except Exception as exc:  # no Kafka: follow changes by reloading on the timer only
         log.warning("fleet registry without change notices (%s); reloading every %.0f s", exc,
                     settings.api.registry_refresh_s)
-        return FleetRegistry(settings, engine, listen=False).start()
+        return FleetRegistry(settings, store.engine, listen=False, serialized=store.serialized).start()
 
 
 def create_app(settings, *, migrate: bool = True) -> FastAPI:
@@ -75,7 +75,7 @@ def create_app(settings, *, migrate: bool = True) -> FastAPI:
         state.store = DataStore(engine, uses_timescale(settings) and settings.storage.timescale_single_connection)
         state.failed_attempts = FailedAttempts(settings.api.failed_auth_limit, settings.api.failed_auth_window_s)
         state.live_state = LiveState.from_settings(settings)
-        state.registry = _start_registry(settings, engine)
+        state.registry = _start_registry(settings, state.store)
         state.producer = _Lazy(lambda: DeviceProducer(settings, client_id="iotlm-admin-api"))
         state.gate = _Lazy(lambda: IngestGate(settings, state.producer(), admission=state.registry)
                            if state.producer() is not None else None)

@@ -65,13 +65,16 @@ def publish_change(producer, settings, entity: str) -> None:
 class FleetRegistry:
     """Admission, rooms, label sets and rules from the registry tables, cached and hot-reloaded."""
 
-    def __init__(self, settings, engine=None, *, listen: bool = True):
+    def __init__(self, settings, engine=None, *, listen: bool = True, serialized=None):
+        import contextlib
+
         from storage.lane import engine_from_settings
 
         self.settings = settings
         self._own_engine = engine is None
         self.engine = engine or engine_from_settings(settings)
         self.listen = listen
+        self._serialized = serialized or contextlib.nullcontext  # PGlite: one connection at a time (admin.deps)
         self.refresh_s = settings.api.registry_refresh_s
         self._snapshot = FleetSnapshot(version=0, loaded_at=0.0)
         self._stop = threading.Event()
@@ -102,7 +105,7 @@ class FleetRegistry:
         self.close()
 
     def reload(self) -> FleetSnapshot:
-        with self.engine.connect() as conn:
+        with self._serialized(), self.engine.connect() as conn:
             self._reloads += 1
             self._snapshot = load_snapshot(conn, self._reloads)
         return self._snapshot

@@ -246,5 +246,6 @@ def live_worker(settings, fleet=None):
 
 @pytest.fixture
 def live():
-    """Helpers for tests with a live worker: frames, send, wait_until, live_worker."""
-    return types.SimpleNamespace(frames=frames, send=send, wait_until=wait_until, live_worker=live_worker)
+    """Helpers: frames, send, wait_until, live_worker; make_keys and serve for an API on other settings."""
+    return types.SimpleNamespace(frames=frames, send=send, wait_until=wait_until, live_worker=live_worker,
+                                 make_keys=make_keys, serve=serve)

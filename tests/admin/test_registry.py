@@ -107,3 +107,49 @@ class TestDevices:
         rows = list(csv.DictReader(io.StringIO(response.text)))
         assert [r["id"] for r in rows] == [d["id"] for d in as_json]
         assert rows[0]["active"] == str(as_json[0]["active"])
+
+
+@pytest.mark.timescale
+def test_the_api_works_on_the_timescale_lane(settings, timescale, stack, live):
+    """The same API on the PGlite TimescaleDB (one connection at a time): registry, labels, rules, alarms, audit."""
+    import uuid
+
+    import httpx
+
+    from admin.alarms import raise_alarm
+    from storage import migrate
+
+    from_scratch = settings.model_copy(update={
+        "storage": settings.storage.model_copy(update={"lane": "timescale", "redis_key_prefix": f"test:{uuid.uuid4().hex[:8]}"}),
+        "api": settings.api.model_copy(update={"alarm_keeper": False}),
+        "kafka": settings.kafka.model_copy(update={"control_topic": f"test.{uuid.uuid4().hex[:8]}.control"}),
+    })
+    migrate.downgrade(settings.timescale_url)
+    migrate.upgrade(settings.timescale_url)
+    try:
+        keys = live.make_keys(from_scratch)
+        url, app, stop = live.serve(from_scratch)
+        try:
+            with httpx.Client(base_url=url, headers={"Authorization": f"Bearer {keys['admin']}"}, timeout=30) as c:
+                assert c.post("/v1/sites", json={"id": "ts", "name": "TS"}).status_code == 201
+                assert c.post("/v1/buildings", json={"id": "ts-b", "site_id": "ts", "name": "B"}).status_code == 201
+                assert c.post("/v1/rooms", json={"id": "ts-1", "building_id": "ts-b", "name": "1"}).status_code == 201
+                assert c.post("/v1/devices", json={"id": "dev-ts", "room_id": "ts-1"}).status_code == 201
+                assert app.state.registry.refusal("dev-ts") is None
+                made = c.post("/v1/labels", json={"device_id": "dev-ts", "starts_at": "2026-11-30T08:00:00Z",
+                                                  "ends_at": "2026-11-30T08:01:00Z", "label": "walking"})
+                assert made.status_code == 201
+                assert c.post("/v1/rules", json={"kind": "fall", "params": {"fall_impact_g": 3}}).status_code == 201
+                with app.state.store.begin() as conn:
+                    outcome, alarm = raise_alarm(conn, {"rule": "fall", "severity": "critical", "device_id": "dev-ts",
+                                                        "room": "ts-1", "at": 1764576000.0, "message": "fall",
+                                                        "dedup_key": "fall:dev-ts:1"})
+                assert outcome == "opened"
+                assert c.post(f"/v1/alarms/{alarm['id']}/ack").json()["status"] == "acknowledged"
+                assert c.get("/v1/episodes").json() == []
+                assert len(c.get("/v1/audit").json()) >= 8
+                assert c.get("/health").json()["database"] == "ok"
+        finally:
+            stop()
+    finally:
+        migrate.downgrade(settings.timescale_url)
