@@ -16,7 +16,7 @@ from admin.deps import LabelKey, ReadKey, Store
 from admin.export import CSV_RESPONSE, Format, listing
 from admin.models import Alarm, AlarmAction, AlarmPatch, Time
 from admin.routes import CONFLICT, NOT_FOUND, resource_router
-from admin.routes.places import BigRowId, IdFilter, LimitQ, OffsetQ
+from admin.routes.params import BigRowId, IdFilter, LimitQ, OffsetQ
 
 router = resource_router("alarms", "alarms")
 

@@ -11,7 +11,7 @@ from admin.deps import AdminKey, Store
 from admin.export import CSV_RESPONSE, Format, listing
 from admin.models import AuditEntry, Name, Time
 from admin.routes import resource_router
-from admin.routes.places import LimitQ, OffsetQ
+from admin.routes.params import LimitQ, OffsetQ
 
 router = resource_router("audit", "audit")
 Entity = Annotated[str | None, Query(pattern=r"^[a-z_]{1,32}$", description="device, site, alarm, label, ...")]

@@ -17,7 +17,7 @@ from admin.deps import AdminKey, ReadKey, Store, fleet_changed
 from admin.export import CSV_RESPONSE, Format, listing
 from admin.models import Device, DeviceCredentials, DeviceIn, DevicePatch, Kind, Placement
 from admin.routes import CONFLICT, NOT_FOUND, resource_router
-from admin.routes.places import IdFilter, LimitQ, OffsetQ, PathId
+from admin.routes.params import IdFilter, LimitQ, OffsetQ, PathId
 from admin.security import digest, new_device_secret
 
 router = resource_router("devices", "devices")

@@ -10,7 +10,7 @@ from admin.deps import AdminKey, Store
 from admin.export import CSV_RESPONSE, Format, listing
 from admin.models import Key, KeyIn, NewKey
 from admin.routes import NOT_FOUND, resource_router
-from admin.routes.places import RowId
+from admin.routes.params import RowId
 
 router = resource_router("keys", "keys")
 

@@ -11,7 +11,7 @@ from admin.deps import AdminKey, ReadKey, Store, fleet_changed
 from admin.export import CSV_RESPONSE, Format, listing
 from admin.models import LabelSet, LabelSetIn
 from admin.routes import NOT_FOUND, resource_router
-from admin.routes.places import PathId
+from admin.routes.params import PathId
 
 router = resource_router("label-sets", "labels")
 

@@ -21,7 +21,7 @@ from admin.deps import LabelKey, ReadKey, Store
 from admin.export import CSV_RESPONSE, Format, listing
 from admin.models import Created, Label, LabelIn, LabelsIn, Time
 from admin.routes import CONFLICT, NOT_FOUND, resource_router
-from admin.routes.places import BigRowId, IdFilter, LimitQ, OffsetQ
+from admin.routes.params import BigRowId, IdFilter, LimitQ, OffsetQ
 
 router = resource_router("labels", "labels")
 COLUMNS = "id, device_id, starts_at, ends_at, label, labeled_by, labeled_at, source"
@@ -44,8 +44,10 @@ def _allowed_labels(conn: Connection, device_id: str, default: list[str]) -> lis
     return list(row.labels) if row.labels else default
 
 
-def _store_labels(conn: Connection, labels: list[LabelIn], labeled_by: str, key_id: int, default: list[str]) -> list[dict]:
-    """Insert all, in one transaction; raises HTTPException(422) listing every refused item."""
+def _store_labels(conn: Connection, labels: list[LabelIn], labeled_by: str, key_id: int, default: list[str],
+                  lines: list[int] | None = None) -> list[dict]:
+    """Insert all, in one transaction; raises HTTPException(422) listing every refused item (by its index,
+    or its CSV `line`)."""
     problems, rows = [], []
     for device_id in sorted({x.device_id for x in labels}):  # serialize writers per device for the overlap check
         conn.execute(text("SELECT pg_advisory_xact_lock(hashtext('iotlm-labels:' || :d))"), {"d": device_id})
@@ -69,7 +71,8 @@ def _store_labels(conn: Connection, labels: list[LabelIn], labeled_by: str, key_
             rows.append(dict(row._mapping))
             audit.record(conn, key_id, "create", "label", row.id, None, rows[-1])
         except Refused as exc:
-            problems.append({"index": index, "device_id": item.device_id, "reason": exc.reason})
+            where = {"line": lines[index]} if lines else {"index": index}
+            problems.append(where | {"device_id": item.device_id, "reason": exc.reason})
     if problems:
         raise HTTPException(422, {"message": f"{len(problems)} of {len(labels)} labels refused; none stored",
                                   "refused": problems[:1000]})
@@ -112,17 +115,19 @@ async def import_labels(request: Request, store: Store, caller: LabelKey):
     raw = await request.body()
     if len(raw) > MAX_CSV_BYTES:
         raise HTTPException(413, f"CSV larger than {MAX_CSV_BYTES} bytes: split it")
-    items = _parse_csv(raw)
+    items, lines = _parse_csv(raw)
 
     def store_all():
         with store.begin() as conn:
-            return _store_labels(conn, items, caller.name, caller.key_id, request.app.state.settings.workers.labels)
+            return _store_labels(conn, items, caller.name, caller.key_id, request.app.state.settings.workers.labels,
+                                 lines)
 
     rows = await run_in_threadpool(store_all)
     return Created(created=len(rows), ids=[r["id"] for r in rows])
 
 
-def _parse_csv(raw: bytes) -> list[LabelIn]:
+def _parse_csv(raw: bytes) -> tuple[list[LabelIn], list[int]]:
+    """The CSV's labels and the line each came from."""
     try:
         body = raw.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
@@ -132,13 +137,15 @@ def _parse_csv(raw: bytes) -> list[LabelIn]:
     if missing:
         raise HTTPException(422, f"the CSV header lacks {', '.join(missing)}; expected "
                                  "device_id,starts_at,ends_at,label[,labeled_by][,source]")
-    items, problems = [], []
+    items, lines, problems = [], [], []
     try:
-        for line, record in enumerate(reader, start=2):
+        for record in reader:
+            line = reader.line_num
             fields = {k: v for k, v in record.items() if k in (*CSV_COLUMNS, "labeled_by", "source") and v not in (None, "")}
             fields.setdefault("source", "import")
             try:
                 items.append(LabelIn.model_validate(fields))
+                lines.append(line)
             except ValidationError as exc:
                 problems.append({"line": line, "reason": "; ".join(
                     f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())})
@@ -148,7 +155,7 @@ def _parse_csv(raw: bytes) -> list[LabelIn]:
         raise HTTPException(422, {"message": f"{len(problems)} CSV lines refused; none stored", "refused": problems[:1000]})
     if not items:
         raise HTTPException(422, "the CSV has no label rows")
-    return items
+    return items, lines
 
 
 @router.delete("/{label_id}", status_code=204, responses=NOT_FOUND)

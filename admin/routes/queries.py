@@ -13,7 +13,7 @@ from admin.export import CSV_RESPONSE, Format, listing
 from admin.models import (ActivityMinutesRow, ActivityName, AlertRow, DeviceState, EpisodeRow, HistoryRow, Name, RoomState,
                           Time)
 from admin.routes import CONFLICT, NOT_FOUND, PROBLEMS
-from admin.routes.places import IdFilter, PathId
+from admin.routes.params import IdFilter, PathId
 
 router = APIRouter(prefix="/v1", tags=["queries"], responses=PROBLEMS)
 Start = Annotated[Time | None, Query(description="Inclusive; default: 24 hours before end.")]

@@ -10,7 +10,7 @@ from admin.deps import AdminKey, ReadKey, Store, fleet_changed
 from admin.export import CSV_RESPONSE, Format, listing
 from admin.models import Room, RoomIn, RoomPatch
 from admin.routes import CONFLICT, NOT_FOUND, resource_router
-from admin.routes.places import IdFilter, LimitQ, OffsetQ, PathId
+from admin.routes.params import IdFilter, LimitQ, OffsetQ, PathId
 
 router = resource_router("rooms", "places")
 

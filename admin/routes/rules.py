@@ -16,7 +16,7 @@ from admin.deps import AdminKey, ReadKey, Store, fleet_changed
 from admin.export import CSV_RESPONSE, Format, listing
 from admin.models import Rule, RuleIn, RulePatch
 from admin.routes import CONFLICT, NOT_FOUND, resource_router
-from admin.routes.places import LimitQ, OffsetQ, RowId
+from admin.routes.params import LimitQ, OffsetQ, RowId
 from admin.rules import RULE_KINDS, RULE_SCOPES, checked_params
 
 router = resource_router("rules", "alert rules")

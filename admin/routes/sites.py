@@ -11,7 +11,7 @@ from admin.deps import AdminKey, ReadKey, Store, fleet_changed
 from admin.export import CSV_RESPONSE, Format, listing
 from admin.models import Site, SiteIn, SitePatch
 from admin.routes import CONFLICT, NOT_FOUND, resource_router
-from admin.routes.places import LimitQ, OffsetQ, PathId
+from admin.routes.params import LimitQ, OffsetQ, PathId
 
 router = resource_router("sites", "places")
 

@@ -84,6 +84,11 @@ class TestLabels:
             assert len(c.get("/v1/labels", params={"device_id": "dev-l2"}).json()) == before + 2
 
     def test_csv_import_is_all_or_nothing_then_listed_as_csv(self, api, fleet):
+        with api.client("label") as c:  # a refusal found while storing names its CSV line too
+            overlapping = ("device_id,starts_at,ends_at,label\n"
+                           f"dev-l1,{T.format(0)},{T.format(1)},sitting\n")
+            refused = c.post("/v1/labels:import", content=overlapping, headers={"content-type": "text/csv"})
+            assert [p["line"] for p in refused.json()["detail"]["refused"]] == [2]
         good = ("device_id,starts_at,ends_at,label,labeled_by\n"
                 f"dev-l1,{T.format(50)},{T.format(52)},washing up,carer\n"
                 f"dev-l1,{T.format(52)},{T.format(55)},sitting,carer\n")

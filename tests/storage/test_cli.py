@@ -20,7 +20,7 @@ def db(*args: str) -> dict:
 
 
 def test_db_commands_on_postgresql(pg_url):
-    assert db("upgrade", "--url", pg_url) == {"lane": "postgresql", "revision": "0002"}
+    assert db("upgrade", "--url", pg_url) == {"lane": "postgresql", "revision": "0004"}
     info = db("info", "--url", pg_url)
     assert info["lane"] == "postgresql" and set(info["partitions"]) == {"raw_frames", "window_predictions", "alerts"}
     report = db("maintain", "--url", pg_url)

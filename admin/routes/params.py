@@ -1,4 +1,4 @@
-"""Not used directly: sites, buildings and rooms each have their module; this holds what they share."""
+"""Path and query parameter types the routers share."""
 
 from __future__ import annotations
 
