@@ -4,8 +4,8 @@ Lifecycle: active (unacknowledged) -> acknowledged -> cleared; clearing an activ
 allowed too. There is at most one open (not cleared) alarm per subject (device, or room for an
 alert without a device) and rule, guaranteed by a partial unique index; an alert while one is open
 updates it (occurrences, last seen, highest severity, latest message) instead of opening another.
-An alert already counted (the same `dedup_key`: a re-delivery, a worker re-reading after a crash) changes
-nothing, even once its alarm is cleared.
+An alert already counted (the same `dedup_key`, kept in the alarm's `dedup_keys`: a re-delivery, a worker
+re-reading after a crash) changes nothing, even once its alarm is cleared.
 
 `AlarmKeeper` reads the alerts from the Redis alert stream with its own consumer group, so each is
 handled once by the keepers together and none is lost while they are down (pending entries are
@@ -58,7 +58,7 @@ def raise_alarm(conn: Connection, alert: dict) -> tuple[str, dict | None]:
     severity = alert.get("severity") if alert.get("severity") in SEVERITY_RANK else "warning"
     details = {k: v for k, v in (alert.get("details") or {}).items()}
     counted = _row(conn, f"SELECT {ALARM_COLUMNS} FROM alarms WHERE subject = :subject AND rule = :rule "
-                         "AND :key IN (first_dedup_key, last_dedup_key) ORDER BY id DESC LIMIT 1",
+                         "AND :key = ANY(dedup_keys) ORDER BY id DESC LIMIT 1",
                    subject=subject, rule=rule, key=key)
     if counted is not None:
         return "already_counted", counted
@@ -68,16 +68,19 @@ def raise_alarm(conn: Connection, alert: dict) -> tuple[str, dict | None]:
         if current is not None:
             if SEVERITY_RANK[severity] < SEVERITY_RANK[current["severity"]]:
                 severity = current["severity"]
-            after = _row(conn, f"UPDATE alarms SET occurrences = occurrences + 1, last_dedup_key = :key, "
+            after = _row(conn, "UPDATE alarms SET occurrences = occurrences + 1, "
+                               "dedup_keys = array_append(dedup_keys, CAST(:key AS text)), "
                                "last_seen_at = greatest(last_seen_at, :at), severity = :severity, message = :message, "
-                               f"details = CAST(:details AS jsonb), updated_at = now() WHERE id = :id RETURNING {ALARM_COLUMNS}",
+                               "details = CAST(:details AS jsonb), updated_at = now() "
+                               f"WHERE id = :id RETURNING {ALARM_COLUMNS}",
                          key=key, at=at, severity=severity, message=alert.get("message", ""),
                          details=json.dumps(details, default=str), id=current["id"])
             audit.record(conn, None, "update", "alarm", after["id"], current, after)
             return "updated", after
         opened = _row(conn, "INSERT INTO alarms (subject, rule, device_id, room_id, severity, message, details, "
-                            "first_dedup_key, last_dedup_key, first_seen_at, last_seen_at) VALUES (:subject, :rule, "
-                            ":device_id, :room_id, :severity, :message, CAST(:details AS jsonb), :key, :key, :at, :at) "
+                            "dedup_keys, first_seen_at, last_seen_at) VALUES (:subject, :rule, "
+                            ":device_id, :room_id, :severity, :message, CAST(:details AS jsonb), "
+                            "ARRAY[CAST(:key AS text)], :at, :at) "
                             "ON CONFLICT (subject, rule) WHERE status <> 'cleared' DO NOTHING "
                             f"RETURNING {ALARM_COLUMNS}",
                       subject=subject, rule=rule, device_id=alert.get("device_id"), room_id=alert.get("room"),

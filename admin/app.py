@@ -41,10 +41,23 @@ class _Lazy:
             return self.value
 
 
+def _kafka_producer(settings):
+    """A producer, or an error at once when no broker answers (kafka-python would wait a minute for one)."""
+    import socket
+
+    from ingest.producer import DeviceProducer
+
+    socket.create_connection((settings.stack.host, settings.stack.kafka_port), timeout=2).close()
+    return DeviceProducer(settings, client_id="iotlm-admin-api")
+
+
 def _start_registry(settings, store):
     from admin.registry import FleetRegistry
 
     try:
+        import socket
+
+        socket.create_connection((settings.stack.host, settings.stack.kafka_port), timeout=2).close()
         return FleetRegistry(settings, store.engine, serialized=store.serialized).start()
     except Exception as exc:  # no Kafka: follow changes by reloading on the timer only
         log.warning("fleet registry without change notices (%s); reloading every %.0f s", exc,
@@ -59,7 +72,6 @@ def create_app(settings, *, migrate: bool = True) -> FastAPI:
         from admin.deps import DataStore
         from admin.security import FailedAttempts
         from ingest.gate import IngestGate
-        from ingest.producer import DeviceProducer
         from storage.lane import engine_from_settings, uses_timescale
         from storage.live_state import LiveState
         from storage.queries import StorageQueries
@@ -76,7 +88,7 @@ def create_app(settings, *, migrate: bool = True) -> FastAPI:
         state.failed_attempts = FailedAttempts(settings.api.failed_auth_limit, settings.api.failed_auth_window_s)
         state.live_state = LiveState.from_settings(settings)
         state.registry = _start_registry(settings, state.store)
-        state.producer = _Lazy(lambda: DeviceProducer(settings, client_id="iotlm-admin-api"))
+        state.producer = _Lazy(lambda: _kafka_producer(settings))
         state.gate = _Lazy(lambda: IngestGate(settings, state.producer(), admission=state.registry)
                            if state.producer() is not None else None)
         state.queries = _Lazy(lambda: StorageQueries(engine))

@@ -233,8 +233,7 @@ class Alarm(Base):
     status: Mapped[str] = mapped_column(String(16), server_default="active")
     message: Mapped[str] = mapped_column(Text)
     details: Mapped[dict] = mapped_column(JSONB, default=dict)
-    first_dedup_key: Mapped[str] = mapped_column(Text)
-    last_dedup_key: Mapped[str] = mapped_column(Text)
+    dedup_keys: Mapped[list[str]] = mapped_column(ARRAY(Text))  # every alert counted: a re-delivery counts once
     occurrences: Mapped[int] = mapped_column(Integer, server_default="1")
     first_seen_at: Mapped[datetime] = mapped_column(Timestamp)
     last_seen_at: Mapped[datetime] = mapped_column(Timestamp)
@@ -251,7 +250,7 @@ class Alarm(Base):
                       CheckConstraint("occurrences > 0", name="alarms_occurrences_positive"),
                       Index("alarms_one_open", "subject", "rule", unique=True,
                             postgresql_where=text("status <> 'cleared'")),
-                      Index("alarms_last_seen", "last_seen_at"))
+                      Index("alarms_last_seen", "last_seen_at"), Index("alarms_subject_rule", "subject", "rule"))
 
 
 class AuditEntry(Base):

@@ -80,3 +80,36 @@ def test_a_replayed_fall_raises_one_alarm_that_is_acknowledged_updated_and_clear
     assert [(h["action"], h["key_id"] is None) for h in history] == [
         ("clear", False), ("update", True), ("acknowledge", False), ("open", True)]
     assert len(as_csv) == 3 and as_csv[0].startswith("id,subject,rule,")
+
+
+def test_one_open_alarm_per_subject_and_rule_severity_escalates_and_assignment_is_audited(api):
+    from admin.alarms import raise_alarm
+
+    def alert(key: str, at: float, severity: str = "warning", device: str | None = "dev-esc", rule: str = "no_movement"):
+        return {"rule": rule, "severity": severity, "device_id": device, "room": "hall", "at": at,
+                "message": f"{rule} {key}", "dedup_key": key, "details": {"n": key}}
+
+    with api.app.state.store.begin() as conn:
+        assert raise_alarm(conn, alert("a", 100.0))[0] == "opened"
+        outcome, updated = raise_alarm(conn, alert("b", 160.0, "critical"))
+        assert outcome == "updated" and (updated["severity"], updated["occurrences"]) == ("critical", 2)
+        outcome, kept = raise_alarm(conn, alert("c", 130.0, "info"))  # late and milder: counted, never downgraded
+        assert (kept["severity"], kept["occurrences"], kept["message"]) == ("critical", 3, "no_movement c")
+        assert kept["last_seen_at"].timestamp() == 160.0
+        assert raise_alarm(conn, alert("b", 160.0))[0] == "already_counted"
+        assert raise_alarm(conn, alert("d", 100.0, rule="device_silent"))[0] == "opened"  # another rule: its own
+        room_only = raise_alarm(conn, alert("e", 100.0, device=None))[1]
+        assert (room_only["subject"], room_only["device_id"]) == ("room:hall", None)
+        assert raise_alarm(conn, {**alert("f", 1.0, device=None), "room": None}) == ("ignored", None)
+    with api.client("label") as c:
+        open_ones = c.get("/v1/alarms", params={"status": "open", "device_id": "dev-esc"}).json()
+        assert sorted(a["rule"] for a in open_ones) == ["device_silent", "no_movement"]
+        mine = next(a for a in open_ones if a["rule"] == "no_movement")
+        patched = c.patch(f"/v1/alarms/{mine['id']}", json={"assignee": "kim", "comment": "checking"}).json()
+        assert (patched["assignee"], patched["comment"], patched["status"]) == ("kim", "checking", "active")
+        assert c.get("/v1/alarms", params={"severity": "critical", "device_id": "dev-esc"}).json()[0]["id"] == mine["id"]
+        with api.client("read") as reader:
+            assert reader.patch(f"/v1/alarms/{mine['id']}", json={"assignee": "x"}).status_code == 403
+    with api.client() as c:
+        actions = [a["action"] for a in c.get("/v1/audit", params={"entity": "alarm", "entity_id": str(mine["id"])}).json()]
+    assert actions == ["update", "update", "update", "open"]  # the person's patch, two repeats, the first alert

@@ -113,3 +113,25 @@ def test_failed_attempts_from_one_client_are_rate_limited(start_api):
     assert limited.status_code == 429 and int(limited.headers["retry-after"]) > 0
     assert "too many failed key attempts" in limited.json()["detail"]
     assert httpx.get(f"{strict.url}/v1/devices").status_code == 401  # no key is no attempt: still told what to send
+
+
+def test_without_kafka_the_api_serves_and_health_says_what_is_down(api, live):
+    import httpx
+
+    from deploy.process import free_ports
+
+    stack = api.settings.stack.model_copy(update={"kafka_port": free_ports()[0]})
+    url, _app, stop = live.serve(api.settings.model_copy(update={"stack": stack}))
+    try:
+        health = httpx.get(f"{url}/health", timeout=30)
+        assert health.status_code == 503
+        report = health.json()
+        assert (report["status"], report["database"], report["redis"]) == ("degraded", "ok", "ok")
+        assert report["kafka"].startswith("unreachable: ConnectionRefusedError")
+        listed = httpx.get(f"{url}/v1/sites", headers={"Authorization": f"Bearer {api.keys['read']}"}, timeout=30)
+        assert listed.status_code == 200
+        frames = httpx.post(f"{url}/v1/frames:import", content=b"{}\n", timeout=60, headers={
+            "Authorization": f"Bearer {api.keys['admin']}", "content-type": "application/x-ndjson"})
+        assert frames.status_code == 503 and "Kafka is unavailable" in frames.json()["detail"]
+    finally:
+        stop()

@@ -67,8 +67,7 @@ def upgrade() -> None:
         sa.Column("status", sa.String(16), nullable=False, server_default="active"),
         sa.Column("message", sa.Text, nullable=False),
         sa.Column("details", JSONB, nullable=False, server_default=sa.text("'{}'::jsonb")),
-        sa.Column("first_dedup_key", sa.Text, nullable=False),
-        sa.Column("last_dedup_key", sa.Text, nullable=False),
+        sa.Column("dedup_keys", sa.ARRAY(sa.Text), nullable=False),  # every alert counted: a re-delivery counts once
         sa.Column("occurrences", sa.Integer, nullable=False, server_default="1"),
         sa.Column("first_seen_at", ts, nullable=False),
         sa.Column("last_seen_at", ts, nullable=False),
@@ -88,6 +87,7 @@ def upgrade() -> None:
     op.create_index("alarms_one_open", "alarms", ["subject", "rule"], unique=True,
                     postgresql_where=sa.text("status <> 'cleared'"))
     op.create_index("alarms_last_seen", "alarms", ["last_seen_at"])
+    op.create_index("alarms_subject_rule", "alarms", ["subject", "rule"])
     op.create_table(
         "audit_log",
         sa.Column("id", sa.BigInteger, sa.Identity(), primary_key=True),
