@@ -14,7 +14,7 @@ from typing import Annotated
 
 from fastapi import Depends, HTTPException, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
-from sqlalchemy import Connection, Engine
+from sqlalchemy import Engine
 
 from admin.keys import Caller, KeyRefused, authenticate
 from admin.security import granted
@@ -103,6 +103,3 @@ def fleet_changed(request: Request, entity: str) -> None:
     producer = state.producer()
     if producer is not None:
         publish_change(producer, state.settings, entity)
-
-
-__all__ = ["AdminKey", "Connection", "LabelKey", "ReadKey", "Store", "fleet_changed", "require"]
