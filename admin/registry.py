@@ -29,6 +29,7 @@ class DeviceEntry:
     active: bool
     room_id: str | None
     site_id: str | None
+    credentials_hash: str | None = None
 
 
 @dataclass(frozen=True)
@@ -44,9 +45,10 @@ class FleetSnapshot:
 
 def load_snapshot(conn, version: int) -> FleetSnapshot:
     devices = {
-        r.id: DeviceEntry(active=r.deactivated_at is None, room_id=r.room_id, site_id=r.site_id)
+        r.id: DeviceEntry(active=r.deactivated_at is None, room_id=r.room_id, site_id=r.site_id,
+                          credentials_hash=r.credentials_hash)
         for r in conn.execute(text(
-            "SELECT d.id, d.deactivated_at, d.room_id, b.site_id FROM devices d "
+            "SELECT d.id, d.deactivated_at, d.room_id, d.credentials_hash, b.site_id FROM devices d "
             "LEFT JOIN rooms r ON r.id = d.room_id LEFT JOIN buildings b ON b.id = r.building_id"))
     }
     label_sets = {r.site_id: tuple(r.labels) for r in conn.execute(text("SELECT site_id, labels FROM label_sets"))}
@@ -156,6 +158,13 @@ class FleetRegistry:
         if not entry.active:
             return f"device {device_id!r} is deactivated in the registry; reactivate it (PATCH /v1/devices) to let its frames in"
         return None
+
+    def verifies(self, device_id: str, secret: str) -> bool:
+        """Whether `secret` is the active device's current ingest secret (for per-device identity at the edge)."""
+        from admin.security import matches
+
+        entry = self._snapshot.devices.get(device_id)
+        return bool(entry and entry.active and entry.credentials_hash and matches(secret, entry.credentials_hash))
 
     def room_of(self, device_id: str) -> str | None:
         entry = self._snapshot.devices.get(device_id)

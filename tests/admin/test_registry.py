@@ -79,11 +79,16 @@ class TestDevices:
         from admin.security import matches
         from storage.lane import engine_from_settings
 
+        from admin.registry import FleetRegistry
+
         with api.client() as c:
             c.post("/v1/devices", json={"id": "dev-cred"})
             first = c.post("/v1/devices/dev-cred/credentials").json()
             second = c.post("/v1/devices/dev-cred/credentials").json()
             assert first["secret"] != second["secret"] and len(second["secret"]) >= 40
+            with FleetRegistry(api.settings, listen=False) as registry:  # what the edge will check frames against
+                assert registry.verifies("dev-cred", second["secret"])
+                assert not registry.verifies("dev-cred", first["secret"]) and not registry.verifies("dev-w1", "x")
             shown = c.get("/v1/devices/dev-cred").json()
             assert shown["credentials_issued_at"] is not None and "secret" not in shown
             c.delete("/v1/devices/dev-cred")
