@@ -95,7 +95,7 @@ def main() -> None:
     from deploy.stack import Stack
     from iotlm.settings import Settings
     from models.inference import MotionClassifier
-    from stream_workers.demo import run_demo
+    from iotlm.demo import run_demo
     from stream_workers.inference import WindowClassifier
 
     torch.set_num_threads(args.threads)

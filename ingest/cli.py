@@ -22,8 +22,15 @@ def _print_json(doc) -> None:
     typer.echo(json.dumps(doc, default=str))
 
 
+def _admission(ctx: typer.Context, settings):
+    """The registry-backed admission the composition root (iotlm.cli) offers, or None: settings decide."""
+    obj = ctx.find_root().obj
+    return obj.open_fleet(settings) if obj is not None else None
+
+
 @ingest_app.command("mqtt-bridge")
 def mqtt_bridge(
+    ctx: typer.Context,
     max_messages: int = typer.Option(None, help="Stop after this many messages (tests, demos)."),
     duration: float = typer.Option(None, help="Stop after this many seconds."),
     client_id: str = typer.Option(None, help="MQTT client id (default settings.ingest.mqtt_client_id)."),
@@ -40,9 +47,10 @@ def mqtt_bridge(
 
     settings = _settings()
     console = Console(stderr=True)
+    admission = _admission(ctx, settings)
     with DeviceProducer(settings, client_id="iotlm-mqtt-bridge") as producer:
         bridge = MqttBridge(
-            settings, IngestGate(settings, producer), client_id=client_id,
+            settings, IngestGate(settings, producer, admission), client_id=client_id,
             on_ready=lambda: console.print("subscribed; forwarding"),
         )
         host, port = settings.mqtt_address
@@ -55,6 +63,9 @@ def mqtt_bridge(
         except ConnectionRefusedError:
             console.print(f"[red]no MQTT broker at {host}:{port}: is the stack up? (iotlm stack up)[/red]")
             raise typer.Exit(1) from None
+        finally:
+            if admission is not None:
+                admission.close()
     if as_json:
         _print_json(asdict(summary))
     else:
@@ -69,6 +80,7 @@ def mqtt_bridge(
 
 @ingest_app.command("send")
 def send(
+    ctx: typer.Context,
     path: Path = typer.Argument(..., help="A file holding one frame (JSON or msgpack); '-' reads stdin."),
     source: str = typer.Option("cli", help="Source name recorded with the frame or dead letter."),
     as_json: bool = typer.Option(False, "--json", help="Print the gate's decision as JSON."),
@@ -81,8 +93,13 @@ def send(
 
     settings = _settings()
     raw = sys.stdin.buffer.read() if str(path) == "-" else path.read_bytes()
-    with DeviceProducer(settings) as producer:
-        decision = IngestGate(settings, producer).admit(raw, source)
+    admission = _admission(ctx, settings)
+    try:
+        with DeviceProducer(settings) as producer:
+            decision = IngestGate(settings, producer, admission).admit(raw, source)
+    finally:
+        if admission is not None:
+            admission.close()
     if as_json:
         _print_json(asdict(decision))
     elif decision.accepted:

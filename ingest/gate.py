@@ -23,7 +23,8 @@ from ingest.producer import DeviceProducer, Headers
 
 
 class DeviceAdmission(Protocol):
-    """Decides whether a device may send. Swap in a database-backed one when registration exists."""
+    """Decides whether a device may send. The composition root (the CLI) passes the registry-backed one
+    (admin.registry.FleetRegistry); without it, settings decide."""
 
     def refusal(self, device_id: str) -> str | None:
         """None when admitted, else why not (a sentence for the DLQ ``reason`` header)."""
@@ -71,6 +72,28 @@ class IngestGate:
         ``expected_device`` is who the transport says sent it (the MQTT topic): a frame naming another
         device is refused with ``device_mismatch``."""
         received_at = time.time()
+        device_id, forward, code, reason = self._verdict(raw, truth, expected_device)
+        if forward is None:
+            return self._dead_letter(raw, source, received_at, device_id, code, reason)
+        headers: Headers = [
+            (CONTENT_TYPE_HEADER, CONTENT_TYPES["msgpack"].encode()),
+            ("source", source.encode()),
+            ("received_at", f"{received_at:.6f}".encode()),
+        ]
+        if truth is not None:
+            headers.append((TRUTH_HEADER, truth))
+        self.producer.send_raw(self.settings.kafka.frames_topic, device_id, forward, headers)
+        self.outcomes["accepted"] += 1
+        return GateDecision(accepted=True, device_id=device_id)
+
+    def check(self, raw: bytes, *, truth: bytes | None = None, expected_device: str | None = None) -> GateDecision:
+        """What `admit` would decide, sending nothing: an upload is checked whole before any of it goes in."""
+        device_id, forward, code, reason = self._verdict(raw, truth, expected_device)
+        return GateDecision(accepted=forward is not None, device_id=device_id, code=code, reason=reason)
+
+    def _verdict(self, raw: bytes, truth: bytes | None,
+                 expected_device: str | None) -> tuple[str | None, bytes | None, str | None, str | None]:
+        """(device id, bytes to forward or None, refusal code, refusal reason)."""
         device_id = None
         try:
             frame = decode(raw, self.limits)
@@ -83,22 +106,11 @@ class IngestGate:
                 raise FrameError(refusal, "unknown_device")
             if truth is not None:
                 truth_for_frame(truth, frame)
-            forward = encode(frame)
+            return device_id, encode(frame), None, None
         except FrameError as exc:
-            return self._dead_letter(raw, source, received_at, device_id, exc.code, exc.reason)
+            return device_id, None, exc.code, exc.reason
         except Exception as exc:  # a bug of ours must not lose the payload either
-            reason = f"ingest failed to check this payload ({type(exc).__name__}: {exc})"
-            return self._dead_letter(raw, source, received_at, device_id, "internal", reason)
-        headers: Headers = [
-            (CONTENT_TYPE_HEADER, CONTENT_TYPES["msgpack"].encode()),
-            ("source", source.encode()),
-            ("received_at", f"{received_at:.6f}".encode()),
-        ]
-        if truth is not None:
-            headers.append((TRUTH_HEADER, truth))
-        self.producer.send_raw(self.settings.kafka.frames_topic, device_id, forward, headers)
-        self.outcomes["accepted"] += 1
-        return GateDecision(accepted=True, device_id=device_id)
+            return device_id, None, "internal", f"ingest failed to check this payload ({type(exc).__name__}: {exc})"
 
     def _dead_letter(self, raw, source, received_at, device_id, code, reason) -> GateDecision:
         value, truncation = bounded_payload(raw, self.settings.kafka)

@@ -9,8 +9,9 @@ argument; nothing reads the environment on its own.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
@@ -63,8 +64,13 @@ class KafkaSettings(BaseModel):
 
 
 class IngestSettings(BaseModel):
-    """Device admission until the admin API owns registration."""
+    """Device admission, and the MQTT bridge."""
 
+    admission: Literal["settings", "registry"] = Field(
+        "settings",
+        description="Who decides which devices may send (and, for the workers, their rooms, label sets and alert "
+        "rules): 'settings' (the fields below) or 'registry' (the admin API's tables, hot-reloaded).",
+    )
     registered_devices: list[str] = Field(
         default_factory=list,
         description="Device ids allowed in; empty list plus allow_prefixes decides admission.",
@@ -190,6 +196,25 @@ class GrafanaSettings(BaseModel):
     request_timeout_s: float = 10.0
 
 
+class ApiSettings(BaseModel):
+    """The admin API (`iotlm api`) and the CLI commands that call it."""
+
+    host: str = "127.0.0.1"
+    port: int = 8000
+    url: str = Field("", description="Where the CLI finds the API; empty: http://{host}:{port}.")
+    failed_auth_limit: int = Field(
+        20, description="Failed key attempts one client may make per failed_auth_window_s before getting 429s."
+    )
+    failed_auth_window_s: float = 60.0
+    registry_refresh_s: float = Field(
+        30.0, description="The fleet registry (admission, rooms, label sets, rules) reloads at least this often; "
+        "a change notice on the control topic reloads it at once.",
+    )
+    max_rows: int = Field(10_000, description="Most rows a list or history route returns (JSON or CSV) per request.")
+    import_max_bytes: int = Field(64 * 1024 * 1024, description="Largest body POST /v1/frames:import takes.")
+    alarm_keeper: bool = Field(True, description="The API process turns alerts (Redis alert stream) into alarms.")
+
+
 class Settings(BaseSettings):
     """All of IoT-LM's configuration. Build once at the edge (CLI, test fixture) and pass down."""
 
@@ -203,6 +228,8 @@ class Settings(BaseSettings):
     storage: StorageSettings = Field(default_factory=StorageSettings)
     workers: WorkerSettings = Field(default_factory=WorkerSettings)
     grafana: GrafanaSettings = Field(default_factory=GrafanaSettings)
+    api: ApiSettings = Field(default_factory=ApiSettings)
+    api_key: SecretStr | None = Field(None, description="IOTLM_API_KEY: the key `iotlm devices|labels|alarms` send.")
 
     def environ(self) -> dict[str, str]:
         """`IOTLM_*` variables that give a child process exactly these settings (lists and maps as JSON)."""
@@ -237,6 +264,10 @@ class Settings(BaseSettings):
     @property
     def redis_url(self) -> str:
         return f"redis://{self.stack.host}:{self.stack.redis_port}/0"
+
+    @property
+    def api_url(self) -> str:
+        return self.api.url or f"http://{self.api.host}:{self.api.port}"
 
     @property
     def mqtt_address(self) -> tuple[str, int]:

@@ -10,8 +10,8 @@ from __future__ import annotations
 from datetime import datetime
 
 from sqlalchemy import (
-    ARRAY, BigInteger, Boolean, CheckConstraint, DateTime, Float, ForeignKey, Integer, LargeBinary, String,
-    Text, UniqueConstraint, func,
+    ARRAY, BigInteger, Boolean, CheckConstraint, DateTime, Float, ForeignKey, Index, Integer, LargeBinary, String,
+    Text, UniqueConstraint, func, text,
 )
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
@@ -20,6 +20,10 @@ MODEL_STATUSES = ("candidate", "promoted", "retired")
 JOB_STATUSES = ("queued", "running", "succeeded", "failed", "cancelled")
 LABEL_SOURCES = ("manual", "llm", "rule", "import")
 SEVERITIES = ("info", "warning", "critical")
+SCOPES = ("read", "label", "admin")
+RULE_KINDS = ("fall", "sensor_fault", "no_movement", "room_hours", "device_silent")
+RULE_SCOPES = ("fleet", "site", "room", "device")
+ALARM_STATUSES = ("active", "acknowledged", "cleared")
 
 Timestamp = DateTime(timezone=True)
 
@@ -68,7 +72,10 @@ class Device(Base):
     room_id: Mapped[str | None] = mapped_column(ForeignKey("rooms.id", ondelete="SET NULL"))
     owner: Mapped[str | None] = mapped_column(Text)
     registered_at: Mapped[datetime] = mapped_column(Timestamp, server_default=func.now())
-    credentials_hash: Mapped[str | None] = mapped_column(Text)
+    credentials_hash: Mapped[str | None] = mapped_column(Text)  # of the device's ingest secret, never the secret
+    kind: Mapped[str | None] = mapped_column(String(32))  # imu, env, ...
+    deactivated_at: Mapped[datetime | None] = mapped_column(Timestamp)  # set: its frames are refused
+    credentials_issued_at: Mapped[datetime | None] = mapped_column(Timestamp)
 
 
 class RawFrame(Base):
@@ -169,6 +176,8 @@ class FinetuneJob(Base):
 
 
 class ApiKey(Base):
+    """A key of the admin API: only its hash is kept, found by its public prefix."""
+
     __tablename__ = "api_keys"
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     name: Mapped[str] = mapped_column(Text)
@@ -176,3 +185,84 @@ class ApiKey(Base):
     scopes: Mapped[list[str]] = mapped_column(ARRAY(Text), default=list)
     created_at: Mapped[datetime] = mapped_column(Timestamp, server_default=func.now())
     revoked_at: Mapped[datetime | None] = mapped_column(Timestamp)
+    prefix: Mapped[str] = mapped_column(String(16), index=False)
+    expires_at: Mapped[datetime | None] = mapped_column(Timestamp)
+    last_used_at: Mapped[datetime | None] = mapped_column(Timestamp)
+    __table_args__ = (Index("api_keys_prefix", "prefix"),
+                      CheckConstraint("scopes <@ ARRAY['read', 'label', 'admin']::text[]", name="api_keys_scopes_known"))
+
+
+class LabelSet(Base):
+    """The activity names the workers classify a site's devices against."""
+
+    __tablename__ = "label_sets"
+    site_id: Mapped[str] = mapped_column(ForeignKey("sites.id", ondelete="CASCADE"), primary_key=True)
+    labels: Mapped[list[str]] = mapped_column(ARRAY(Text))
+    updated_at: Mapped[datetime] = mapped_column(Timestamp, server_default=func.now())
+    __table_args__ = (CheckConstraint("cardinality(labels) >= 2", name="label_sets_two_or_more"),)
+
+
+class AlertRule(Base):
+    """Parameters of one built-in alert rule for the fleet, a site, a room or a device (most specific wins)."""
+
+    __tablename__ = "alert_rules"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    kind: Mapped[str] = mapped_column(String(32))
+    scope: Mapped[str] = mapped_column(String(16))
+    scope_id: Mapped[str] = mapped_column(String(64))  # '' for the whole fleet
+    params: Mapped[dict] = mapped_column(JSONB, default=dict)
+    enabled: Mapped[bool] = mapped_column(Boolean, server_default=text("true"))
+    created_at: Mapped[datetime] = mapped_column(Timestamp, server_default=func.now())
+    updated_at: Mapped[datetime] = mapped_column(Timestamp, server_default=func.now())
+    __table_args__ = (UniqueConstraint("kind", "scope", "scope_id", name="alert_rules_one_per_kind_and_scope"),
+                      CheckConstraint(f"kind IN {RULE_KINDS}", name="alert_rules_kind_known"),
+                      CheckConstraint(f"scope IN {RULE_SCOPES}", name="alert_rules_scope_known"),
+                      CheckConstraint("(scope = 'fleet') = (scope_id = '')", name="alert_rules_scope_id_given"))
+
+
+class Alarm(Base):
+    """What an operator handles: alerts of one rule on one subject, from first seen until cleared."""
+
+    __tablename__ = "alarms"
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=True)
+    subject: Mapped[str] = mapped_column(String(80))  # 'device:<id>' or 'room:<id>'
+    rule: Mapped[str] = mapped_column(String(32))
+    device_id: Mapped[str | None] = mapped_column(String(64))
+    room_id: Mapped[str | None] = mapped_column(String(64))
+    severity: Mapped[str] = mapped_column(String(16))
+    status: Mapped[str] = mapped_column(String(16), server_default="active")
+    message: Mapped[str] = mapped_column(Text)
+    details: Mapped[dict] = mapped_column(JSONB, default=dict)
+    dedup_keys: Mapped[list[str]] = mapped_column(ARRAY(Text))  # every alert counted: a re-delivery counts once
+    occurrences: Mapped[int] = mapped_column(Integer, server_default="1")
+    first_seen_at: Mapped[datetime] = mapped_column(Timestamp)
+    last_seen_at: Mapped[datetime] = mapped_column(Timestamp)
+    assignee: Mapped[str | None] = mapped_column(Text)
+    comment: Mapped[str | None] = mapped_column(Text)
+    acknowledged_at: Mapped[datetime | None] = mapped_column(Timestamp)
+    acknowledged_by: Mapped[int | None] = mapped_column(Integer)
+    cleared_at: Mapped[datetime | None] = mapped_column(Timestamp)
+    cleared_by: Mapped[int | None] = mapped_column(Integer)
+    created_at: Mapped[datetime] = mapped_column(Timestamp, server_default=func.now())
+    updated_at: Mapped[datetime] = mapped_column(Timestamp, server_default=func.now())
+    __table_args__ = (CheckConstraint(f"status IN {ALARM_STATUSES}", name="alarms_status_known"),
+                      CheckConstraint(f"severity IN {SEVERITIES}", name="alarms_severity_known"),
+                      CheckConstraint("occurrences > 0", name="alarms_occurrences_positive"),
+                      Index("alarms_one_open", "subject", "rule", unique=True,
+                            postgresql_where=text("status <> 'cleared'")),
+                      Index("alarms_last_seen", "last_seen_at"), Index("alarms_subject_rule", "subject", "rule"))
+
+
+class AuditEntry(Base):
+    """One write through the admin API: who (key), what, when, and the record before and after."""
+
+    __tablename__ = "audit_log"
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=True)
+    at: Mapped[datetime] = mapped_column(Timestamp, server_default=func.now())
+    key_id: Mapped[int | None] = mapped_column(Integer)  # None: the system (alarm keeper) or the local CLI
+    action: Mapped[str] = mapped_column(String(32))
+    entity: Mapped[str] = mapped_column(String(32))
+    entity_id: Mapped[str] = mapped_column(Text)
+    before: Mapped[dict | None] = mapped_column(JSONB)
+    after: Mapped[dict | None] = mapped_column(JSONB)
+    __table_args__ = (Index("audit_log_entity", "entity", "entity_id"), Index("audit_log_at", "at"))

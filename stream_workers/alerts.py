@@ -23,6 +23,7 @@ import numpy as np
 
 from iotlm.settings import WorkerSettings
 from ingest.hapt import STANDARD_GRAVITY
+from stream_workers.fleet import Fleet
 from stream_workers.records import Alert, WindowResult
 from stream_workers.windows import Window
 
@@ -33,8 +34,9 @@ IMPACT_WITHIN_S = 1.0
 class AlertRules:
     """Evaluates every rule; keeps the little per-device state the rules need."""
 
-    def __init__(self, config: WorkerSettings):
+    def __init__(self, config: WorkerSettings, fleet: Fleet | None = None):
         self.config = config
+        self.fleet = fleet  # rules as data, hot-reloaded (stream_workers.fleet); None: settings only
         self._last_raised: dict[tuple[str, str], float] = {}  # (device, rule) -> alert time
         self._still_since: dict[str, float] = {}
         self._last_heard: dict[str, tuple[float, float]] = {}  # device -> (wall clock heard, end of its last frame)
@@ -59,7 +61,16 @@ class AlertRules:
             self._silent.add(device_id)
 
     def room_of(self, device_id: str) -> str | None:
-        return self.config.device_rooms.get(device_id)
+        return self.fleet.room_of(device_id) if self.fleet else self.config.device_rooms.get(device_id)
+
+    def _config(self, rule: str, device_id: str) -> WorkerSettings | None:
+        """The settings `rule` reads for this device: the fleet's rule overrides if any; None when disabled."""
+        if self.fleet is None:
+            return self.config
+        overrides = self.fleet.rule_overrides(rule, device_id)
+        if overrides is None:
+            return None
+        return self.config.model_copy(update=overrides) if overrides else self.config
 
     def on_window(self, window: Window) -> list[Alert]:
         alerts = [self._fall(window), self._sensor_fault(window), self._no_movement(window)]
@@ -67,10 +78,11 @@ class AlertRules:
 
     def on_result(self, result: WindowResult) -> list[Alert]:
         room = self.room_of(result.device_id)
-        if room is None:
+        config = self._config("room_hours", result.device_id)
+        if room is None or config is None:
             return []
         hour = datetime.fromtimestamp(result.window_start, timezone.utc).hour
-        for rule in self.config.room_hours:
+        for rule in config.room_hours:
             if rule.get("room") != room or rule.get("activity") != result.activity:
                 continue
             start, end = int(rule["start_hour"]), int(rule["end_hour"])
@@ -93,28 +105,34 @@ class AlertRules:
         (event data: the same silence found again after a restart has the same dedup key)."""
         alerts = []
         for device_id, (heard_at, frame_end) in self._last_heard.items():
-            if device_id not in self._silent and now - heard_at >= self.config.silent_device_s:
+            config = self._config("device_silent", device_id)
+            if config is None:
+                continue
+            if device_id not in self._silent and now - heard_at >= config.silent_device_s:
                 self._silent.add(device_id)
                 alerts.append(Alert(
                     rule="device_silent", severity="warning", device_id=device_id, at=round(frame_end, 2),
                     room=self.room_of(device_id),
                     message=f"{device_id} sent nothing for {now - heard_at:.0f} s "
-                            f"(limit {self.config.silent_device_s:g} s)",
+                            f"(limit {config.silent_device_s:g} s)",
                 ))
         return alerts
 
     # -- rules on the raw window -------------------------------------------------------------
 
     def _fall(self, window: Window) -> Alert | None:
+        config = self._config("fall", window.device_id)
+        if config is None:
+            return None
         g = np.linalg.norm(window.acc, axis=1) / STANDARD_GRAVITY
-        freefall = g < self.config.fall_freefall_g
+        freefall = g < config.fall_freefall_g
         min_run = max(1, round(FREEFALL_MIN_S * window.rate_hz))
         run = 0
         for i, falling in enumerate(freefall):
             run = run + 1 if falling else 0
             if run == min_run:
                 after = g[i + 1 : i + 1 + round(IMPACT_WITHIN_S * window.rate_hz)]
-                if len(after) and after.max() > self.config.fall_impact_g:
+                if len(after) and after.max() > config.fall_impact_g:
                     start = i + 1 - min_run
                     return Alert(
                         rule="fall", severity="critical", device_id=window.device_id,
@@ -125,13 +143,16 @@ class AlertRules:
         return None
 
     def _sensor_fault(self, window: Window) -> Alert | None:
+        config = self._config("sensor_fault", window.device_id)
+        if config is None:
+            return None
         std = window.acc.std(axis=0)
-        clipped = (np.abs(window.acc) >= self.config.saturation_ms2).any(axis=1).mean()
-        if (std < self.config.flat_line_std).any():
+        clipped = (np.abs(window.acc) >= config.saturation_ms2).any(axis=1).mean()
+        if (std < config.flat_line_std).any():
             axis = "xyz"[int(np.argmin(std))]
             problem = f"accelerometer axis {axis} is a flat line (std {std.min():.1e} m/s^2)"
-        elif clipped >= self.config.saturation_fraction:
-            problem = f"{clipped:.0%} of samples clipped at {self.config.saturation_ms2:g} m/s^2"
+        elif clipped >= config.saturation_fraction:
+            problem = f"{clipped:.0%} of samples clipped at {config.saturation_ms2:g} m/s^2"
         else:
             return None
         return Alert(
@@ -140,13 +161,16 @@ class AlertRules:
         )
 
     def _no_movement(self, window: Window) -> Alert | None:
-        steady = np.linalg.norm(window.acc, axis=1).std() < self.config.no_movement_std
+        config = self._config("no_movement", window.device_id)
+        if config is None:
+            return None
+        steady = np.linalg.norm(window.acc, axis=1).std() < config.no_movement_std
         if not steady:
             self._still_since.pop(window.device_id, None)
             return None
         since = self._still_since.setdefault(window.device_id, window.start)
         still_for = window.end - since
-        if still_for < self.config.no_movement_s:
+        if still_for < config.no_movement_s:
             return None
         return Alert(
             rule="no_movement", severity="warning", device_id=window.device_id, at=since,
@@ -158,7 +182,8 @@ class AlertRules:
         for alert in alerts:
             key = (alert.device_id, alert.rule)
             last = self._last_raised.get(key)
-            if last is not None and abs(alert.at - last) < self.config.alert_cooldown_s:
+            cooldown_s = (self._config(alert.rule, alert.device_id) or self.config).alert_cooldown_s
+            if last is not None and abs(alert.at - last) < cooldown_s:
                 continue
             self._last_raised[key] = alert.at
             fresh.append(alert)

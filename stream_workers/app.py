@@ -50,6 +50,7 @@ from ingest.gate import DeviceAdmission, SettingsAdmission
 from stream_workers.alerts import AlertRules
 from stream_workers.batching import MicroBatcher
 from stream_workers.episodes import EpisodeTracker
+from stream_workers.fleet import Fleet
 from stream_workers.inference import ActivityModel, WindowClassifier
 from stream_workers.metrics import WorkerMetrics
 from stream_workers.records import Alert, Episode, RawFrame, WindowResult
@@ -125,6 +126,7 @@ class StreamWorker:
         serve_metrics: bool = True,
         on_written: Callable[[list[WindowResult]], None] | None = None,
         admission: DeviceAdmission | None = None,
+        fleet: Fleet | None = None,
     ):
         self.settings = settings
         self.config = settings.workers
@@ -137,10 +139,12 @@ class StreamWorker:
         self.totals = WorkerTotals()
         self.metrics = WorkerMetrics(self.name)
         self.limits = FrameLimits.from_settings(settings)
-        # the gate's admission again: frames can reach Kafka by another path than the gate
-        self.admission = admission or SettingsAdmission(settings.ingest)
+        # the gate's admission again (the registry's when there is one): frames can reach Kafka by another
+        # path than the gate, and a device deactivated since the gate let it in is refused here
+        self.admission = admission or fleet or SettingsAdmission(settings.ingest)
         self.episodes = EpisodeTracker(self.config.episode_min_windows, max_gap_s=2 * self.config.window_s)
-        self.rules = AlertRules(self.config)
+        self.fleet = fleet  # admission, rooms, label sets, rules from the registry (None: settings)
+        self.rules = AlertRules(self.config, fleet)
         self.assembler: WindowAssembler | None = None
         self.classifier: WindowClassifier | None = None
         self.promoted: str | None = None
@@ -191,9 +195,10 @@ class StreamWorker:
         if self._sink is None:
             from stream_workers.sink import StorageSink
 
-            self._sink = await loop.run_in_executor(None, StorageSink, self.settings)
+            self._sink = await loop.run_in_executor(None, StorageSink, self.settings, self.fleet)
         await loop.run_in_executor(None, ensure_topics, self.settings)  # idempotent; a fresh stack has none
-        self.classifier = WindowClassifier(self._model, self.config.labels)
+        self.classifier = WindowClassifier(self._model, self.config.labels,
+                                           labels_for=self.fleet.labels_for if self.fleet else None)
         self.assembler = WindowAssembler.from_settings(self.config, self._model.rate_hz)
         kafka = self.settings.kafka
         if self.config.engine == "faust":

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import time
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Protocol
 
 import numpy as np
@@ -34,9 +34,11 @@ class ActivityModel(Protocol):
 class WindowClassifier:
     """Classifies windows over the site's label set with the current model."""
 
-    def __init__(self, model: ActivityModel, labels: Sequence[str]):
+    def __init__(self, model: ActivityModel, labels: Sequence[str],
+                 labels_for: Callable[[str], Sequence[str] | None] | None = None):
         self.model = model
         self.labels = list(labels)
+        self.labels_for = labels_for  # device id -> its site's label set (None: `labels`), read per batch
 
     @property
     def version(self) -> str:
@@ -45,28 +47,35 @@ class WindowClassifier:
     def swap(self, model: ActivityModel) -> None:
         self.model = model
 
+    def _labels(self, device_id: str) -> tuple[str, ...]:
+        chosen = self.labels_for(device_id) if self.labels_for is not None else None
+        return tuple(chosen or self.labels)
+
     def __call__(self, windows: list[Window]) -> list[WindowResult]:
         model = self.model  # one model for the whole batch, even if a swap lands meanwhile
-        groups: dict[tuple[bool, str], list[int]] = defaultdict(list)
+        groups: dict[tuple[bool, str, tuple[str, ...]], list[int]] = defaultdict(list)
         for i, w in enumerate(windows):
-            groups[(w.gyro is not None, w.placement)].append(i)
-        probs = np.zeros((len(windows), len(self.labels)), np.float32)
-        for (has_gyro, placement), rows in groups.items():
+            groups[(w.gyro is not None, w.placement, self._labels(w.device_id))].append(i)
+        probs: list[np.ndarray | None] = [None] * len(windows)
+        labels_of: list[tuple[str, ...]] = [()] * len(windows)
+        for (has_gyro, placement, labels), rows in groups.items():
             acc = np.stack([windows[i].acc for i in rows])
             gyro = np.stack([windows[i].gyro for i in rows]) if has_gyro else None
-            probs[rows] = model.predict_proba(acc, gyro, windows[rows[0]].rate_hz, self.labels, placement)
+            group_probs = model.predict_proba(acc, gyro, windows[rows[0]].rate_hz, list(labels), placement)
+            for i, p in zip(rows, group_probs):
+                probs[i], labels_of[i] = p, labels
         decided_at = time.time()
         results = []
-        for w, p in zip(windows, probs):
+        for w, p, labels in zip(windows, probs, labels_of):
             top = int(np.argmax(p))
             results.append(WindowResult(
                 device_id=w.device_id,
                 window_start=w.start,
                 window_end=w.end,
                 model_version=model.version,
-                activity=self.labels[top],
+                activity=labels[top],
                 probability=float(p[top]),
-                distribution={label: round(float(x), 5) for label, x in zip(self.labels, p)},
+                distribution={label: round(float(x), 5) for label, x in zip(labels, p)},
                 placement=w.placement,
                 truth=w.truth,
                 completed_at=w.completed_at,

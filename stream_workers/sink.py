@@ -87,12 +87,13 @@ def _utc(t: float) -> datetime:
 class StorageSink:
     """ResultSink onto storage's idempotent writers (PostgreSQL or TimescaleDB lane, per settings)."""
 
-    def __init__(self, settings):
+    def __init__(self, settings, rooms=None):
         from storage.lane import engine_from_settings
         from storage.live_state import AlertStream, LiveState
         from storage.writer import AlertWriter, EpisodeWriter, PredictionWriter, RawFrameWriter
 
-        self.rooms = settings.workers.device_rooms
+        # device id -> room: the fleet registry when the composition root gives one, else the settings' map
+        self.rooms = rooms if rooms is not None else settings.workers.device_rooms
         self.engine = engine_from_settings(settings)
         self.predictions = PredictionWriter(self.engine, storage_settings=settings.storage)
         self.episodes = EpisodeWriter(self.engine, lane=self.predictions.lane, storage_settings=settings.storage)

@@ -19,6 +19,7 @@ from storage.writer import RawFrameRow, RawFrameWriter
 
 TIME_SERIES = {"raw_frames", "window_predictions", "alerts"}
 CATALOG = {"sites", "buildings", "rooms", "devices", "labels", "model_versions", "finetune_jobs", "api_keys",
+           "label_sets", "alert_rules", "alarms", "audit_log",
            "activity_episodes", "storage_lane"}
 AGGREGATES = ["activity_per_room_hourly", "device_windows_hourly"]
 pytestmark = pytest.mark.services

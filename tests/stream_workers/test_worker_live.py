@@ -247,7 +247,7 @@ def offline_accuracy(settings, devices: int, duration_s: float) -> float:
 
 class TestDemo:
     def test_twenty_replayed_devices_give_one_row_per_window_and_live_accuracy_near_offline(self, isolated):
-        from stream_workers.demo import run_demo
+        from iotlm.demo import run_demo
 
         hop = isolated.workers.hop_s
         start = (time.time() - 10_800) // hop * hop  # on the window grid: every device gets 45 full windows
@@ -258,6 +258,9 @@ class TestDemo:
         assert report.duplicate_rows == 0 and report.dlq == 0
         # the raw signal is kept for fine-tuning: one row per frame sent
         assert report.raw_frame_rows == report.frames and report.duplicate_raw_frames == 0
+        # its devices were registered through the admin API; the gate refused one it did not register
+        assert report.registered_devices == 20 and len(report.rooms) == 7
+        assert report.unregistered_refused["code"] == "unknown_device" and not report.unregistered_refused["accepted"]
         offline = offline_accuracy(isolated, 20, 60.0)
         assert report.live_accuracy is not None
         assert abs(report.live_accuracy - offline) < 0.08, (report.live_accuracy, offline)

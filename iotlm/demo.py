@@ -1,10 +1,15 @@
 """`iotlm demo`: the whole path live on this machine, with a summary a person (or a test) can read.
 
-Brings the stack up, creates topics and schema, starts `workers` stream workers in this process (each
-its own consumer in the group, so partitions are shared as between processes), replays HAPT
+Brings the stack up, creates topics and schema, starts the admin API in this process and registers the
+demo's site, rooms and devices through it (with a key made for the run and revoked after), starts
+`workers` stream workers in this process (each its own consumer in the group, so partitions are
+shared as between processes) reading admission, rooms and rules from the registry, replays HAPT
 subjects as live devices (the nine held-out test subjects first), and shows devices, windows/s,
-end-to-end latency and live accuracy against the replayed ground truth while it runs. It ends when the
-replay has been sent and every window it completes has been written.
+end-to-end latency and live accuracy against the replayed ground truth while it runs. A frame from a
+device the demo did not register is offered to the ingest gate, which refuses it (`unknown_device`).
+It ends when the replay has been sent and every window it completes has been written.
+
+A whole-platform scenario, so it lives with the composition root (`iotlm/`), not inside a part.
 """
 
 from __future__ import annotations
@@ -16,6 +21,7 @@ import time
 from dataclasses import asdict, dataclass, field
 
 import numpy as np
+import typer
 
 from stream_workers.records import WindowResult
 
@@ -39,6 +45,9 @@ class DemoReport:
     windows_per_s: float  # results written per second, first to last
     wall_s: float
     model_versions: dict[str, int] = field(default_factory=dict)
+    registered_devices: int = 0  # through the admin API
+    rooms: list[str] = field(default_factory=list)
+    unregistered_refused: dict = field(default_factory=dict)  # the gate's decision for a device not registered
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -129,13 +138,101 @@ def _count_rows(settings, table: str, time_column: str, unique_column: str, devi
     return int(rows), int(rows - distinct)
 
 
+DEMO_SITE, DEMO_BUILDING, DEVICES_PER_ROOM = "demo-site", "demo-house", 3
+UNREGISTERED = "demo-unregistered-1"
+
+
+def register_fleet(settings, devices: int) -> tuple[list[str], list[str]]:
+    """Register the demo's site, building, rooms and devices through the admin API (run in this process,
+    on a free port, with a key made for the purpose and revoked afterwards). Returns (device ids, rooms)."""
+    import httpx
+
+    from admin.keys import create_key, revoke_key
+    from deploy.process import free_ports
+    from ingest.simulate import hapt_device_ids
+    from storage.lane import engine_from_settings
+
+    device_ids = [device_id for device_id, _ in hapt_device_ids(devices)]
+    rooms = [f"demo-room-{i + 1}" for i in range((devices + DEVICES_PER_ROOM - 1) // DEVICES_PER_ROOM)]
+    engine = engine_from_settings(settings)
+    with engine.begin() as conn:
+        key, row = create_key(conn, "admin", "iotlm demo", expires_days=1)
+    url, stop = serve_api(settings.model_copy(update={"api": settings.api.model_copy(update={"alarm_keeper": False})}),
+                          free_ports()[0])
+    try:
+        with httpx.Client(base_url=url, headers={"Authorization": f"Bearer {key}"}, timeout=30) as api:
+            def put(path: str, body: dict) -> None:
+                """Create, or bring an earlier run's record back to what this run wants."""
+                made = api.post(path, json=body)
+                if made.status_code == 409:
+                    update = {k: v for k, v in body.items() if k != "id"}
+                    made = api.patch(f"{path}/{body['id']}", json=update | ({"active": True} if path == "/v1/devices" else {}))
+                made.raise_for_status()
+
+            put("/v1/sites", {"id": DEMO_SITE, "name": "IoT-LM demo"})
+            put("/v1/buildings", {"id": DEMO_BUILDING, "site_id": DEMO_SITE, "name": "Demo house"})
+            for room in rooms:
+                put("/v1/rooms", {"id": room, "building_id": DEMO_BUILDING, "name": room})
+            for i, device_id in enumerate(device_ids):
+                put("/v1/devices", {"id": device_id, "kind": "imu", "placement": "waist",
+                                    "room_id": rooms[i // DEVICES_PER_ROOM], "owner": "HAPT replay"})
+            if api.get(f"/v1/devices/{UNREGISTERED}").status_code == 200:
+                api.delete(f"/v1/devices/{UNREGISTERED}")  # someone registered it: the demo still shows a refusal
+    finally:
+        stop()
+        with engine.begin() as conn:
+            revoke_key(conn, row["id"])
+        engine.dispose()
+    return device_ids, rooms
+
+
+def serve_api(settings, port: int):
+    """(url, stop()) of the admin API served by uvicorn in a thread of this process."""
+    import uvicorn
+
+    from admin.app import create_app
+
+    server = uvicorn.Server(uvicorn.Config(create_app(settings), host="127.0.0.1", port=port, log_level="warning"))
+    thread = threading.Thread(target=server.run, name="admin-api", daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 60
+    while not server.started:
+        if not thread.is_alive() or time.monotonic() > deadline:
+            raise RuntimeError("the admin API did not start")
+        time.sleep(0.05)
+
+    def stop() -> None:
+        server.should_exit = True
+        thread.join(timeout=30)
+
+    return f"http://127.0.0.1:{port}", stop
+
+
+def offer_unregistered_frame(settings, fleet) -> dict:
+    """One frame of a device the demo did not register, through the ingest gate: refused, to the DLQ."""
+    import numpy as np
+
+    from ingest.codec import encode
+    from ingest.frame import Frame, ImuStream
+    from ingest.gate import IngestGate
+    from ingest.producer import DeviceProducer
+
+    acc = np.tile(np.float32([0.0, 0.0, 9.81]), (50, 1))
+    frame = Frame(device_id=UNREGISTERED, seq=0, t0=time.time() - 1, duration_s=1.0, placement="wrist",
+                  imu=ImuStream(rate_hz=50.0, acc=acc))
+    with DeviceProducer(settings) as producer:
+        decision = IngestGate(settings, producer, admission=fleet).admit(encode(frame), "demo")
+    return {"device_id": decision.device_id, "accepted": decision.accepted, "code": decision.code,
+            "reason": decision.reason}
+
+
 async def _run_workers_and_replay(settings, workers: int, devices: int, speed: float, duration_s: float,
-                                  start_time: float, tally: LiveTally, show) -> tuple[list, object]:
+                                  start_time: float, tally: LiveTally, show, registry) -> tuple[list, object]:
     from ingest.simulate import replay_hapt
     from stream_workers.app import StreamWorker
 
     stop = asyncio.Event()
-    fleet = [StreamWorker(settings, i, on_written=tally) for i in range(workers)]
+    fleet = [StreamWorker(settings, i, on_written=tally, fleet=registry) for i in range(workers)]
     runs = [asyncio.create_task(w.run(stop)) for w in fleet]
     ready = asyncio.gather(*(w.ready.wait() for w in fleet))
     done, _ = await asyncio.wait([ready, *runs], timeout=120, return_when=asyncio.FIRST_COMPLETED)
@@ -176,9 +273,13 @@ def run_demo(settings, duration_s: float, devices: int, speed: float, workers: i
     from rich.live import Live
     from rich.table import Table
 
+    from admin.registry import FleetRegistry
+
     console = console or Console(stderr=True)
     with console.status("starting the stack, topics and schema"):
         prepare_services(settings)
+    with console.status("registering the demo's site, rooms and devices through the admin API"):
+        registered, rooms = register_fleet(settings, devices)
     start_time = time.time() if start_time is None else start_time
     tally = LiveTally(since=start_time - 0.5)  # margin: window starts are rounded onto the hop grid
 
@@ -194,11 +295,14 @@ def run_demo(settings, duration_s: float, devices: int, speed: float, workers: i
 
     began = time.monotonic()
     display = Live(table(tally.snapshot()), console=console, refresh_per_second=4) if live else None
-    with display or contextlib.nullcontext():
-        totals, summary = asyncio.run(_run_workers_and_replay(
-            settings, workers, devices, speed, duration_s, start_time, tally,
-            show=(lambda snap: display.update(table(snap))) if display else (lambda snap: None),
-        ))
+    with FleetRegistry(settings) as registry:
+        refused = offer_unregistered_frame(settings, registry)
+        with display or contextlib.nullcontext():
+            totals, summary = asyncio.run(_run_workers_and_replay(
+                settings, workers, devices, speed, duration_s, start_time, tally,
+                show=(lambda snap: display.update(table(snap))) if display else (lambda snap: None),
+                registry=registry,
+            ))
     wall_s = time.monotonic() - began
     device_ids = [d.device_id for d in summary.devices]
     rows, duplicates = count_rows(settings, device_ids, tally.since, start_time + duration_s + 60)
@@ -223,4 +327,35 @@ def run_demo(settings, duration_s: float, devices: int, speed: float, workers: i
         windows_per_s=snap["throughput_windows_per_s"],
         wall_s=wall_s,
         model_versions=versions,
+        registered_devices=len(registered),
+        rooms=rooms,
+        unregistered_refused=refused,
     )
+
+
+def demo(
+    duration: float = typer.Option(120.0, "--duration", help="Seconds of signal each device replays."),
+    devices: int = typer.Option(9, "--devices", help="HAPT devices (the 9 held-out test subjects first)."),
+    speed: float = typer.Option(2.0, "--speed", help="Replay speed-up over real time."),
+    workers: int = typer.Option(2, "--workers", help="Stream workers sharing the consumer group."),
+    as_json: bool = typer.Option(False, "--json", help="End with one JSON object (for machines)."),
+) -> None:
+    """Whole pipeline live: stack, devices registered through the API, HAPT replay, workers, live accuracy."""
+    import json
+    import logging
+
+    from rich.console import Console
+
+    from iotlm.settings import Settings
+
+    logging.basicConfig(level=logging.WARNING)
+    # the broker's group coordinator takes a few seconds after a fresh start; the live table shows progress
+    logging.getLogger("aiokafka").setLevel(logging.CRITICAL)
+    logging.getLogger("kafka").setLevel(logging.ERROR)
+    console = Console(stderr=True)
+    report = run_demo(Settings(), duration_s=duration, devices=devices, speed=speed, workers=workers,
+                      console=console, live=not as_json)
+    if as_json:
+        print(json.dumps(report.to_dict()))
+        return
+    console.print(report.to_dict())
