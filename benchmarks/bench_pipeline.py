@@ -1,6 +1,7 @@
 """Pipeline windows/s vs encoder-only windows/s, and end-to-end latency, on this machine.
 
     python -m benchmarks.bench_pipeline [--devices 20] [--duration 60] [--latency-speed 2] [--threads 1]
+                                        [--engines faust,aiokafka]
 
 - encoder only: the worker's classifier on ready windows in batches of settings.workers.batch_max;
 - pipeline, throughput: a replay sent as fast as possible through Kafka, two workers, PostgreSQL and
@@ -10,6 +11,8 @@
   demo's 3 s of quiet before it calls the stream done: what a user waits for);
 - pipeline, latency: the same at `--latency-speed` (event time that many times real time), so frames
   arrive as devices would send them: p50/p99 from a frame reaching Kafka to its window's row written.
+Each engine (`settings.workers.engine`) is measured in the same run, one after the other, so the Faust
+app and the plain aiokafka consumer it replaced are compared on the same machine state.
 Each run gets private topics, consumer group and PostgreSQL database (created, migrated, dropped), so
 row counts are this run's alone. Needs the stack (started if down). Writes
 benchmarks/results/pipeline.json with the machine description.
@@ -85,6 +88,8 @@ def main() -> None:
     parser.add_argument("--duration", type=float, default=60.0)
     parser.add_argument("--latency-speed", type=float, default=2.0)
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--engines", default="faust,aiokafka",
+                        help="stream engines to measure side by side (settings.workers.engine), the first reported")
     args = parser.parse_args()
 
     import torch
@@ -114,31 +119,49 @@ def main() -> None:
     console.print(f"encoder only: {encoder_only:.1f} windows/s")
 
     hop = w.hop_s
-    runs = {}
+    engines = [e.strip() for e in args.engines.split(",") if e.strip()]
+    per_engine = {}
     Stack(settings).up()  # the shared database must be there to create each run's own beside it
-    for name, speed in (("throughput", 0.0), ("latency", args.latency_speed)):
-        console.rule(f"pipeline, {name} (speed {speed:g})")
-        start = (time.time() - 3600 if speed == 0 else time.time()) // hop * hop
-        with private_run(settings) as run_settings:
-            report = run_demo(run_settings, duration_s=args.duration, devices=args.devices, speed=speed,
-                              workers=2, console=console, start_time=start)
-        runs[name] = report.to_dict() | {"speed": speed, "windows_per_wall_s": report.windows / report.wall_s}
-        console.print(runs[name])
+    for engine in engines:
+        engine_settings = settings.model_copy(update={"workers": w.model_copy(update={"engine": engine})})
+        runs = {}
+        for name, speed in (("throughput", 0.0), ("latency", args.latency_speed)):
+            console.rule(f"{engine}: pipeline, {name} (speed {speed:g})")
+            start = (time.time() - 3600 if speed == 0 else time.time()) // hop * hop
+            with private_run(engine_settings) as run_settings:
+                report = run_demo(run_settings, duration_s=args.duration, devices=args.devices, speed=speed,
+                                  workers=2, console=console, start_time=start)
+            runs[name] = report.to_dict() | {"speed": speed, "windows_per_wall_s": report.windows / report.wall_s}
+            console.print(runs[name])
+        per_engine[engine] = {
+            "stream_engine": runs["throughput"]["stream_engine"],
+            "pipeline_windows_per_s": runs["throughput"]["windows_per_s"],  # first write to last
+            "pipeline_windows_per_wall_s": runs["throughput"]["windows_per_wall_s"],  # windows / wall time
+            "pipeline_over_encoder": runs["throughput"]["windows_per_s"] / encoder_only,
+            "latency_p50_s": runs["latency"]["latency_p50_s"], "latency_p99_s": runs["latency"]["latency_p99_s"],
+            "runs": runs,
+        }
+    main_engine = engines[0]
     result = {
         "model_version": model.version, "torch_threads": args.threads, "devices": args.devices,
         "duration_s": args.duration, "batch_max": w.batch_max, "batch_wait_ms": w.batch_wait_ms,
         "encoder_only_windows_per_s": encoder_only,
-        "pipeline_windows_per_s": runs["throughput"]["windows_per_s"],  # first write to last
-        "pipeline_windows_per_wall_s": runs["throughput"]["windows_per_wall_s"],  # windows / wall time
-        "pipeline_over_encoder": runs["throughput"]["windows_per_s"] / encoder_only,
-        "latency_p50_s": runs["latency"]["latency_p50_s"], "latency_p99_s": runs["latency"]["latency_p99_s"],
-        "runs": runs,
+        **{k: v for k, v in per_engine[main_engine].items() if k != "runs"},
+        "engines": per_engine,
     }
+    if {"faust", "aiokafka"} <= set(per_engine):  # the Faust app against the consumer it replaced, same run
+        f, a = per_engine["faust"], per_engine["aiokafka"]
+        result["faust_over_aiokafka_throughput"] = f["pipeline_windows_per_s"] / a["pipeline_windows_per_s"]
+        result["faust_over_aiokafka_p99"] = f["latency_p99_s"] / a["latency_p99_s"]
     path = write_result("pipeline", result)
-    console.print(f"pipeline {result['pipeline_windows_per_s']:.1f} windows/s first-to-last write "
-                  f"({result['pipeline_windows_per_wall_s']:.1f} over wall time) vs encoder only "
-                  f"{encoder_only:.1f}; latency p50 {result['latency_p50_s']:.2f} s, "
-                  f"p99 {result['latency_p99_s']:.2f} s -> {path}")
+    for engine, r in per_engine.items():
+        console.print(f"{r['stream_engine']}: {r['pipeline_windows_per_s']:.1f} windows/s first-to-last write "
+                      f"({r['pipeline_windows_per_wall_s']:.1f} over wall time) vs encoder only "
+                      f"{encoder_only:.1f}; latency p50 {r['latency_p50_s']:.2f} s, p99 {r['latency_p99_s']:.2f} s")
+    if "faust_over_aiokafka_throughput" in result:
+        console.print(f"faust / aiokafka: throughput x{result['faust_over_aiokafka_throughput']:.2f}, "
+                      f"p99 latency x{result['faust_over_aiokafka_p99']:.2f}")
+    console.print(f"-> {path}")
 
 
 if __name__ == "__main__":

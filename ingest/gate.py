@@ -18,7 +18,7 @@ from typing import Protocol
 
 from ingest.codec import CONTENT_TYPE_HEADER, CONTENT_TYPES, TRUTH_HEADER, decode, encode, truth_for_frame
 from ingest.dead_letters import bounded_payload, dead_letter_headers
-from ingest.frame import Frame, FrameError, FrameLimits
+from ingest.frame import FrameError, FrameLimits
 from ingest.producer import DeviceProducer, Headers
 
 

@@ -48,9 +48,17 @@ class DemoReport:
     registered_devices: int = 0  # through the admin API
     rooms: list[str] = field(default_factory=list)
     unregistered_refused: dict = field(default_factory=dict)  # the gate's decision for a device not registered
+    stream_engine: str = ""  # "faust-streaming <version>", or "aiokafka <version>" (settings.workers.engine)
 
     def to_dict(self) -> dict:
         return asdict(self)
+
+
+def stream_engine(settings) -> str:
+    from importlib.metadata import version
+
+    package = "faust-streaming" if settings.workers.engine == "faust" else "aiokafka"
+    return f"{package} {version(package)}"
 
 
 class LiveTally:
@@ -330,6 +338,7 @@ def run_demo(settings, duration_s: float, devices: int, speed: float, workers: i
         registered_devices=len(registered),
         rooms=rooms,
         unregistered_refused=refused,
+        stream_engine=stream_engine(settings),
     )
 
 

@@ -39,6 +39,18 @@ else
   "$VENV/bin/pip" install -q --no-deps -e "$ROOT"
 fi
 
+# grafana-client (deploy/grafana) speaks HTTP through niquests, whose urllib3-future wheel takes over the
+# real urllib3 (a .pth file copies it over urllib3 at every interpreter start), which breaks requests
+# (schemathesis in the tests). Built from source with URLLIB3_NO_OVERRIDE=1 it installs beside urllib3
+# as urllib3_future, which niquests then uses; the real urllib3 is put back. Proven by the admin API's
+# fuzz test (requests) and the Grafana push test (niquests) passing in one environment.
+SITE="$("$VENV/bin/python" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')"
+if [ -f "$SITE/urllib3_future.pth" ]; then
+  say "keeping urllib3 and urllib3-future apart"
+  URLLIB3_NO_OVERRIDE=1 "$VENV/bin/pip" install -q --no-binary urllib3-future --force-reinstall --no-deps urllib3-future
+  "$VENV/bin/pip" install -q --force-reinstall --no-deps urllib3
+fi
+
 # 3. Kafka from Maven Central (pinned in deploy/kafka/pom.xml); refetched when the pom changes.
 KAFKA_LIB="$ROOT/deploy/kafka/lib"
 pom_sha="$(sha256sum "$ROOT/deploy/kafka/pom.xml" | cut -c1-16)"

@@ -1,13 +1,16 @@
 """The stream worker: frames topic -> windows -> batched inference -> durable results, then commit.
 
-Why a plain aiokafka consumer and not a Faust agent. The worker must commit, per partition, the
-earliest offset still needed: a frame buffered for a window not yet decided, or a window whose result
-is not yet written. Faust commits the highest contiguous acked offset on its own schedule and gives
-no hook to hold a commit for data sitting in our own buffers; its windowed tables cannot assemble
-windows of samples (see `stream_workers.windows`); and `concurrency>1` on an agent can lose or
-reorder events (faust-streaming issue #606), so we would run one event at a time anyway. aiokafka
-(the Kafka driver Faust itself uses) with `enable_auto_commit=False` gives exactly the control
-needed, in one coroutine per worker: concurrency 1, frames of a device handled in partition order.
+The stream engine is a Faust app (`settings.workers.engine = "faust"`, the default; see
+`stream_workers.faust_source`): one agent per worker with `concurrency=1`, scaled out by partitions
+and worker processes, reading frames as raw bytes with manual acks. The worker decides, per
+partition, the earliest offset still needed (a frame buffered for a window not yet decided, a window
+or raw frame not yet written) and acks every event below it; Faust commits what is acked through
+`GuardedConsumer`, whose commit never passes an event still in flight (faust-streaming #606, fixed
+in `stream_workers.faust_consumer`). Per-device state that must survive a restart or a rebalance
+(open episodes, alert cooldowns and timers) lives in the Faust table `device-state`. Windows are
+assembled here, not in Faust's windowed tables: their `on_window_close` hands over no aggregate of
+the samples (see `stream_workers.windows`). `engine = "aiokafka"` runs the same worker on a plain
+aiokafka consumer with manual commits (what the Faust engine replaced; kept to measure both).
 
 At-least-once, without duplicates:
 - results, episodes, alerts and the raw bytes of every decoded frame (kept for fine-tuning) reach the

@@ -50,12 +50,6 @@ class Record:
     headers: tuple
 
 
-def faust_version() -> str:
-    from importlib.metadata import version
-
-    return f"faust-streaming {version('faust-streaming')}"
-
-
 class FaustSource:
     def __init__(self, worker, serve_metrics: bool):
         import faust

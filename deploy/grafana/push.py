@@ -166,7 +166,7 @@ def push(settings: Settings, url: str, token: str, lane: Lane, server_version_nu
         raise PushError(f"Grafana at {url} refused the token (401): check --token") from exc
     except GrafanaException as exc:
         if exc.status_code == 403:
-            raise PushError(f"the token may not change this Grafana (403): give its service account the Admin role") from exc
+            raise PushError("the token may not change this Grafana (403): give its service account the Admin role") from exc
         raise PushError(f"Grafana at {url} answered: {exc.message}") from exc
     # grafana-client wraps timeouts and HTTP errors but lets connection errors and undecodable answers through.
     except (NotGrafana, niquests.exceptions.JSONDecodeError) as exc:
