@@ -1,7 +1,7 @@
 """Pipeline windows/s vs encoder-only windows/s, and end-to-end latency, on this machine.
 
     python -m benchmarks.bench_pipeline [--devices 20] [--duration 60] [--latency-speed 2] [--threads 1]
-                                        [--engines faust,aiokafka]
+                                        [--workers 2] [--engines faust,aiokafka]
 
 - encoder only: the worker's classifier on ready windows in batches of settings.workers.batch_max;
 - pipeline, throughput: a replay sent as fast as possible through Kafka, two workers, PostgreSQL and
@@ -88,6 +88,7 @@ def main() -> None:
     parser.add_argument("--duration", type=float, default=60.0)
     parser.add_argument("--latency-speed", type=float, default=2.0)
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--workers", type=int, default=2, help="workers in the group (1: no rebalance mid-run)")
     parser.add_argument("--engines", default="faust,aiokafka",
                         help="stream engines to measure side by side (settings.workers.engine), the first reported")
     args = parser.parse_args()
@@ -130,7 +131,7 @@ def main() -> None:
             start = (time.time() - 3600 if speed == 0 else time.time()) // hop * hop
             with private_run(engine_settings) as run_settings:
                 report = run_demo(run_settings, duration_s=args.duration, devices=args.devices, speed=speed,
-                                  workers=2, console=console, start_time=start)
+                                  workers=args.workers, console=console, start_time=start)
             runs[name] = report.to_dict() | {"speed": speed, "windows_per_wall_s": report.windows / report.wall_s}
             console.print(runs[name])
         per_engine[engine] = {
@@ -143,7 +144,7 @@ def main() -> None:
         }
     main_engine = engines[0]
     result = {
-        "model_version": model.version, "torch_threads": args.threads, "devices": args.devices,
+        "model_version": model.version, "torch_threads": args.threads, "devices": args.devices, "workers": args.workers,
         "duration_s": args.duration, "batch_max": w.batch_max, "batch_wait_ms": w.batch_wait_ms,
         "encoder_only_windows_per_s": encoder_only,
         **{k: v for k, v in per_engine[main_engine].items() if k != "runs"},

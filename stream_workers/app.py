@@ -174,7 +174,9 @@ class StreamWorker:
 
     # -- lifecycle ----------------------------------------------------------------------------
 
-    async def run(self, stop: asyncio.Event) -> WorkerTotals:
+    async def run(self, stop: asyncio.Event, source=None) -> WorkerTotals:
+        """Consume until `stop` is set. `source`: a FaustSource whose app someone else runs (the
+        `faust -A stream_workers.app worker` launcher); by default the worker makes and runs its own."""
         from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
         from deploy.topics import ensure_topics
@@ -204,7 +206,9 @@ class StreamWorker:
                                            labels_for=self.fleet.labels_for if self.fleet else None)
         self.assembler = WindowAssembler.from_settings(self.config, self._model.rate_hz)
         kafka = self.settings.kafka
-        if self.config.engine == "faust":
+        if source is not None:
+            self._consumer = source
+        elif self.config.engine == "faust":
             from stream_workers.faust_source import FaustSource
 
             self._consumer = FaustSource(self, self.serve_metrics)  # serves /metrics itself
@@ -233,7 +237,8 @@ class StreamWorker:
             if self.config.engine != "faust":
                 self._serve_metrics()
             await self._producer.start()
-            await self._consumer.start()
+            if source is None:
+                await self._consumer.start()
             async with batcher:
                 tasks = [
                     asyncio.create_task(self._write_loop(writer_executor), name="write"),
@@ -254,7 +259,8 @@ class StreamWorker:
                     task.cancel()
                 await self._commit()
         finally:
-            await self._consumer.stop()
+            if source is None:
+                await self._consumer.stop()
             await self._producer.stop()
             writer_executor.shutdown(wait=True)
             self._sink.close()
@@ -750,3 +756,28 @@ def _single_thread(name: str):
     from concurrent.futures import ThreadPoolExecutor
 
     return ThreadPoolExecutor(max_workers=1, thread_name_prefix=name)
+
+
+def __getattr__(name: str):
+    """`stream_workers.app.app`: the Faust app of one worker, made on first use, for Faust's own launcher:
+    `faust -A stream_workers.app worker -l info --web-port P` (settings from the environment, as for
+    `iotlm worker`; `IOTLM_WORKER_INDEX` numbers the worker). The pipeline runs as an app task; Faust
+    starts and stops the app. A stop cancels the task: nothing is drained or committed beyond what is
+    acked, so whatever was in flight is read again by the next owner (at-least-once, idempotent rows)."""
+    if name != "app":
+        raise AttributeError(name)
+    global app
+    import os
+
+    from iotlm.settings import Settings
+    from stream_workers.faust_source import FaustSource
+
+    worker = StreamWorker(Settings(), int(os.environ.get("IOTLM_WORKER_INDEX", "0")))
+    source = FaustSource(worker, serve_metrics=True)
+
+    @source.app.task
+    async def pipeline() -> None:
+        await worker.run(asyncio.Event(), source=source)
+
+    app = source.app
+    return app

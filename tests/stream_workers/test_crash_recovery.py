@@ -15,6 +15,7 @@ import sys
 import threading
 import time
 import urllib.request
+from pathlib import Path
 
 import pytest
 
@@ -176,3 +177,34 @@ def test_an_episode_open_across_a_kill_stays_one_episode_and_no_alert_is_raised_
     raised = [json.loads(r.value) for r in alerts]
     alerts.close()
     assert [a["rule"] for a in raised if a["device_id"] == still] == ["no_movement"]
+
+
+def test_faust_s_own_launcher_runs_the_same_worker(isolated, settings_env, expected_windows, stored_windows, tmp_path):
+    from ingest.producer import DeviceProducer
+    from ingest.simulate import hapt_devices
+
+    (device, signal_), = hapt_devices(1)
+    frames = [signal_.frame(device, seq, time.time() - 600 + seq, 1.0) for seq in range(20)]
+    expected = expected_windows(isolated, frames, rate_hz=25.0)
+    port = isolated.workers.metrics_port
+    env = worker_env(isolated, settings_env) | {"IOTLM_WORKER_INDEX": "0"}
+    log = open(tmp_path / "faust.log", "wb")
+    launcher = subprocess.Popen([str(Path(sys.executable).with_name("faust")), "-A", "stream_workers.app", "worker",
+                                 "-l", "info", "--web-port", str(port), "--web-host", "127.0.0.1"],
+                                env=env, stdout=log, stderr=subprocess.STDOUT)
+    try:
+        with DeviceProducer(isolated) as producer:
+            for frame, truth in frames:
+                producer.send(frame, truth=truth)
+        wait_for(lambda: len(stored_windows(isolated, [device])) >= len(expected), 150, "the windows stored")
+        metrics = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read().decode()
+        launcher.send_signal(signal.SIGTERM)
+        code = launcher.wait(60)
+    finally:
+        if launcher.poll() is None:
+            launcher.kill()
+        log.close()
+    assert code == 0, (tmp_path / "faust.log").read_text()[-3000:]
+    assert sorted(stored_windows(isolated, [device])) == sorted(expected)
+    assert f'iotlm_worker_results_total{{worker="worker-0"}} {float(len(expected))}' in metrics
+    assert "faust_" in metrics  # Faust's own sensors beside ours
