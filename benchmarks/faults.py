@@ -35,8 +35,10 @@ OUTAGE_S = {"postgres": 11.0, "redis": 12.0}
 
 
 def fault_stack_settings() -> Settings:
+    """A stack of its own, with the settings-based admission: the replayed subjects are not in a registry."""
     base = Settings(state_dir=PROJECT_ROOT / ".state" / "faults")
-    return base.model_copy(update={"stack": base.stack.with_ports_moved(PORT_OFFSET)})
+    return base.model_copy(update={"stack": base.stack.with_ports_moved(PORT_OFFSET),
+                                   "ingest": base.ingest.model_copy(update={"admission": "settings"})})
 
 
 class Workers:

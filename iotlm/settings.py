@@ -67,9 +67,10 @@ class IngestSettings(BaseModel):
     """Device admission, and the MQTT bridge."""
 
     admission: Literal["settings", "registry"] = Field(
-        "settings",
+        "registry",
         description="Who decides which devices may send (and, for the workers, their rooms, label sets and alert "
-        "rules): 'settings' (the fields below) or 'registry' (the admin API's tables, hot-reloaded).",
+        "rules): 'registry' (the admin API's tables, hot-reloaded; register devices with `iotlm devices` or "
+        "POST /v1/devices) or 'settings' (the fields below: a sandbox without a registry).",
     )
     registered_devices: list[str] = Field(
         default_factory=list,

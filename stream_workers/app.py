@@ -176,7 +176,7 @@ class StreamWorker:
 
     async def run(self, stop: asyncio.Event, source=None) -> WorkerTotals:
         """Consume until `stop` is set. `source`: a FaustSource whose app someone else runs (the
-        `faust -A stream_workers.app worker` launcher); by default the worker makes and runs its own."""
+        `faust -A iotlm.faust_app worker` launcher); by default the worker makes and runs its own."""
         from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
         from deploy.topics import ensure_topics
@@ -756,28 +756,3 @@ def _single_thread(name: str):
     from concurrent.futures import ThreadPoolExecutor
 
     return ThreadPoolExecutor(max_workers=1, thread_name_prefix=name)
-
-
-def __getattr__(name: str):
-    """`stream_workers.app.app`: the Faust app of one worker, made on first use, for Faust's own launcher:
-    `faust -A stream_workers.app worker -l info --web-port P` (settings from the environment, as for
-    `iotlm worker`; `IOTLM_WORKER_INDEX` numbers the worker). The pipeline runs as an app task; Faust
-    starts and stops the app. A stop cancels the task: nothing is drained or committed beyond what is
-    acked, so whatever was in flight is read again by the next owner (at-least-once, idempotent rows)."""
-    if name != "app":
-        raise AttributeError(name)
-    global app
-    import os
-
-    from iotlm.settings import Settings
-    from stream_workers.faust_source import FaustSource
-
-    worker = StreamWorker(Settings(), int(os.environ.get("IOTLM_WORKER_INDEX", "0")))
-    source = FaustSource(worker, serve_metrics=True)
-
-    @source.app.task
-    async def pipeline() -> None:
-        await worker.run(asyncio.Event(), source=source)
-
-    app = source.app
-    return app

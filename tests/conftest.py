@@ -19,6 +19,9 @@ from iotlm.settings import PROJECT_ROOT, Settings
 # postgres 16432, redis 17379, kafka 20092, ... beside a demo's 15432, 16379, 19092; a second checkout
 # testing at the same time on the same machine sets IOTLM_TEST_PORT_OFFSET (e.g. 2000) to get a stack of its own
 TEST_PORT_OFFSET = int(os.environ.get("IOTLM_TEST_PORT_OFFSET", "1000"))
+# Tests replay devices nobody registered: they run on the settings-based admission (here, so child
+# processes inherit it too); the registry's own tests (tests/admin, the demo) choose it explicitly.
+os.environ.setdefault("IOTLM_INGEST__ADMISSION", "settings")
 
 
 @pytest.fixture(scope="session")

@@ -327,14 +327,38 @@ def device(settings: Settings) -> DashboardSpec:
 SEVERITY = Variable("severity", "Severity", "SELECT unnest(ARRAY[{}]) AS __value".format(
     ", ".join(f"'{s}'" for s in reversed(SEVERITIES))))
 ALERT_FILTER = f"$__timeFilter(started_at) AND {chosen('severity', 'severity')} AND {IN_ROOM}"
+ALARM_FILTER = f"$__timeFilter(first_seen_at) AND {chosen('severity', 'severity')} AND {IN_ROOM}"
+SECONDS_TO_ACK = "extract(epoch FROM acknowledged_at - first_seen_at)"
 
 
 def alerts(settings: Settings) -> DashboardSpec:
     return DashboardSpec(
-        "iotlm-alerts", "IoT-LM / Alerts",
-        "The stream workers' alerts (stream_workers/alerts.py): open now, history, by rule and severity.",
+        "iotlm-alerts", "IoT-LM / Alerts and alarms",
+        "The stream workers' alerts (stream_workers/alerts.py) and the alarms operators handle (admin API): "
+        "open now, history, by rule and severity, time to acknowledge.",
         (*LOCATION, SEVERITY),
         (
+            SqlPanel("Open alarms", "stat",
+                     f"SELECT count(*) AS open_alarms FROM alarms WHERE status <> 'cleared' AND {ALARM_FILTER}",
+                     (("open_alarms", NUMBER),),
+                     description="Alarms not cleared yet (active or acknowledged): one per subject and rule."),
+            SqlPanel("Open alarms, oldest first", "table",
+                     "SELECT first_seen_at, last_seen_at, rule, severity, status, subject, room_id AS room, assignee, "
+                     f"occurrences, message FROM alarms WHERE status <> 'cleared' AND {ALARM_FILTER} "
+                     "ORDER BY first_seen_at LIMIT 500",
+                     (("first_seen_at", TIME), ("last_seen_at", TIME), ("rule", TEXT), ("severity", TEXT),
+                      ("status", TEXT), ("subject", TEXT), ("room", TEXT), ("assignee", TEXT), ("occurrences", NUMBER),
+                      ("message", TEXT))),
+            SqlPanel("Time to acknowledge", "table",
+                     f"SELECT rule, count(*) AS acknowledged, percentile_cont(0.5) WITHIN GROUP (ORDER BY {SECONDS_TO_ACK}) "
+                     f"AS median_s, max({SECONDS_TO_ACK}) AS max_s FROM alarms "
+                     f"WHERE acknowledged_at IS NOT NULL AND {ALARM_FILTER} GROUP BY rule ORDER BY rule",
+                     (("rule", TEXT), ("acknowledged", NUMBER), ("median_s", NUMBER), ("max_s", NUMBER)),
+                     description="From an alarm's first alert to its acknowledgement (POST /v1/alarms/{id}/ack)."),
+            SqlPanel("Alarms by rule and severity", "barchart",
+                     "SELECT rule || ' / ' || severity AS rule_severity, count(*) AS alarms FROM alarms "
+                     f"WHERE {ALARM_FILTER} GROUP BY 1 ORDER BY 2 DESC",
+                     (("rule_severity", TEXT), ("alarms", NUMBER))),
             SqlPanel("Open alerts", "stat",
                      f"SELECT count(*) AS open_alerts FROM alerts WHERE ended_at IS NULL AND {ALERT_FILTER}",
                      (("open_alerts", NUMBER),)),
@@ -358,7 +382,7 @@ def alerts(settings: Settings) -> DashboardSpec:
                      "max(extract(epoch FROM ended_at - started_at)) AS max_s FROM alerts "
                      f"WHERE ended_at IS NOT NULL AND {ALERT_FILTER} GROUP BY kind ORDER BY kind",
                      (("rule", TEXT), ("resolved", NUMBER), ("median_s", NUMBER), ("max_s", NUMBER)),
-                     description="Started to ended. Time to acknowledge needs the admin API's alarms (not stored yet)."),
+                     description="Started to ended (time to acknowledge is on the alarms above)."),
             SqlPanel("Alert history", "table",
                      "SELECT started_at, ended_at, kind AS rule, severity, device_id, room_id AS room, "
                      f"payload->>'message' AS message FROM alerts WHERE {ALERT_FILTER} ORDER BY started_at DESC LIMIT 1000",

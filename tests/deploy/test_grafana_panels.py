@@ -4,7 +4,7 @@ Seed, per lane: three HAPT test subjects replayed through Kafka into a real stre
 predictions, episodes, raw frames and its own alerts (a room-hours rule is configured so it raises
 some) through the storage writers. What no worker writes yet is added the way its owner would: the
 location registry and the model registry with the ORM, ground-truth labels from the replay's own
-truth, and a resolved fall alert through the AlertWriter. Each panel's SQL then goes through Grafana's
+truth, a resolved fall alert through the AlertWriter, and an acknowledged alarm per alert (admin.alarms). Each panel's SQL then goes through Grafana's
 variable and macro substitution (deploy/grafana/macros.py) and must return rows with the declared
 columns and types.
 """
@@ -172,6 +172,18 @@ def replayed(request, settings, stack):
     AlertWriter(engine).write([AlertRow(f"fall:{devices[0][0]}:{fall_at.timestamp():.2f}", fall_at, "fall", "critical",
                                         devices[0][0], rooms[devices[0][0]], ended_at=fall_at + timedelta(minutes=3),
                                         payload={"message": "fall: free fall then an impact of 3.1 g"})])
+    # every stored alert as the admin API's alarm keeper turns it into an alarm, each acknowledged
+    from admin.alarms import acknowledge, raise_alarm
+
+    with engine.begin() as conn:
+        stored = conn.execute(text("SELECT dedup_key, started_at, kind, severity, device_id, room_id, "
+                                   "payload->>'message' FROM alerts")).all()
+        for key, at, kind, severity, device, room, message in stored:
+            outcome, alarm = raise_alarm(conn, {"rule": kind, "dedup_key": key, "at": at.timestamp(),
+                                                "severity": severity, "device_id": device, "room": room,
+                                                "message": message or ""})
+            if outcome == "opened":
+                acknowledge(conn, alarm["id"], None, assignee="nurse kim")
     maintenance.refresh_aggregates(engine)
     yield private, engine, lane == "timescale", start, end
     engine.dispose()

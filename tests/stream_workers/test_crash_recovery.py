@@ -189,7 +189,7 @@ def test_faust_s_own_launcher_runs_the_same_worker(isolated, settings_env, expec
     port = isolated.workers.metrics_port
     env = worker_env(isolated, settings_env) | {"IOTLM_WORKER_INDEX": "0"}
     log = open(tmp_path / "faust.log", "wb")
-    launcher = subprocess.Popen([str(Path(sys.executable).with_name("faust")), "-A", "stream_workers.app", "worker",
+    launcher = subprocess.Popen([str(Path(sys.executable).with_name("faust")), "-A", "iotlm.faust_app", "worker",
                                  "-l", "info", "--web-port", str(port), "--web-host", "127.0.0.1"],
                                 env=env, stdout=log, stderr=subprocess.STDOUT)
     try:
