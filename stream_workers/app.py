@@ -1,16 +1,17 @@
 """The stream worker: frames topic -> windows -> batched inference -> durable results, then commit.
 
-The stream engine is a Faust app (`settings.workers.engine = "faust"`, the default; see
-`stream_workers.faust_source`): one agent per worker with `concurrency=1`, scaled out by partitions
-and worker processes, reading frames as raw bytes with manual acks. The worker decides, per
-partition, the earliest offset still needed (a frame buffered for a window not yet decided, a window
-or raw frame not yet written) and acks every event below it; Faust commits what is acked through
-`GuardedConsumer`, whose commit never passes an event still in flight (faust-streaming #606, fixed
-in `stream_workers.faust_consumer`). Per-device state that must survive a restart or a rebalance
-(open episodes, alert cooldowns and timers) lives in the Faust table `device-state`. Windows are
-assembled here, not in Faust's windowed tables: their `on_window_close` hands over no aggregate of
-the samples (see `stream_workers.windows`). `engine = "aiokafka"` runs the same worker on a plain
-aiokafka consumer with manual commits (what the Faust engine replaced; kept to measure both).
+Two stream engines run the same worker (`settings.workers.engine`):
+- "aiokafka" (the default): a plain aiokafka consumer with `enable_auto_commit=False`; per partition
+  the worker commits the earliest offset still needed (a frame buffered for a window not yet decided,
+  a window or raw frame not yet written);
+- "faust": a Faust app (`stream_workers.faust_source`): one agent with `concurrency=1`, raw bytes,
+  manual acks; the worker acks every event below that same offset and Faust commits what is acked
+  through `GuardedConsumer`, whose commit never passes an event still in flight (faust-streaming #606,
+  fixed in `stream_workers.faust_consumer`). Per-device state that must survive a restart or a
+  rebalance (open episodes, alert cooldowns and timers) lives in the Faust table `device-state`. Not
+  the default yet: with two workers and one killed, a window was lost in 3 of 8 runs (docs/workers.md).
+Windows are assembled here, not in Faust's windowed tables: their `on_window_close` hands over no
+aggregate of the samples (see `stream_workers.windows`).
 
 At-least-once, without duplicates:
 - results, episodes, alerts and the raw bytes of every decoded frame (kept for fine-tuning) reach the

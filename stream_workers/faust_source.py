@@ -12,8 +12,9 @@
 - per-device state (open episodes, alert cooldowns and timers) lives in the Faust table
   `device-state`, changelogged on Kafka, so the worker that takes a device over continues its episode
   and does not raise an alert again inside its cooldown;
-- with `serve_metrics`, Faust's web server serves `/metrics` on the worker's metrics port: the
-  worker's own metrics and Faust's sensors in one registry.
+- with `serve_metrics`, Faust's web server serves on the worker's metrics port `/metrics` (the
+  worker's own metrics and Faust's sensors in one registry), `/health` (JSON: ready, partitions,
+  progress, model) and Faust's standard views.
 """
 
 from __future__ import annotations
@@ -81,6 +82,17 @@ class FaustSource:
             from faust.sensors.prometheus import setup_prometheus_sensors
 
             setup_prometheus_sensors(self.app, registry=worker.metrics.registry, name_prefix="faust")
+
+            @self.app.page("/health")
+            async def health(view, request):
+                """Up, what it owns and how far it is: for a liveness probe or a person."""
+                totals = worker.totals
+                return view.json({
+                    "worker": worker.name, "engine": "faust", "ready": worker.ready.is_set(),
+                    "partitions": sorted(tp.partition for tp in self.assignment()),
+                    "pending_windows": len(worker._pending), "frames": totals.frames, "results": totals.results,
+                    "dead_letters": totals.dlq, "model": worker.classifier.version if worker.classifier else None,
+                })
         # Per-device state that must outlive this worker (open episodes, alert cooldowns and timers),
         # changelogged on Kafka: the next owner of a device's partition recovers it before reading on.
         # Keys are the device id's bytes, partitioned as the frames topic is (the same murmur2 partitioner).

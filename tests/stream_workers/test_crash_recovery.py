@@ -122,7 +122,9 @@ def test_an_episode_open_across_a_kill_stays_one_episode_and_no_alert_is_raised_
     from stream_workers.episodes import EpisodeTracker
     from stream_workers.records import WindowResult
 
-    isolated = isolated.model_copy(update={"workers": isolated.workers.model_copy(update={"no_movement_s": 4.0})})
+    # the Faust engine: its device-state table is what carries the episode and the cooldown over the kill
+    isolated = isolated.model_copy(update={"workers": isolated.workers.model_copy(update={
+        "no_movement_s": 4.0, "engine": "faust"})})
     hop, seconds = isolated.workers.hop_s, 40
     start = (time.time() - 7200) // hop * hop
     (walker, signal_), = hapt_devices(1)
@@ -198,6 +200,7 @@ def test_faust_s_own_launcher_runs_the_same_worker(isolated, settings_env, expec
                 producer.send(frame, truth=truth)
         wait_for(lambda: len(stored_windows(isolated, [device])) >= len(expected), 150, "the windows stored")
         metrics = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read().decode()
+        health = json.loads(urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=5).read())
         launcher.send_signal(signal.SIGTERM)
         code = launcher.wait(60)
     finally:
@@ -208,3 +211,5 @@ def test_faust_s_own_launcher_runs_the_same_worker(isolated, settings_env, expec
     assert sorted(stored_windows(isolated, [device])) == sorted(expected)
     assert f'iotlm_worker_results_total{{worker="worker-0"}} {float(len(expected))}' in metrics
     assert "faust_" in metrics  # Faust's own sensors beside ours
+    assert health["ready"] and health["results"] == len(expected) and health["engine"] == "faust"
+    assert sorted(health["partitions"]) == list(range(isolated.kafka.partitions))  # the only worker: all of them
