@@ -131,3 +131,27 @@ def _document_scopes(router) -> None:
         if isinstance(route, APIRoute) and (needed := scopes(route.dependant)):
             route.openapi_extra = {**(route.openapi_extra or {}), "x-scope": needed[0]}
             route.description = f"{route.description}\n\nNeeds a key with scope `{needed[0]}`.".strip()
+
+
+def serve_in_thread(settings, port: int) -> tuple[str, FastAPI, callable]:
+    """(url, app, stop()) of the API served by uvicorn on 127.0.0.1:`port` in a thread of this process
+    (the demo's API, and the tests')."""
+    import time
+
+    import uvicorn
+
+    app = create_app(settings)
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on"))
+    thread = threading.Thread(target=server.run, name="admin-api", daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 60
+    while not server.started:
+        if not thread.is_alive() or time.monotonic() > deadline:
+            raise RuntimeError("the admin API did not start")
+        time.sleep(0.05)
+
+    def stop() -> None:
+        server.should_exit = True
+        thread.join(timeout=30)
+
+    return f"http://127.0.0.1:{port}", app, stop

@@ -155,6 +155,7 @@ def register_fleet(settings, devices: int) -> tuple[list[str], list[str]]:
     on a free port, with a key made for the purpose and revoked afterwards). Returns (device ids, rooms)."""
     import httpx
 
+    from admin.app import serve_in_thread
     from admin.keys import create_key, revoke_key
     from deploy.process import free_ports
     from ingest.simulate import hapt_device_ids
@@ -165,8 +166,8 @@ def register_fleet(settings, devices: int) -> tuple[list[str], list[str]]:
     engine = engine_from_settings(settings)
     with engine.begin() as conn:
         key, row = create_key(conn, "admin", "iotlm demo", expires_days=1)
-    url, stop = serve_api(settings.model_copy(update={"api": settings.api.model_copy(update={"alarm_keeper": False})}),
-                          free_ports()[0])
+    url, _app, stop = serve_in_thread(
+        settings.model_copy(update={"api": settings.api.model_copy(update={"alarm_keeper": False})}), free_ports()[0])
     try:
         with httpx.Client(base_url=url, headers={"Authorization": f"Bearer {key}"}, timeout=30) as api:
             def put(path: str, body: dict) -> None:
@@ -192,28 +193,6 @@ def register_fleet(settings, devices: int) -> tuple[list[str], list[str]]:
             revoke_key(conn, row["id"])
         engine.dispose()
     return device_ids, rooms
-
-
-def serve_api(settings, port: int):
-    """(url, stop()) of the admin API served by uvicorn in a thread of this process."""
-    import uvicorn
-
-    from admin.app import create_app
-
-    server = uvicorn.Server(uvicorn.Config(create_app(settings), host="127.0.0.1", port=port, log_level="warning"))
-    thread = threading.Thread(target=server.run, name="admin-api", daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 60
-    while not server.started:
-        if not thread.is_alive() or time.monotonic() > deadline:
-            raise RuntimeError("the admin API did not start")
-        time.sleep(0.05)
-
-    def stop() -> None:
-        server.should_exit = True
-        thread.join(timeout=30)
-
-    return f"http://127.0.0.1:{port}", stop
 
 
 def offer_unregistered_frame(settings, fleet) -> dict:

@@ -303,7 +303,6 @@ class StreamWorker:
                         break  # a rebalance came while handling this fetch: re-read from the commit
                     await self._guarded(record, batcher)
                     self._next_offset[tp.partition] = record.offset + 1
-            self._update_lag()
             limit = self.config.max_pending_windows
             while len(self._pending) > limit or len(self._raw_out) > limit:
                 await asyncio.sleep(0.01)  # results are waiting on the sink: stop reading more
@@ -682,6 +681,7 @@ class StreamWorker:
                 self._alerts_out.extend(silent)
                 self._pending_added.set()
             await self._release_quiet_devices()
+            self._update_lag()  # a gauge: once a tick, not once a fetch (the Faust engine fetches event by event)
 
     async def _release_quiet_devices(self) -> None:
         """Decide and release the open windows of devices that stayed quiet while others kept talking:

@@ -189,14 +189,12 @@ class WindowAssembler:
         dev.partition = seg.partition
         if self._far_ahead(dev, seg):
             return self._hold(dev, seg)
-        outcome = FrameOutcome()
-        if dev.held:  # the device's clock did not jump: the frames held aside had bad timestamps
-            outcome.rejected = [(h, self._jump_reason(h, dev, "its next frame continued the old clock"))
-                                for h in dev.held]
-            dev.held = []
-        added = self._add(dev, seg)
-        added.rejected = outcome.rejected + added.rejected
-        return added
+        # a frame on the device's own clock: any frames held aside had bad timestamps, not a clock jump
+        rejected = [(h, self._jump_reason(h, dev, "its next frame continued the old clock")) for h in dev.held]
+        dev.held = []
+        outcome = self._add(dev, seg)
+        outcome.rejected = rejected
+        return outcome
 
     def flush_device(self, device_id: str) -> FrameOutcome:
         """The device went quiet: decide its open windows (holes become gaps; windows that can never

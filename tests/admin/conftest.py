@@ -101,27 +101,10 @@ def make_keys(settings) -> dict[str, str]:
 
 
 def serve(settings):
-    """(url, app, stop()) of the API running in a thread of this process."""
-    import uvicorn
+    """(url, app, stop()) of the API running in a thread of this process, on a free port."""
+    from admin.app import serve_in_thread
 
-    from admin.app import create_app
-
-    app = create_app(settings)
-    port = free_ports()[0]
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on"))
-    thread = threading.Thread(target=server.run, name="admin-api", daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 60
-    while not server.started:
-        if not thread.is_alive() or time.monotonic() > deadline:
-            raise RuntimeError("the admin API did not start")
-        time.sleep(0.05)
-
-    def stop():
-        server.should_exit = True
-        thread.join(timeout=30)
-
-    return f"http://127.0.0.1:{port}", app, stop
+    return serve_in_thread(settings, free_ports()[0])
 
 
 def _start(settings, cleanups: list, **api_settings) -> ApiUnderTest:
