@@ -89,7 +89,8 @@ def test_a_live_worker_follows_registration_deactivation_rules_and_label_sets(ap
         results_before = worker.totals.results
         live.send(api.settings, live.frames("dev-stuck-a", 6, t0 + 100, stuck_axis=1)
                   + live.frames("dev-stuck-b", 6, t0 + 100, stuck_axis=1))
-        live.wait_until(lambda: worker.totals.results >= results_before + 6, 150, "results of the stuck devices")
+        # six 1 s frames make 2 or 3 windows per device, depending on where t0 falls on the hop grid
+        live.wait_until(lambda: worker.totals.results >= results_before + 4, 150, "results of the stuck devices")
         alerts = lambda device: c.get("/v1/alerts", params={"device_id": device,  # noqa: E731
                                                             "start": since}).json()
         live.wait_until(lambda: alerts("dev-stuck-a"), 60, "the stuck sensor alert")
