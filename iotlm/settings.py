@@ -137,10 +137,10 @@ class WorkerSettings(BaseModel):
     """Windowing, batching and alerting on the stream."""
 
     engine: str = Field(
-        "aiokafka", pattern="^(faust|aiokafka)$",
-        description="Stream engine: the plain aiokafka consumer (the default) or a faust-streaming app "
-        "(guarded commit, per-device state in a Faust table; not the default yet: with two workers and one "
-        "killed, a window was lost in 3 of 8 runs, see docs/workers.md).")
+        "faust", pattern="^(faust|aiokafka)$",
+        description="Stream engine: a faust-streaming app (guarded commit and seek, per-device state in a "
+        "Faust table) or the plain aiokafka consumer it replaced (faster; kept for comparison and as a "
+        "fallback; per-device state per process), see docs/workers.md.")
     window_s: float = 2.56
     hop_s: float = 1.28
     lateness_s: float = 5.0

@@ -49,6 +49,7 @@ class AlertRules:
             "last_raised": {rule: at for (device, rule), at in self._last_raised.items() if device == device_id},
             "still_since": self._still_since.get(device_id),
             "silent": device_id in self._silent,
+            "last_heard": self._last_heard.get(device_id),  # (wall clock, end of the last frame)
         }
 
     def restore(self, device_id: str, state: dict) -> None:
@@ -57,8 +58,23 @@ class AlertRules:
             self._last_raised[key] = max(at, self._last_raised.get(key, at))
         if state.get("still_since") is not None:
             self._still_since.setdefault(device_id, state["still_since"])
-        if state.get("silent") and device_id not in self._last_heard:
-            self._silent.add(device_id)
+        if device_id not in self._last_heard:  # no frame of its own yet: the earlier owner's silence timer
+            if state.get("last_heard"):
+                self._last_heard[device_id] = tuple(state["last_heard"])
+            if state.get("silent"):
+                self._silent.add(device_id)
+
+    def devices(self) -> set[str]:
+        """Devices this worker keeps rule state for."""
+        return {d for d, _ in self._last_raised} | set(self._still_since) | set(self._last_heard) | self._silent
+
+    def forget(self, device_id: str) -> None:
+        """The device moved to another worker, which restores its state from the table: time nothing here."""
+        for key in [k for k in self._last_raised if k[0] == device_id]:
+            del self._last_raised[key]
+        self._still_since.pop(device_id, None)
+        self._last_heard.pop(device_id, None)
+        self._silent.discard(device_id)
 
     def room_of(self, device_id: str) -> str | None:
         return self.fleet.room_of(device_id) if self.fleet else self.config.device_rooms.get(device_id)

@@ -1,15 +1,15 @@
 """The stream worker: frames topic -> windows -> batched inference -> durable results, then commit.
 
 Two stream engines run the same worker (`settings.workers.engine`):
-- "aiokafka" (the default): a plain aiokafka consumer with `enable_auto_commit=False`; per partition
-  the worker commits the earliest offset still needed (a frame buffered for a window not yet decided,
-  a window or raw frame not yet written);
-- "faust": a Faust app (`stream_workers.faust_source`): one agent with `concurrency=1`, raw bytes,
-  manual acks; the worker acks every event below that same offset and Faust commits what is acked
-  through `GuardedConsumer`, whose commit never passes an event still in flight (faust-streaming #606,
-  fixed in `stream_workers.faust_consumer`). Per-device state that must survive a restart or a
-  rebalance (open episodes, alert cooldowns and timers) lives in the Faust table `device-state`. Not
-  the default yet: with two workers and one killed, a window was lost in 3 of 8 runs (docs/workers.md).
+- "faust" (the default): a Faust app (`stream_workers.faust_source`): one agent with `concurrency=1`,
+  raw bytes, manual acks; the worker acks every event below the earliest offset it still needs (a
+  frame buffered for a window not yet decided, a window or raw frame not yet written) and Faust commits
+  what is acked through `GuardedConsumer`, whose commit never passes an event still in flight
+  (faust-streaming #606) and whose seek back to the commit also rewinds partitions with no commit yet
+  (`stream_workers.faust_consumer`). Per-device state that must survive a restart or a rebalance (open
+  episodes, alert cooldowns and timers) lives in the Faust table `device-state`;
+- "aiokafka": the plain aiokafka consumer Faust replaced (`enable_auto_commit=False`, the worker
+  commits that same offset); faster, per-device state per process (docs/workers.md).
 Windows are assembled here, not in Faust's windowed tables: their `on_window_close` hands over no
 aggregate of the samples (see `stream_workers.windows`).
 
@@ -670,6 +670,11 @@ class StreamWorker:
             del self._device_seen[device]
             self._restored.discard(device)  # if it comes back, its state is loaded afresh
             self.episodes.forget(device)
+        if hasattr(self._consumer, "partition_of"):  # rule state is in the table: its next owner times it
+            for device in self.rules.devices():
+                if self._consumer.partition_of(device) in partitions:
+                    self.rules.forget(device)
+                    self._restored.discard(device)
 
     # -- time-driven work ---------------------------------------------------------------------
 
@@ -680,6 +685,9 @@ class StreamWorker:
             if silent:
                 self._alerts_out.extend(silent)
                 self._pending_added.set()
+            if hasattr(self._consumer, "taken_over"):
+                for device in self._consumer.taken_over():
+                    self._restore_device(device)
             await self._release_quiet_devices()
             self._update_lag()  # a gauge: once a tick, not once a fetch (the Faust engine fetches event by event)
 

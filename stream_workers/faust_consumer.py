@@ -13,7 +13,8 @@ is exactly the case that matters: an event held back is the one the commit must 
 
 `GuardedConsumer._new_offset` starts the run where the partition's next unfinished offset is: the
 committed offset, or before any commit the first offset delivered since the partition was assigned.
-It also never commits past a delivered message that is not acked. (Faust's streams mark messages as
+It also never commits past a delivered message that is not acked. `GuardedConsumer.seek_to_committed`
+makes Faust's "seek back to the commit" rewind partitions that have no commit yet. (Faust's streams mark messages as
 tracked inline, bypassing `Consumer.track_message`, so the first offset comes from the fetcher's
 read offsets instead.) Offsets that were never delivered
 (Faust's gaps: compaction, transaction markers) still count as done, as upstream.
@@ -82,6 +83,21 @@ class GuardedConsumer(Consumer):
         del acked[:count]
         self._acked_index[tp].difference_update(done)
         return end if end > start else None
+
+    async def seek_to_committed(self) -> dict:
+        """Faust re-reads from the commit whatever it dropped (records fetched during a rebalance, or
+        for a partition paused then): `perform_seek` after each recovery and whenever a fetch comes
+        while the flow is stopped. aiokafka seeks only partitions whose committed offset is above 0,
+        so a partition nothing was committed on yet stays past the dropped records, and they are
+        never handled (a worker restarted after a kill -9 before its first commit read nothing of
+        its partitions). Seek those to their first offset, as the `earliest` reset policy means."""
+        committed = await super().seek_to_committed()
+        if self.app.conf.consumer_auto_offset_reset == "earliest":
+            changelogs = self.app.tables.changelog_topics  # table recovery positions those itself
+            never = [tp for tp, offset in committed.items() if not offset and tp.topic not in changelogs]
+            if never:
+                await self._thread.seek_to_beginning(*never)
+        return committed
 
     def _fold_gaps(self, tp: TP, acked: list[int]) -> None:
         """Offsets never delivered below the highest acked one count as acked (as upstream does)."""

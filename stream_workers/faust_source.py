@@ -101,6 +101,8 @@ class FaustSource:
                                            use_partitioner=True)
         self._queue: asyncio.Queue = asyncio.Queue(QUEUE_EVENTS)
         self._unacked: dict[int, deque] = {}  # partition -> (offset, event) handed to the worker, in order
+        self._partitions = kafka.partitions
+        self._takeover_pending = False
         frames = self.app.topic(self.topic, key_type=bytes, value_type=bytes, key_serializer="raw",
                                 value_serializer="raw")
 
@@ -150,15 +152,25 @@ class FaustSource:
         while len(events) < max_records and not self._queue.empty():
             events.append(self._queue.get_nowait())
         owned = {tp.partition for tp in self.assignment()}
+        generation = self.app.consumer_generation_id
         batches: dict[Partition, list[Record]] = {}
+        stale = 0
         for event in events:
             message = event.message
-            if message.partition not in owned:
-                continue  # revoked meanwhile: its new owner reads it from the commit
+            if message.partition not in owned or message.generation_id != generation:
+                # Fetched before a rebalance: Faust seeks every partition it is given back to the commit,
+                # so this event comes again in order (here, or at the partition's new owner). Passing the
+                # stale copy on would feed the fresh assembler frames ahead of the re-read ones, which
+                # then arrive too late for their windows.
+                stale += 1
+                continue
             self._unacked.setdefault(message.partition, deque()).append((message.offset, event))
             batches.setdefault(Partition(message.topic, message.partition), []).append(Record(
                 message.topic, message.partition, message.offset, int(message.timestamp * 1000), message.key,
                 message.value, tuple(message.headers or ())))
+        if stale:
+            log.info("%s: %d event(s) fetched before the rebalance dropped; they are read again from the commit",
+                     self.worker.name, stale)
         return batches
 
     async def commit(self, offsets: dict) -> None:
@@ -174,6 +186,22 @@ class FaustSource:
     def save_device(self, device_id: str, state: dict) -> None:
         self.device_state[device_id.encode()] = state
 
+    def taken_over(self) -> list[str]:
+        """Once per assignment, when its tables are recovered: the devices on this worker's partitions
+        that have durable state, so a device that stays quiet after the takeover is still timed for
+        silence (devices that talk are restored at their first frame)."""
+        if not self._takeover_pending or self.app.rebalancing:
+            return []
+        self._takeover_pending = False
+        owned = {tp.partition for tp in self.assignment()}
+        return [key.decode() for key in list(self.device_state.keys()) if self.partition_of(key.decode()) in owned]
+
+    def partition_of(self, device_id: str) -> int:
+        """The frames partition of a device (frames and table entries are keyed by its id, murmur2)."""
+        from kafka.partitioner.default import murmur2
+
+        return (murmur2(device_id.encode()) & 0x7FFFFFFF) % self._partitions
+
     # -- rebalances -------------------------------------------------------------------------------
 
     async def _on_revoked(self, app, revoked, **kwargs) -> None:
@@ -185,6 +213,7 @@ class FaustSource:
 
     async def _on_assigned(self, app, assigned, **kwargs) -> None:
         mine = [tp for tp in assigned if tp.topic == self.topic]
+        self._takeover_pending = bool(mine)
         self.worker.metrics.assigned_partitions.set(len(mine))
         if mine:
             self.worker.ready.set()

@@ -67,12 +67,14 @@ def wait_for(condition, timeout_s: float, what: str) -> None:
     raise AssertionError(f"timed out after {timeout_s:.0f} s waiting for {what}")
 
 
+@pytest.mark.parametrize("engine", ["aiokafka", "faust"])
 def test_kill_dash_nine_one_of_two_workers_mid_stream_loses_and_duplicates_no_window(
-    isolated, settings_env, expected_windows, stored_windows, stored_raw_frames, tmp_path
+    engine, isolated, settings_env, expected_windows, stored_windows, stored_raw_frames, tmp_path
 ):
     from ingest.codec import decode
     from ingest.simulate import hapt_devices, replay_hapt
 
+    isolated = isolated.model_copy(update={"workers": isolated.workers.model_copy(update={"engine": engine})})
     hop = isolated.workers.hop_s
     start = (time.time() - 14_400) // hop * hop
     devices = hapt_devices(DEVICES)
@@ -114,7 +116,6 @@ def test_an_episode_open_across_a_kill_stays_one_episode_and_no_alert_is_raised_
 ):
     import numpy as np
     import psycopg
-    from kafka import KafkaConsumer
 
     from ingest.frame import Frame, ImuStream
     from ingest.producer import DeviceProducer
@@ -122,14 +123,18 @@ def test_an_episode_open_across_a_kill_stays_one_episode_and_no_alert_is_raised_
     from stream_workers.episodes import EpisodeTracker
     from stream_workers.records import WindowResult
 
-    # the Faust engine: its device-state table is what carries the episode and the cooldown over the kill
+    # the Faust engine: its device-state table is what carries the episode, the cooldown and the silence
+    # timer over the kill
     isolated = isolated.model_copy(update={"workers": isolated.workers.model_copy(update={
-        "no_movement_s": 4.0, "engine": "faust"})})
+        "no_movement_s": 4.0, "quiet_release_s": 3.0, "silent_device_s": 12.0, "engine": "faust"})})
     hop, seconds = isolated.workers.hop_s, 40
     start = (time.time() - 7200) // hop * hop
     (walker, signal_), = hapt_devices(1)
-    still = "dev-still-1"
+    # gone: 4 frames, then silent from before the kill; on a partition of its own (murmur2: 3 of 4), so the
+    # commit passes its frames once its windows are written
+    still, gone = "dev-still-1", "dev-gone-3"
     rng = np.random.default_rng(3)
+    gone_quiet_since: list[float] = []
 
     def stream():
         with DeviceProducer(isolated) as producer:
@@ -138,6 +143,11 @@ def test_an_episode_open_across_a_kill_stays_one_episode_and_no_alert_is_raised_
                 producer.send(frame, truth=truth)
                 acc = (rng.normal(0, 0.01, (50, 3)) + [0, 0, 9.81]).astype(np.float32)  # lying on a table
                 producer.send(Frame(device_id=still, seq=seq, t0=start + seq, duration_s=1.0, imu=ImuStream(50.0, acc)))
+                if seq < 4:
+                    producer.send(Frame(device_id=gone, seq=seq, t0=start + seq, duration_s=1.0,
+                                        imu=ImuStream(50.0, acc + rng.normal(0, 0.5, acc.shape).astype(np.float32))))
+                if seq == 3:
+                    gone_quiet_since.append(time.monotonic())
                 producer.flush()
                 time.sleep(0.25)
 
@@ -148,11 +158,15 @@ def test_an_episode_open_across_a_kill_stays_one_episode_and_no_alert_is_raised_
         wait_for(lambda: (worker.metric("iotlm_worker_assigned_partitions") or 0) > 0, 120, "the worker to own partitions")
         replay.start()
         wait_for(lambda: (worker.metric("iotlm_worker_results_total") or 0) >= 12, 60, "results before the kill")
-        time.sleep(1.5)  # the still device's alert is raised and its state written
+        # the quiet device's complete windows written and its open ones given up (quiet_release_s, one
+        # tick), its frames committed: only the table tells the next owner it was ever heard from
+        wait_for(lambda: len(stored_windows(isolated, [gone])) >= 2, 30, "the quiet device's windows")
+        time.sleep(max(1.5, gone_quiet_since[0] + isolated.workers.quiet_release_s + 2.5 - time.monotonic()))
         worker.stop(signal.SIGKILL)
         worker = WorkerProcess(isolated, env, 0, tmp_path)
         replay.join()
         wait_for(lambda: len(stored_windows(isolated, [walker, still])) >= 2 * 29, 150, "every window stored")
+        wait_for(lambda: any(a["device_id"] == gone for a in raised_alerts(isolated)), 60, "the silence alert")
         time.sleep(2.0)
     finally:
         worker.stop()
@@ -174,11 +188,23 @@ def test_an_episode_open_across_a_kill_stays_one_episode_and_no_alert_is_raised_
             reference[round(episode.start, 3)] = episode.activity
     assert {round(t.timestamp(), 3): label for t, label in episodes} == reference
 
-    alerts = KafkaConsumer(isolated.kafka.alerts_topic, bootstrap_servers=isolated.kafka_bootstrap,
+    raised = raised_alerts(isolated)
+    # (the replay's end silences every device: device_silent, once each, is expected of the other two)
+    assert [a["rule"] for a in raised if a["device_id"] == still and a["rule"] != "device_silent"] == ["no_movement"]
+    assert [(a["rule"], a["at"]) for a in raised if a["device_id"] == gone] == [("device_silent", round(start + 4, 2))]
+    assert all(len([a for a in raised if a["device_id"] == d and a["rule"] == "device_silent"]) <= 1
+               for d in (walker, still))
+
+
+def raised_alerts(settings) -> list[dict]:
+    from kafka import KafkaConsumer
+
+    alerts = KafkaConsumer(settings.kafka.alerts_topic, bootstrap_servers=settings.kafka_bootstrap,
                            auto_offset_reset="earliest", consumer_timeout_ms=3000)
-    raised = [json.loads(r.value) for r in alerts]
-    alerts.close()
-    assert [a["rule"] for a in raised if a["device_id"] == still] == ["no_movement"]
+    try:
+        return [json.loads(r.value) for r in alerts]
+    finally:
+        alerts.close()
 
 
 def test_faust_s_own_launcher_runs_the_same_worker(isolated, settings_env, expected_windows, stored_windows, tmp_path):

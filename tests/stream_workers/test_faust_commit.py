@@ -1,4 +1,5 @@
 """faust-streaming #606: the stock consumer commits past an event still being handled; ours does not.
+And its seek back to the commit, after records were dropped, rewinds no partition nothing was committed on.
 
 Against the real broker: 20 records, every one acked but offset 3 (a slow event); the worker then
 dies and a new one starts from the commit. The stock consumer has committed 20 and offset 3 is never
@@ -90,6 +91,52 @@ def test_a_slow_event_at_the_head_survives_a_crash_only_with_the_guard(settings,
     again = consume(settings, topic, group, scheme, ack_all=True, wait_for=20 - SLOW)
     assert again[0] == SLOW and sorted(again) == list(range(SLOW, 20))
     assert committed_offset(settings, group, topic) == 20
+
+
+@pytest.mark.parametrize("scheme, rereads", [("kafka", False), ("iotlm", True)], ids=["stock", "guarded"])
+def test_the_seek_back_to_the_commit_rewinds_a_partition_with_no_commit_yet(settings, stack, scheme, rereads):
+    """What Faust does after it dropped fetched records (a rebalance, a paused partition): seek back
+    to the commit and read them again. With nothing committed, stock leaves the fetcher where it is."""
+    import faust
+
+    import stream_workers.faust_consumer  # noqa: F401  registers the "iotlm" transport
+
+    topic, group, n = make_topic(settings, 10), f"test-faust-{uuid.uuid4().hex[:8]}", 10
+
+    async def main():
+        app = faust.App(group, broker=f"{scheme}://{settings.kafka_bootstrap}", web_enabled=False,
+                        topic_partitions=1, consumer_auto_offset_reset="earliest", store="memory://",
+                        topic_allow_declare=False, stream_wait_empty=False)  # stop without waiting for acks
+        source = app.topic(topic, key_type=bytes, value_type=bytes, key_serializer="raw", value_serializer="raw")
+        seen: list[int] = []
+
+        @app.agent(source, concurrency=1)
+        async def agent(stream):
+            async for event in stream.noack().events():  # never acked: nothing is committed
+                seen.append(event.message.offset)
+
+        async def wait_for(count: int, timeout_s: float) -> None:
+            deadline = time.monotonic() + timeout_s
+            while len(seen) < count and time.monotonic() < deadline:
+                await asyncio.sleep(0.1)
+
+        await app.start()
+        try:
+            await wait_for(n, 60)
+            first = list(seen)
+            await app.consumer.perform_seek()
+            await wait_for(2 * n, 10)
+        finally:
+            await app.stop()
+        return first, seen
+
+    first, seen = asyncio.run(main())
+    assert first == list(range(n))
+
+    if rereads:
+        assert seen == list(range(n)) * 2
+    else:  # if this fails, upstream seeks uncommitted partitions too and the override can go
+        assert seen == list(range(n))
 
 
 def consumer_state(committed, acked, first_read=None, unacked=()):

@@ -205,7 +205,9 @@ def test_a_dead_letter_is_not_written_again_when_its_record_is_reread_after_a_cr
     crashed = run_workers(isolated, lambda ws: ws[0].totals.dlq >= 1 and ws[0].totals.results >= 3, crash=True)[0]
     again = run_workers(isolated, lambda ws: ws[0].totals.redelivered_dead_letters >= 1
                         and ws[0].totals.results >= 3, timeout_s=60)[0]
-    assert crashed.totals.dlq == 1 and again.totals.dlq == 0 and again.totals.redelivered_dead_letters == 1
+    # nothing was committed: every read from the start (one more if a rebalance comes while the group
+    # drops the crashed member) meets the bad record again, and none writes it again
+    assert crashed.totals.dlq == 1 and again.totals.dlq == 0 and again.totals.redelivered_dead_letters >= 1
     assert len(dead_letters(isolated, expected=1)) == 1
 
 

@@ -256,7 +256,7 @@ class TestDemo:
         assert report.devices == 20 and report.frames == 20 * 60
         assert report.windows == report.result_rows == 20 * 45
         assert report.duplicate_rows == 0 and report.dlq == 0
-        assert report.stream_engine.startswith("aiokafka ")  # the default engine (settings.workers.engine)
+        assert report.stream_engine.startswith("faust-streaming ")  # the default engine (settings.workers.engine)
         # the raw signal is kept for fine-tuning: one row per frame sent
         assert report.raw_frame_rows == report.frames and report.duplicate_raw_frames == 0
         # its devices were registered through the admin API; the gate refused one it did not register
