@@ -48,7 +48,7 @@ def _kafka_producer(settings):
     from ingest.producer import DeviceProducer
 
     socket.create_connection((settings.stack.host, settings.stack.kafka_port), timeout=2).close()
-    return DeviceProducer(settings, client_id="iotlm-admin-api")
+    return DeviceProducer(settings, client_id="iotlm-admin-api", principal="api")
 
 
 def _start_registry(settings, store):

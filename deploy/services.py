@@ -87,11 +87,13 @@ class Service(ABC):
     def launch(self) -> None:
         self.process.start(self.argv(), address=(self.host, self.port), cwd=self.workdir, user=self.run_as)
 
-    def _run_step(self, argv: list[str], what: str, stdin: str | None = None) -> None:
-        """Run a one-off setup command (format, initdb), its output appended to the service log."""
+    def _run_step(self, argv: list[str], what: str, stdin: str | None = None, secret: str | None = None) -> None:
+        """Run a one-off setup command (format, initdb), its output appended to the service log
+        (`secret`, a password on the command line, is masked there)."""
         self.process.log_file.parent.mkdir(parents=True, exist_ok=True)
         with self.process.log_file.open("ab") as log:
-            log.write(f"\n==== {what}: {' '.join(argv)}\n".encode())
+            shown = " ".join(argv).replace(secret, "***") if secret else " ".join(argv)
+            log.write(f"\n==== {what}: {shown}\n".encode())
             log.flush()
             feed = {"input": stdin.encode()} if stdin else {"stdin": subprocess.DEVNULL}
             result = subprocess.run(
@@ -122,20 +124,44 @@ class KafkaBroker(Service):
         super().prepare()
         if not (KAFKA_DIR / "lib" / ".complete").exists():
             raise StackError(f"kafka: jars missing in {KAFKA_DIR / 'lib'}; run scripts/setup.sh")
+        from iotlm.credentials import KAFKA_CONTROLLER, KAFKA_MECHANISM, KAFKA_PRINCIPALS, ensure_secrets
+
         data = self.home / "data"
         s = self.settings.stack
-        # Written on every start, so port changes in the settings apply to existing data.
-        self.config_file.write_text(
-            "\n".join(
+        passwords = ensure_secrets(self.settings, "kafka", (*KAFKA_PRINCIPALS, KAFKA_CONTROLLER))
+        admin, controller = passwords["admin"], passwords[KAFKA_CONTROLLER]
+        scram = "org.apache.kafka.common.security.scram.ScramLoginModule"
+        plain = "org.apache.kafka.common.security.plain.PlainLoginModule"
+        # Written on every start, so port changes in the settings apply to existing data. It holds the
+        # controller and admin passwords: owner-only, like the secrets folder.
+        fd = os.open(self.config_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        os.fchmod(fd, 0o600)
+        with os.fdopen(fd, "w") as config:
+            config.write("\n".join(
                 [
                     "process.roles=broker,controller",
                     "node.id=1",
                     f"controller.quorum.voters=1@{self.host}:{s.kafka_controller_port}",
-                    f"listeners=PLAINTEXT://{self.host}:{s.kafka_port},CONTROLLER://{self.host}:{s.kafka_controller_port}",
-                    f"advertised.listeners=PLAINTEXT://{self.host}:{s.kafka_port}",
+                    f"listeners=SASL_PLAINTEXT://{self.host}:{s.kafka_port},CONTROLLER://{self.host}:{s.kafka_controller_port}",
+                    f"advertised.listeners=SASL_PLAINTEXT://{self.host}:{s.kafka_port}",
                     "controller.listener.names=CONTROLLER",
-                    "inter.broker.listener.name=PLAINTEXT",
-                    "listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT",
+                    "inter.broker.listener.name=SASL_PLAINTEXT",
+                    "listener.security.protocol.map=SASL_PLAINTEXT:SASL_PLAINTEXT,CONTROLLER:SASL_PLAINTEXT",
+                    # Clients: SCRAM-SHA-512 only, users in the cluster metadata (created by deploy.topics).
+                    f"sasl.enabled.mechanisms={KAFKA_MECHANISM}",
+                    f"sasl.mechanism.inter.broker.protocol={KAFKA_MECHANISM}",
+                    f"listener.name.sasl_plaintext.{KAFKA_MECHANISM.lower()}.sasl.jaas.config={scram} required "
+                    f'username="admin" password="{admin}";',
+                    # KRaft's controller cannot use SCRAM (its users live in the metadata it serves): PLAIN,
+                    # one user, so nobody else can talk to the controller port either.
+                    "sasl.mechanism.controller.protocol=PLAIN",
+                    "listener.name.controller.sasl.enabled.mechanisms=PLAIN",
+                    f"listener.name.controller.plain.sasl.jaas.config={plain} required "
+                    f'username="{KAFKA_CONTROLLER}" password="{controller}" user_{KAFKA_CONTROLLER}="{controller}";',
+                    # Deny by default; each component's principal gets only its ACLs (deploy.topics).
+                    "authorizer.class.name=org.apache.kafka.metadata.authorizer.StandardAuthorizer",
+                    f"super.users=User:admin;User:{KAFKA_CONTROLLER}",
+                    "allow.everyone.if.no.acl.found=false",
                     f"log.dirs={data}",
                     # One node: every internal topic has a single replica.
                     "offsets.topic.replication.factor=1",
@@ -149,15 +175,25 @@ class KafkaBroker(Service):
                     "auto.create.topics.enable=false",
                     "",
                 ]
-            )
-        )
+            ))
+        # The admin user is bootstrapped into the metadata at format time (the broker knows no other way
+        # in); the other users are upserted by `stack up` through it. Data formatted without it (before
+        # authentication, or with another admin password) can never be administered: start it afresh.
+        marker = data / ".iotlm-admin"
+        fingerprint = hashlib.sha256(admin.encode()).hexdigest()
+        if (data / "meta.properties").exists() and (not marker.exists() or marker.read_text() != fingerprint):
+            self.process.log_file.parent.mkdir(parents=True, exist_ok=True)
+            with self.process.log_file.open("a") as log:
+                log.write(f"\n==== {data} has no admin user of ours: formatting it afresh (topics are recreated)\n")
+            shutil.rmtree(data)
         if not (data / "meta.properties").exists():
             self._run_step(
                 kafka_java_argv("kafka.tools.StorageTool")
                 + ["format", "--cluster-id", _kafka_cluster_id(), "--config", str(self.config_file),
-                   "--ignore-formatted"],
-                "format KRaft storage",
+                   "--ignore-formatted", "--add-scram", f"{KAFKA_MECHANISM}=[name=admin,password={admin}]"],
+                "format KRaft storage", secret=admin,
             )
+            marker.write_text(fingerprint)
 
     def argv(self) -> list[str]:
         return kafka_java_argv("kafka.Kafka", heap=self.settings.stack.kafka_heap) + [str(self.config_file)]
@@ -165,8 +201,10 @@ class KafkaBroker(Service):
     def check(self) -> str:
         from kafka import KafkaAdminClient
 
+        from iotlm.credentials import kafka_client_kwargs
+
         admin = KafkaAdminClient(
-            bootstrap_servers=self.address, client_id="iotlm-stack-health",
+            bootstrap_servers=self.address, client_id="iotlm-stack-health", **kafka_client_kwargs(self.settings, "admin"),
             request_timeout_ms=int(HEALTH_TIMEOUT_S * 1000), bootstrap_timeout_ms=int(HEALTH_TIMEOUT_S * 1000),
         )
         try:

@@ -217,6 +217,20 @@ class ApiSettings(BaseModel):
     alarm_keeper: bool = Field(True, description="The API process turns alerts (Redis alert stream) into alarms.")
 
 
+class SecuritySettings(BaseModel):
+    """Where each component's service credentials come from (iotlm/credentials.py reads them).
+
+    `iotlm stack up` generates every password of the local stack once into `secrets_dir` (mode 0600);
+    a deployment instead hands each process only its own through `passwords`."""
+
+    secrets_dir: str = Field("", description="Folder of the generated credentials; empty: {state_dir}/secrets.")
+    passwords: dict[str, str] = Field(
+        default_factory=dict, repr=False,
+        description='Passwords that win over the secrets folder, by "<service>.<principal>", e.g. '
+        'IOTLM_SECURITY__PASSWORDS=\'{"kafka.worker": "..."}\'.',
+    )
+
+
 class Settings(BaseSettings):
     """All of IoT-LM's configuration. Build once at the edge (CLI, test fixture) and pass down."""
 
@@ -231,6 +245,7 @@ class Settings(BaseSettings):
     workers: WorkerSettings = Field(default_factory=WorkerSettings)
     grafana: GrafanaSettings = Field(default_factory=GrafanaSettings)
     api: ApiSettings = Field(default_factory=ApiSettings)
+    security: SecuritySettings = Field(default_factory=SecuritySettings)
     api_key: SecretStr | None = Field(None, description="IOTLM_API_KEY: the key `iotlm devices|labels|alarms` send.")
 
     def environ(self) -> dict[str, str]:

@@ -16,6 +16,7 @@ import numpy as np
 import pytest
 
 from deploy.process import free_ports
+from iotlm.credentials import kafka_client_kwargs
 
 
 @dataclass
@@ -73,7 +74,7 @@ def drop_private(private) -> None:
     for key in client.scan_iter(f"{private.storage.redis_key_prefix}:*"):
         client.delete(key)
     client.close()
-    admin = KafkaAdminClient(bootstrap_servers=private.kafka_bootstrap, client_id="iotlm-test-cleanup")
+    admin = KafkaAdminClient(bootstrap_servers=private.kafka_bootstrap, **kafka_client_kwargs(private, "admin"), client_id="iotlm-test-cleanup")
     try:
         admin.delete_topics(list(topic_partitions(private)))
     finally:

@@ -79,6 +79,7 @@ def test_valid_frame_to_kafka_and_junk_to_dlq(topic_settings, read_topic, tmp_pa
 def test_bridge_command_stops_cleanly_on_sigterm(topic_settings, read_topic, tmp_path):
     (tmp_path / "frame.bin").write_bytes(encode(a_frame("dev-mqtt-2")))
     env = os.environ | topic_settings.stack.environ() | {
+        "IOTLM_STATE_DIR": str(topic_settings.state_dir),  # where the stack wrote the credentials
         "IOTLM_KAFKA__FRAMES_TOPIC": topic_settings.kafka.frames_topic,
         "IOTLM_KAFKA__DLQ_TOPIC": topic_settings.kafka.dlq_topic,
         "IOTLM_INGEST__MQTT_TOPIC": topic_settings.ingest.mqtt_topic,

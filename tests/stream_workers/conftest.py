@@ -9,6 +9,7 @@ import pytest
 from deploy.process import free_ports
 from stream_workers.app import segment_from_frame
 from stream_workers.windows import WindowAssembler
+from iotlm.credentials import kafka_client_kwargs
 
 
 @pytest.fixture
@@ -44,7 +45,7 @@ def isolated(settings, stack):
     yield private
     with psycopg.connect(admin_dsn, autocommit=True) as conn:
         conn.execute(f'DROP DATABASE IF EXISTS "{db}" WITH (FORCE)')
-    admin = KafkaAdminClient(bootstrap_servers=private.kafka_bootstrap, client_id="iotlm-test-cleanup")
+    admin = KafkaAdminClient(bootstrap_servers=private.kafka_bootstrap, **kafka_client_kwargs(private, "admin"), client_id="iotlm-test-cleanup")
     try:
         admin.delete_topics(list(topic_partitions(private)))
     finally:

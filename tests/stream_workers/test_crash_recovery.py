@@ -19,6 +19,8 @@ from pathlib import Path
 
 import pytest
 
+from iotlm.credentials import kafka_client_kwargs
+
 pytestmark = [pytest.mark.services, pytest.mark.slow]
 
 DEVICES, DURATION_S, SPEED = 8, 40.0, 4.0
@@ -174,7 +176,7 @@ def test_an_episode_open_across_a_kill_stays_one_episode_and_no_alert_is_raised_
             reference[round(episode.start, 3)] = episode.activity
     assert {round(t.timestamp(), 3): label for t, label in episodes} == reference
 
-    alerts = KafkaConsumer(isolated.kafka.alerts_topic, bootstrap_servers=isolated.kafka_bootstrap,
+    alerts = KafkaConsumer(isolated.kafka.alerts_topic, bootstrap_servers=isolated.kafka_bootstrap, **kafka_client_kwargs(isolated, "admin"),
                            auto_offset_reset="earliest", consumer_timeout_ms=3000)
     raised = [json.loads(r.value) for r in alerts]
     alerts.close()

@@ -21,6 +21,7 @@ from deploy.process import free_ports
 from ingest.codec import TRUTH_HEADER, encode, header
 from ingest.gate import SettingsAdmission
 from stream_workers.app import StreamWorker
+from iotlm.credentials import kafka_client_kwargs
 
 pytestmark = pytest.mark.services
 
@@ -62,7 +63,7 @@ def run_workers(settings, done, count: int = 1, timeout_s: float = 120.0, during
 def dead_letters(settings, expected: int, timeout_s: float = 20.0) -> list:
     from kafka import KafkaConsumer
 
-    consumer = KafkaConsumer(settings.kafka.dlq_topic, bootstrap_servers=settings.kafka_bootstrap,
+    consumer = KafkaConsumer(settings.kafka.dlq_topic, bootstrap_servers=settings.kafka_bootstrap, **kafka_client_kwargs(settings, "admin"),
                              auto_offset_reset="earliest", consumer_timeout_ms=1500, enable_auto_commit=False)
     records, deadline = [], time.monotonic() + timeout_s
     try:

@@ -10,6 +10,7 @@ import time
 import pytest
 
 from stream_workers.app import StreamWorker
+from iotlm.credentials import kafka_client_kwargs
 
 pytestmark = pytest.mark.services
 
@@ -44,7 +45,7 @@ def hapt_frames(device_index: int, n: int, t0: float):
 def read_topic(settings, topic: str, expected: int, timeout_s: float = 20.0) -> list:
     from kafka import KafkaConsumer
 
-    consumer = KafkaConsumer(topic, bootstrap_servers=settings.kafka_bootstrap, auto_offset_reset="earliest",
+    consumer = KafkaConsumer(topic, bootstrap_servers=settings.kafka_bootstrap, **kafka_client_kwargs(settings, "admin"), auto_offset_reset="earliest",
                              consumer_timeout_ms=1000, enable_auto_commit=False)
     records, deadline = [], time.monotonic() + timeout_s
     try:

@@ -1,0 +1,113 @@
+"""The one place that knows each component's service credentials and turns them into client arguments.
+
+Every service of the stack authenticates its clients, one principal per component:
+
+    kafka:  admin (topics, users, ACLs: `iotlm stack` and test set-up), ingest (gate, MQTT bridge, replay),
+            worker (stream workers), api (admin API and its jobs), controller (KRaft's own listener)
+
+Passwords come from `settings.security.passwords["<service>.<principal>"]` (the environment:
+`IOTLM_SECURITY__PASSWORDS`) or else from `{secrets_dir}/<service>.json`, which `iotlm stack up`
+writes once with fresh random passwords (folder 0700, files 0600). Nothing has a default password.
+
+    KafkaProducer(bootstrap_servers=settings.kafka_bootstrap, **kafka_client_kwargs(settings, "ingest"))
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import secrets
+from collections.abc import Iterable
+from pathlib import Path
+
+from iotlm.settings import Settings
+
+KAFKA_MECHANISM = "SCRAM-SHA-512"
+KAFKA_PRINCIPALS = ("admin", "ingest", "worker", "api")
+KAFKA_CONTROLLER = "controller"  # KRaft's controller listener speaks SASL/PLAIN: SCRAM lives in the metadata it serves
+
+
+class MissingCredentials(RuntimeError):
+    """A component asked for a password that neither the environment nor the secrets folder holds."""
+
+
+def secrets_dir(settings: Settings) -> Path:
+    return Path(settings.security.secrets_dir) if settings.security.secrets_dir else settings.state_dir / "secrets"
+
+
+def _secrets_file(settings: Settings, service: str) -> Path:
+    return secrets_dir(settings) / f"{service}.json"
+
+
+def ensure_secrets(settings: Settings, service: str, principals: Iterable[str]) -> dict[str, str]:
+    """The service's passwords by principal, generating (and saving) any that are missing. Only
+    `iotlm stack up` calls this: clients never invent a password the server does not know."""
+    folder = secrets_dir(settings)
+    folder.mkdir(parents=True, exist_ok=True)
+    folder.chmod(0o700)
+    path = _secrets_file(settings, service)
+    with (folder / ".lock").open("w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # two `stack up`s at once must not each write their own passwords
+        known = json.loads(path.read_text()) if path.exists() else {}
+        missing = [p for p in principals if p not in known]
+        if missing:
+            known |= {p: secrets.token_urlsafe(24) for p in missing}
+            tmp = path.with_suffix(".tmp")
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            with os.fdopen(fd, "w") as out:
+                json.dump(known, out, indent=1)
+            os.replace(tmp, path)
+    return known
+
+
+def password(settings: Settings, service: str, principal: str) -> str:
+    """The password of `principal` on `service`: the environment's, else the secrets folder's."""
+    override = settings.security.passwords.get(f"{service}.{principal}")
+    if override:
+        return override
+    path = _secrets_file(settings, service)
+    try:
+        value = json.loads(path.read_text()).get(principal)
+    except FileNotFoundError:
+        value = None
+    if not value:
+        raise MissingCredentials(
+            f"no {service} password for {principal!r}: set IOTLM_SECURITY__PASSWORDS='{{\"{service}.{principal}\": ...}}' "
+            f"or run `iotlm stack up` with state dir {settings.state_dir} (it writes {path})"
+        )
+    return value
+
+
+def kafka_client_kwargs(settings: Settings, principal: str) -> dict:
+    """SASL/SCRAM keyword arguments for kafka-python and aiokafka clients (they share the names)."""
+    return {
+        "security_protocol": "SASL_PLAINTEXT",
+        "sasl_mechanism": KAFKA_MECHANISM,
+        "sasl_plain_username": principal,
+        "sasl_plain_password": password(settings, "kafka", principal),
+    }
+
+
+def faust_credentials(settings: Settings, principal: str = "worker"):
+    """The same principal for a faust.App (`broker_credentials=`)."""
+    import faust
+
+    return faust.SASLCredentials(username=principal, password=password(settings, "kafka", principal),
+                                 mechanism=KAFKA_MECHANISM)
+
+
+def kafka_tool_config(settings: Settings, principal: str = "admin") -> Path:
+    """A client properties file (0600, in the secrets folder) for Kafka's Java tools
+    (`--command-config`, `--consumer.config`)."""
+    secret = password(settings, "kafka", principal)
+    path = secrets_dir(settings) / f"kafka-{principal}.properties"
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as out:
+        out.write(
+            "security.protocol=SASL_PLAINTEXT\n"
+            f"sasl.mechanism={KAFKA_MECHANISM}\n"
+            "sasl.jaas.config=org.apache.kafka.common.security.scram.ScramLoginModule required "
+            f'username="{principal}" password="{secret}";\n'
+        )
+    return path
