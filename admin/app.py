@@ -86,7 +86,7 @@ def create_app(settings, *, migrate: bool = True) -> FastAPI:
         state.settings = settings
         state.store = DataStore(engine, uses_timescale(settings) and settings.storage.timescale_single_connection)
         state.failed_attempts = FailedAttempts(settings.api.failed_auth_limit, settings.api.failed_auth_window_s)
-        state.live_state = LiveState.from_settings(settings)
+        state.live_state = LiveState.from_settings(settings, "api")
         state.registry = _start_registry(settings, state.store)
         state.producer = _Lazy(lambda: _kafka_producer(settings))
         state.gate = _Lazy(lambda: IngestGate(settings, state.producer(), admission=state.registry)

@@ -357,14 +357,55 @@ class RedisServer(Service):
     def config_file(self) -> Path:
         return self.home / "redis.conf"
 
+    @property
+    def acl_file(self) -> Path:
+        return self.home / "users.acl"
+
     def prepare(self) -> None:
         super().prepare()
         if not shutil.which("redis-server"):
             raise StackError("redis: redis-server not found; run scripts/setup.sh (apt redis-server)")
+        self.write_acl()
         self.config_file.write_text(
             f"bind {self.host}\nport {self.port}\ndir {self.home}\ndaemonize no\nprotected-mode yes\n"
-            'logfile ""\nappendonly no\n'
+            f'logfile ""\nappendonly no\naclfile {self.acl_file}\n'
         )
+
+    def write_acl(self) -> None:
+        """The users file (password hashes only, 0600) from the secrets; `ACL LOAD` re-reads it live.
+
+        Key rules go by key family, whatever the prefix (a test's private prefix gets the same rules):
+        live state `*:device:*`, `*:room:*`, `*:occupancy:*`, the alert stream `*:alerts`, and the
+        promoted-model key `*:model*` (settings.workers.model_key), which only `api` may write."""
+        from iotlm.credentials import REDIS_USERS, ensure_secrets
+
+        digest = {user: hashlib.sha256(pw.encode()).hexdigest()
+                  for user, pw in ensure_secrets(self.settings, "redis", REDIS_USERS).items()}
+        state = "~*:device:* ~*:room:* ~*:occupancy:*"
+        # the API reads live state; reading a room's occupancy also prunes members past their TTL
+        state_read = "%R~*:device:* %R~*:room:* ~*:occupancy:*"
+        no_admin = "+@all -@dangerous -@admin"  # no CONFIG, FLUSHALL, KEYS, DEBUG, ACL, SHUTDOWN...
+        lines = [
+            "user default off resetpass nopass resetkeys resetchannels -@all",  # nobody without a password
+            f"user admin on #{digest['admin']} ~* &* +@all",
+            f"user worker on #{digest['worker']} {state} ~*:alerts %R~*:model* resetchannels {no_admin}",
+            f"user api on #{digest['api']} {state_read} ~*:alerts ~*:model* resetchannels {no_admin}",
+            f"user dashboards on #{digest['dashboards']} %R~* resetchannels -@all +@read +@connection -@dangerous",
+        ]
+        fd = os.open(self.acl_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as out:
+            out.write("\n".join(lines) + "\n")
+
+    def reload_acl(self) -> None:
+        """Rewrite the users file and have the running server load it: rotation without a restart."""
+        from iotlm.credentials import redis_client
+
+        self.write_acl()
+        client = redis_client(self.settings, "admin", socket_timeout=HEALTH_TIMEOUT_S)
+        try:
+            client.execute_command("ACL", "LOAD")
+        finally:
+            client.close()
 
     def argv(self) -> list[str]:
         return [shutil.which("redis-server") or "redis-server", str(self.config_file)]
@@ -374,9 +415,12 @@ class RedisServer(Service):
         from redis.backoff import NoBackoff
         from redis.retry import Retry
 
+        from iotlm.credentials import redis_auth
+
         # One try: redis-py's default retries would turn a health check into half a minute.
         client = redis.Redis(host=self.host, port=self.port, socket_timeout=HEALTH_TIMEOUT_S,
-                             socket_connect_timeout=HEALTH_TIMEOUT_S, retry=Retry(NoBackoff(), 0))
+                             socket_connect_timeout=HEALTH_TIMEOUT_S, retry=Retry(NoBackoff(), 0),
+                             **redis_auth(self.settings, "admin"))
         try:
             if not client.ping():
                 raise StackError("redis: PING got no PONG")

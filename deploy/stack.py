@@ -133,6 +133,9 @@ class Stack:
             for service in waiting:  # started by an earlier call: report, never kill
                 progress(f"waiting for {service.name} on {service.address}")
                 self._wait_healthy(service, deadline, stop_if_late=False)
+            redis = self.services["redis"]
+            if redis in chosen and redis not in started:  # already running: new passwords apply live
+                redis.reload_acl()
             if any(s.name == "kafka" for s in chosen):
                 progress("creating Kafka users, topics and ACLs")
                 ensure_users(self.settings)

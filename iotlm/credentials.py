@@ -4,6 +4,8 @@ Every service of the stack authenticates its clients, one principal per componen
 
     kafka:  admin (topics, users, ACLs: `iotlm stack` and test set-up), ingest (gate, MQTT bridge, replay),
             worker (stream workers), api (admin API and its jobs), controller (KRaft's own listener)
+    redis:  admin (server administration), worker (live state, alerts; reads the promoted model),
+            api (sets the promoted model, follows the alert stream), dashboards (read only)
 
 Passwords come from `settings.security.passwords["<service>.<principal>"]` (the environment:
 `IOTLM_SECURITY__PASSWORDS`) or else from `{secrets_dir}/<service>.json`, which `iotlm stack up`
@@ -26,6 +28,7 @@ from iotlm.settings import Settings
 KAFKA_MECHANISM = "SCRAM-SHA-512"
 KAFKA_PRINCIPALS = ("admin", "ingest", "worker", "api")
 KAFKA_CONTROLLER = "controller"  # KRaft's controller listener speaks SASL/PLAIN: SCRAM lives in the metadata it serves
+REDIS_USERS = ("admin", "worker", "api", "dashboards")
 
 
 class MissingCredentials(RuntimeError):
@@ -111,3 +114,17 @@ def kafka_tool_config(settings: Settings, principal: str = "admin") -> Path:
             f'username="{principal}" password="{secret}";\n'
         )
     return path
+
+
+def redis_auth(settings: Settings, principal: str) -> dict:
+    """`username`/`password` keyword arguments of redis-py clients (sync and asyncio, `from_url` too)."""
+    return {"username": principal, "password": password(settings, "redis", principal)}
+
+
+def redis_client(settings: Settings, principal: str, **kwargs):
+    """A redis-py client of the stack's Redis as `principal` (text replies unless told otherwise)."""
+    from redis import Redis
+
+    kwargs.setdefault("decode_responses", True)
+    return Redis(host=settings.stack.host, port=settings.stack.redis_port, db=0, **redis_auth(settings, principal),
+                 **kwargs)

@@ -51,7 +51,7 @@ from ingest.codec import TRUTH_HEADER, decode, header, truth_for_frame
 from ingest.dead_letters import bounded_payload, dead_letter_headers
 from ingest.frame import Frame, FrameError, FrameLimits
 from ingest.gate import DeviceAdmission, SettingsAdmission
-from iotlm.credentials import kafka_client_kwargs
+from iotlm.credentials import kafka_client_kwargs, redis_auth
 from stream_workers.alerts import AlertRules
 from stream_workers.batching import MicroBatcher
 from stream_workers.episodes import EpisodeTracker
@@ -187,7 +187,7 @@ class StreamWorker:
         if self._model is None:
             import redis.asyncio as redis
 
-            client = redis.from_url(self.settings.redis_url)
+            client = redis.from_url(self.settings.redis_url, **redis_auth(self.settings, "worker"))
             try:  # start on the promoted model, if any, rather than switch a moment later
                 self.promoted = await self._read_promoted(client)
             finally:
@@ -721,7 +721,7 @@ class StreamWorker:
     async def _model_watch_loop(self) -> None:
         import redis.asyncio as redis
 
-        client = redis.from_url(self.settings.redis_url)
+        client = redis.from_url(self.settings.redis_url, **redis_auth(self.settings, "worker"))
         loop = asyncio.get_running_loop()
         try:
             while True:

@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 
 from deploy.process import free_ports
-from iotlm.credentials import kafka_client_kwargs
+from iotlm.credentials import kafka_client_kwargs, redis_auth
 
 
 @dataclass
@@ -70,7 +70,7 @@ def drop_private(private) -> None:
     with psycopg.connect(host=s.host, port=s.postgres_port, user=s.postgres_user,
                          password=private.storage.postgres_password, dbname="iotlm", autocommit=True) as conn:
         conn.execute(f'DROP DATABASE IF EXISTS "{s.postgres_db}" WITH (FORCE)')
-    client = redis.Redis.from_url(private.redis_url)
+    client = redis.Redis.from_url(private.redis_url, **redis_auth(private, "admin"))
     for key in client.scan_iter(f"{private.storage.redis_key_prefix}:*"):
         client.delete(key)
     client.close()

@@ -118,7 +118,7 @@ class TestQueries:
     def test_live_state_from_redis(self, api, registered):
         from storage.live_state import LiveState
 
-        state = LiveState.from_settings(api.settings)
+        state = LiveState.from_settings(api.settings, "worker")
         now = datetime.now(timezone.utc)
         state.update("dev-hist", "sitting", 0.8, "m1", now, room_id="lab-1")
         with api.client("read") as c:

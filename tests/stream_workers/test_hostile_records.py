@@ -216,7 +216,11 @@ def test_redis_down_does_not_stop_storage_and_live_state_catches_up(isolated, ex
     from stream_workers.sink import StorageSink
 
     port = free_ports()[0]
-    argv = ["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"]
+    from deploy.services import RedisServer
+
+    # the stack's users (ACL file) on a Redis of this test's own, which it can kill
+    argv = ["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
+            "--aclfile", str(RedisServer(isolated).acl_file)]
     redis_server = subprocess.Popen(argv, stdout=subprocess.DEVNULL)
     isolated = isolated.model_copy(update={"stack": isolated.stack.model_copy(update={"redis_port": port}),
                                            "storage": isolated.storage.model_copy(update={"redis_timeout_s": 0.5})})
@@ -240,7 +244,7 @@ def test_redis_down_does_not_stop_storage_and_live_state_catches_up(isolated, ex
         wait(lambda: len(stored_windows(isolated, [device])) >= len(expected), "rows while Redis is down")
         seen["backlog"] = sink.redis_backlog
         redis_server = subprocess.Popen(argv, stdout=subprocess.DEVNULL)  # it comes back, empty
-        live = LiveState.from_settings(isolated)
+        live = LiveState.from_settings(isolated, "admin")
         wait(lambda: _quietly(live.device, device) is not None, "live state after Redis returned", 30)
         seen["latest"] = live.device(device)
 
