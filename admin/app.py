@@ -81,7 +81,7 @@ def create_app(settings, *, migrate: bool = True) -> FastAPI:
             from storage.migrate import upgrade
 
             upgrade(url_from_settings(settings))
-        engine = engine_from_settings(settings)
+        engine = engine_from_settings(settings, principal="api")
         state = app.state
         state.settings = settings
         state.store = DataStore(engine, uses_timescale(settings) and settings.storage.timescale_single_connection)

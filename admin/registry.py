@@ -64,6 +64,9 @@ def publish_change(producer, settings, entity: str) -> None:
     producer.flush(timeout_s=5.0)
 
 
+_DB_PRINCIPAL = {"ingest": "reader"}  # Kafka principal -> PostgreSQL principal where they differ
+
+
 class FleetRegistry:
     """Admission, rooms, label sets and rules from the registry tables, cached and hot-reloaded."""
 
@@ -74,7 +77,8 @@ class FleetRegistry:
 
         self.settings = settings
         self._own_engine = engine is None
-        self.engine = engine or engine_from_settings(settings)
+        # reading the registry: the process's own database role (the gate's is the reader)
+        self.engine = engine or engine_from_settings(settings, principal=_DB_PRINCIPAL.get(principal, principal))
         self.listen = listen
         self.principal = principal  # the Kafka user that follows the control topic: the process's own
         self._serialized = serialized or contextlib.nullcontext  # PGlite: one connection at a time (admin.deps)

@@ -25,7 +25,7 @@ import contextlib
 import time
 import uuid
 
-from iotlm.credentials import kafka_client_kwargs
+from iotlm.credentials import kafka_client_kwargs, postgres_password
 
 
 def private(settings, tag: str):
@@ -45,7 +45,7 @@ def private(settings, tag: str):
 def _admin_dsn(settings) -> str:
     s = settings.stack
     return (f"host={s.host} port={s.postgres_port} user={s.postgres_user} "
-            f"password={settings.storage.postgres_password} dbname={s.postgres_db}")
+            f"password={postgres_password(settings)} dbname={s.postgres_db}")
 
 
 @contextlib.contextmanager

@@ -276,30 +276,66 @@ class PostgresServer(Service):
             folder.chmod(0o700)
         if root != self.home:
             (self.home / "WHERE.txt").write_text(f"cluster data lives in {root} (postgres user cannot reach here)\n")
+        from iotlm.credentials import POSTGRES_PRINCIPALS, POSTGRES_SUPERUSER, ensure_secrets
+
+        passwords = ensure_secrets(self.settings, "postgres", (POSTGRES_SUPERUSER, *POSTGRES_PRINCIPALS))
         data = root / "data"
+        # The superuser is made by initdb with our generated password; a cluster made before that (its
+        # superuser was the project's role, with a default password) cannot be trusted: start afresh.
+        marker = data / "iotlm-superuser"
+        fingerprint = hashlib.sha256(passwords[POSTGRES_SUPERUSER].encode()).hexdigest()
+        if (data / "PG_VERSION").exists() and (not marker.exists() or marker.read_text() != fingerprint):
+            self.process.log_file.parent.mkdir(parents=True, exist_ok=True)
+            with self.process.log_file.open("a") as log:
+                log.write(f"\n==== {data} has no superuser of ours: initializing it afresh (databases are lost)\n")
+            shutil.rmtree(data)
         if (data / "PG_VERSION").exists():
             return
-        s = self.settings.stack
         password_file = root / "initdb.pw"
-        password_file.write_text(self.settings.storage.postgres_password + "\n")
+        fd = os.open(password_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as out:
+            out.write(passwords[POSTGRES_SUPERUSER] + "\n")
         os.chown(password_file, owner.pw_uid, owner.pw_gid)
-        password_file.chmod(0o600)
         try:
             self._run_step(
-                [str(POSTGRES_BIN / "initdb"), "-D", str(data), "-U", s.postgres_user, f"--pwfile={password_file}",
+                [str(POSTGRES_BIN / "initdb"), "-D", str(data), "-U", POSTGRES_SUPERUSER, f"--pwfile={password_file}",
                  "--auth-host=scram-sha-256", "--auth-local=peer", "-E", "UTF8", "--locale=C"],
                 "initdb",
             )
         finally:
             password_file.unlink(missing_ok=True)
-        if s.postgres_db != "postgres":
-            # Single-user mode creates the database before any server listens: no race, no socket.
-            quoted = '"' + s.postgres_db.replace('"', '""') + '"'
-            self._run_step(
-                [str(POSTGRES_BIN / "postgres"), "--single", "-D", str(data), "postgres"],
-                f"create database {s.postgres_db}",
-                stdin=f"CREATE DATABASE {quoted};\n",
-            )
+        marker.write_text(fingerprint)
+        os.chown(marker, owner.pw_uid, owner.pw_gid)
+
+    def ensure_roles(self) -> None:
+        """The project's roles, none a superuser, with the passwords of the secrets (re-set on every
+        `stack up`: rotation), and the database, owned by the schema owner. What each role may do on the
+        tables is granted by the migrations' owner (storage.migrate.grant_roles)."""
+        import psycopg
+        from psycopg import sql
+
+        from iotlm.credentials import POSTGRES_PRINCIPALS, postgres_connect_kwargs, postgres_role
+
+        s = self.settings.stack
+        with psycopg.connect(**postgres_connect_kwargs(self.settings, "postgres", dbname="postgres"),
+                             connect_timeout=int(HEALTH_TIMEOUT_S), sslmode="disable", autocommit=True) as conn:
+            for principal in POSTGRES_PRINCIPALS:
+                role = sql.Identifier(postgres_role(self.settings, principal))
+                exists = conn.execute("SELECT 1 FROM pg_roles WHERE rolname = %s",
+                                      (postgres_role(self.settings, principal),)).fetchone()
+                if not exists:
+                    conn.execute(sql.SQL("CREATE ROLE {} LOGIN").format(role))
+                # the owner creates databases (tests make private ones) and may end sessions on them
+                extra = "CREATEDB" if principal == "owner" else "NOCREATEDB"
+                conn.execute(sql.SQL("ALTER ROLE {} WITH LOGIN NOSUPERUSER NOCREATEROLE NOREPLICATION NOBYPASSRLS "
+                                     + extra + " PASSWORD {}").format(
+                    role, sql.Literal(password_of(self.settings, principal))))
+            conn.execute(sql.SQL("GRANT pg_signal_backend TO {}").format(sql.Identifier(s.postgres_user)))
+            if not conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (s.postgres_db,)).fetchone():
+                conn.execute(sql.SQL("CREATE DATABASE {} OWNER {}").format(
+                    sql.Identifier(s.postgres_db), sql.Identifier(s.postgres_user)))
+            # nobody but the owner creates objects in the database's public schema (PostgreSQL 15's default)
+            conn.execute(sql.SQL("REVOKE CREATE ON DATABASE {} FROM PUBLIC").format(sql.Identifier(s.postgres_db)))
 
     def argv(self) -> list[str]:
         run_dir = self.data_root / "run"
@@ -314,14 +350,20 @@ class PostgresServer(Service):
     def check(self) -> str:
         import psycopg
 
-        s = self.settings.stack
-        with psycopg.connect(
-            host=self.host, port=self.port, user=s.postgres_user, password=self.settings.storage.postgres_password,
-            dbname=s.postgres_db, connect_timeout=int(HEALTH_TIMEOUT_S), sslmode="disable",
-        ) as conn:
+        from iotlm.credentials import postgres_connect_kwargs
+
+        # as the superuser, on its own database: the project's roles and database come after (ensure_roles)
+        with psycopg.connect(**postgres_connect_kwargs(self.settings, "postgres", dbname="postgres"),
+                             connect_timeout=int(HEALTH_TIMEOUT_S), sslmode="disable") as conn:
             conn.execute("SELECT 1").fetchone()
             version = conn.info.server_version
-            return f"PostgreSQL {version // 10000}.{version % 10000}, database {s.postgres_db}"
+            return f"PostgreSQL {version // 10000}.{version % 10000}"
+
+
+def password_of(settings: Settings, principal: str) -> str:
+    from iotlm.credentials import password
+
+    return password(settings, "postgres", principal)
 
 
 def _reachable_by(path: Path, user: str | None) -> bool:

@@ -133,6 +133,10 @@ class Stack:
             for service in waiting:  # started by an earlier call: report, never kill
                 progress(f"waiting for {service.name} on {service.address}")
                 self._wait_healthy(service, deadline, stop_if_late=False)
+            postgres = self.services["postgres"]
+            if postgres in chosen:
+                progress("creating PostgreSQL roles")
+                postgres.ensure_roles()
             redis = self.services["redis"]
             if redis in chosen and redis not in started:  # already running: new passwords apply live
                 redis.reload_acl()

@@ -6,6 +6,9 @@ Every service of the stack authenticates its clients, one principal per componen
             worker (stream workers), api (admin API and its jobs), controller (KRaft's own listener)
     redis:  admin (server administration), worker (live state, alerts; reads the promoted model),
             api (sets the promoted model, follows the alert stream), dashboards (read only)
+    postgres: postgres (the cluster's superuser: `iotlm stack` only), owner (settings.stack.postgres_user:
+            owns the schema, runs migrations, creates databases), worker (role iotlm_worker: INSERT/UPDATE
+            on the result tables), api (iotlm_api), reader (iotlm_reader: SELECT, for dashboards and Grafana)
 
 Passwords come from `settings.security.passwords["<service>.<principal>"]` (the environment:
 `IOTLM_SECURITY__PASSWORDS`) or else from `{secrets_dir}/<service>.json`, which `iotlm stack up`
@@ -29,6 +32,8 @@ KAFKA_MECHANISM = "SCRAM-SHA-512"
 KAFKA_PRINCIPALS = ("admin", "ingest", "worker", "api")
 KAFKA_CONTROLLER = "controller"  # KRaft's controller listener speaks SASL/PLAIN: SCRAM lives in the metadata it serves
 REDIS_USERS = ("admin", "worker", "api", "dashboards")
+POSTGRES_SUPERUSER = "postgres"
+POSTGRES_PRINCIPALS = ("owner", "worker", "api", "reader")
 
 
 class MissingCredentials(RuntimeError):
@@ -128,3 +133,34 @@ def redis_client(settings: Settings, principal: str, **kwargs):
     kwargs.setdefault("decode_responses", True)
     return Redis(host=settings.stack.host, port=settings.stack.redis_port, db=0, **redis_auth(settings, principal),
                  **kwargs)
+
+
+def postgres_role(settings: Settings, principal: str) -> str:
+    """The PostgreSQL role of a principal: the owner is `settings.stack.postgres_user`, the others
+    fixed names that migrations grant to (storage.migrate)."""
+    if principal == "owner":
+        return settings.stack.postgres_user
+    if principal == POSTGRES_SUPERUSER:
+        return POSTGRES_SUPERUSER
+    return f"iotlm_{principal}"
+
+
+def postgres_connect_kwargs(settings: Settings, principal: str = "owner", dbname: str | None = None) -> dict:
+    """psycopg.connect(**...) keyword arguments: the stack's server, as `principal`."""
+    s = settings.stack
+    return {"host": s.host, "port": s.postgres_port, "user": postgres_role(settings, principal),
+            "password": password(settings, "postgres", principal), "dbname": dbname or s.postgres_db}
+
+
+def database_url(settings: Settings, principal: str = "owner", *, with_password: bool = True) -> str:
+    """SQLAlchemy URL of the stack's PostgreSQL database as `principal` (no password: for files that
+    reference it from elsewhere, e.g. Grafana's provisioning)."""
+    from urllib.parse import quote
+
+    s = settings.stack
+    secret = f":{quote(password(settings, 'postgres', principal), safe='')}" if with_password else ""
+    return f"postgresql+psycopg://{postgres_role(settings, principal)}{secret}@{s.host}:{s.postgres_port}/{s.postgres_db}"
+
+
+def postgres_password(settings: Settings, principal: str = "owner") -> str:
+    return password(settings, "postgres", principal)

@@ -26,7 +26,7 @@ class StackSettings(BaseModel):
     kafka_controller_port: int = 19093  # KRaft controller listener of the single node
     kafka_heap: str = "1G"  # JVM -Xmx/-Xms of the broker
     postgres_port: int = 15432
-    postgres_user: str = "iotlm"  # created with the cluster at first start (initdb)
+    postgres_user: str = "iotlm"  # the schema owner (not a superuser), created by `stack up`
     postgres_db: str = "iotlm"
     redis_port: int = 16379
     mqtt_port: int = 11883
@@ -99,7 +99,6 @@ class ModelSettings(BaseModel):
 class StorageSettings(BaseModel):
     """Database and cache connection details beyond the stack's addresses."""
 
-    postgres_password: str = "iotlm"
     raw_frame_retention_days: int = 30
     prediction_retention_days: int = 365
     alert_retention_days: int = 365
@@ -189,7 +188,7 @@ class GrafanaSettings(BaseModel):
     """What `iotlm grafana` writes into the data sources, dashboards and alert rules (deploy/grafana)."""
 
     database_host: str = Field("", description="host:port of the database as Grafana reaches it; empty: the stack's.")
-    database_user: str = Field("", description="Grafana's database user (grant it SELECT only); empty: the stack's.")
+    database_user: str = Field("", description="Grafana's database user; empty: the stack's reader role (SELECT only).")
     prometheus_url: str = Field("http://127.0.0.1:9090", description="The Prometheus that scrapes the workers.")
     alert_webhook_url: str = Field("http://127.0.0.1:9095/iotlm/alerts",
                                    description="Where Grafana's contact point posts firing alerts.")
@@ -268,11 +267,10 @@ class Settings(BaseSettings):
 
     @property
     def database_url(self) -> str:
-        s = self.stack
-        return (
-            f"postgresql+psycopg://{s.postgres_user}:{self.storage.postgres_password}"
-            f"@{s.host}:{s.postgres_port}/{s.postgres_db}"
-        )
+        """The schema owner's URL (migrations, `iotlm db`); components use credentials.database_url."""
+        from iotlm.credentials import database_url
+
+        return database_url(self, "owner")
 
     @property
     def timescale_url(self) -> str:

@@ -94,7 +94,7 @@ class StorageSink:
 
         # device id -> room: the fleet registry when the composition root gives one, else the settings' map
         self.rooms = rooms if rooms is not None else settings.workers.device_rooms
-        self.engine = engine_from_settings(settings)
+        self.engine = engine_from_settings(settings, principal="worker")  # may write results, nothing else
         self.predictions = PredictionWriter(self.engine, storage_settings=settings.storage)
         self.episodes = EpisodeWriter(self.engine, lane=self.predictions.lane, storage_settings=settings.storage)
         self.alerts = AlertWriter(self.engine, lane=self.predictions.lane, storage_settings=settings.storage)

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from iotlm.credentials import kafka_client_kwargs
+from iotlm.credentials import kafka_client_kwargs, postgres_password
 
 pytestmark = [pytest.mark.services, pytest.mark.slow]
 
@@ -161,7 +161,7 @@ def test_an_episode_open_across_a_kill_stays_one_episode_and_no_alert_is_raised_
 
     s = isolated.stack
     with psycopg.connect(host=s.host, port=s.postgres_port, user=s.postgres_user,
-                         password=isolated.storage.postgres_password, dbname=s.postgres_db) as conn:
+                         password=postgres_password(isolated), dbname=s.postgres_db) as conn:
         windows = conn.execute("SELECT device_id, window_start, window_end, label, probability, model_version "
                                "FROM window_predictions WHERE device_id = %s ORDER BY window_start",
                                (walker,)).fetchall()
