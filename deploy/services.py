@@ -129,6 +129,7 @@ class KafkaBroker(Service):
         data = self.home / "data"
         s = self.settings.stack
         passwords = ensure_secrets(self.settings, "kafka", (*KAFKA_PRINCIPALS, KAFKA_CONTROLLER))
+        keystore = ensure_tls(self.settings, "kafka")
         admin, controller = passwords["admin"], passwords[KAFKA_CONTROLLER]
         scram = "org.apache.kafka.common.security.scram.ScramLoginModule"
         plain = "org.apache.kafka.common.security.plain.PlainLoginModule"
@@ -142,11 +143,19 @@ class KafkaBroker(Service):
                     "process.roles=broker,controller",
                     "node.id=1",
                     f"controller.quorum.voters=1@{self.host}:{s.kafka_controller_port}",
-                    f"listeners=SASL_PLAINTEXT://{self.host}:{s.kafka_port},CONTROLLER://{self.host}:{s.kafka_controller_port}",
-                    f"advertised.listeners=SASL_PLAINTEXT://{self.host}:{s.kafka_port}",
+                    f"listeners=SASL_PLAINTEXT://{self.host}:{s.kafka_port},SASL_SSL://{self.host}:{s.kafka_tls_port},"
+                    f"CONTROLLER://{self.host}:{s.kafka_controller_port}",
+                    f"advertised.listeners=SASL_PLAINTEXT://{self.host}:{s.kafka_port},"
+                    f"SASL_SSL://{self.host}:{s.kafka_tls_port}",
                     "controller.listener.names=CONTROLLER",
                     "inter.broker.listener.name=SASL_PLAINTEXT",
-                    "listener.security.protocol.map=SASL_PLAINTEXT:SASL_PLAINTEXT,CONTROLLER:SASL_PLAINTEXT",
+                    "listener.security.protocol.map=SASL_PLAINTEXT:SASL_PLAINTEXT,SASL_SSL:SASL_SSL,CONTROLLER:SASL_PLAINTEXT",
+                    # The same SCRAM users over TLS, as production runs it (deploy/README.md): a PEM key
+                    # and chain signed by the stack's own CA, which clients trust (credentials.kafka_client_kwargs).
+                    f"listener.name.sasl_ssl.{KAFKA_MECHANISM.lower()}.sasl.jaas.config={scram} required "
+                    f'username="admin" password="{admin}";',
+                    "listener.name.sasl_ssl.ssl.keystore.type=PEM",
+                    f"listener.name.sasl_ssl.ssl.keystore.location={keystore}",
                     # Clients: SCRAM-SHA-512 only, users in the cluster metadata (created by deploy.topics).
                     f"sasl.enabled.mechanisms={KAFKA_MECHANISM}",
                     f"sasl.mechanism.inter.broker.protocol={KAFKA_MECHANISM}",
@@ -212,6 +221,42 @@ class KafkaBroker(Service):
         finally:
             admin.close()
         return f"cluster {cluster['cluster_id']}, {len(cluster['brokers'])} broker(s)"
+
+
+def ensure_tls(settings: Settings, service: str) -> Path:
+    """A PEM keystore (key, certificate, CA) for `service` on the stack's host, signed by the stack's
+    own CA (`{state_dir}/tls/ca.pem`, made here once with openssl); returns the keystore's path."""
+    folder = settings.state_dir / "tls"
+    folder.mkdir(parents=True, exist_ok=True)
+    folder.chmod(0o700)
+    openssl = shutil.which("openssl") or "openssl"
+    ca_key, ca = folder / "ca.key", folder / "ca.pem"
+
+    def run(*args: str) -> None:
+        result = subprocess.run([openssl, *args], capture_output=True, text=True, cwd=folder, check=False)
+        if result.returncode != 0:
+            raise StackError(f"tls: openssl {args[0]} failed: {result.stderr.strip()[-500:]}")
+
+    if not ca.exists():
+        run("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", str(ca_key), "-out", str(ca), "-days", "825",
+            "-subj", "/CN=IoT-LM local stack CA", "-addext", "basicConstraints=critical,CA:TRUE",
+            "-addext", "keyUsage=critical,keyCertSign,cRLSign")
+    host = settings.stack.host
+    keystore, made_for = folder / f"{service}-keystore.pem", folder / f"{service}.host"
+    if not keystore.exists() or not made_for.exists() or made_for.read_text() != host:
+        key, csr, cert, ext = (folder / f"{service}.{suffix}" for suffix in ("key", "csr", "crt", "ext"))
+        kind = "IP" if host.replace(".", "").isdigit() or ":" in host else "DNS"
+        ext.write_text(f"subjectAltName={kind}:{host},DNS:localhost\nextendedKeyUsage=serverAuth\n")
+        run("req", "-newkey", "rsa:2048", "-nodes", "-keyout", str(key), "-out", str(csr), "-subj", f"/CN={host}")
+        run("x509", "-req", "-in", str(csr), "-CA", str(ca), "-CAkey", str(ca_key), "-CAcreateserial",
+            "-out", str(cert), "-days", "825", "-extfile", str(ext))
+        fd = os.open(keystore, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as out:
+            out.write(key.read_text() + cert.read_text() + ca.read_text())
+        for leftover in (key, csr, ext):
+            leftover.unlink()
+        made_for.write_text(host)
+    return keystore
 
 
 def kafka_java_argv(main_class: str, heap: str | None = None) -> list[str]:

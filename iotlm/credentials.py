@@ -87,14 +87,28 @@ def password(settings: Settings, service: str, principal: str) -> str:
     return value
 
 
-def kafka_client_kwargs(settings: Settings, principal: str) -> dict:
-    """SASL/SCRAM keyword arguments for kafka-python and aiokafka clients (they share the names)."""
-    return {
-        "security_protocol": "SASL_PLAINTEXT",
+def kafka_client_kwargs(settings: Settings, principal: str, *, tls: bool = False) -> dict:
+    """SASL/SCRAM keyword arguments for kafka-python and aiokafka clients (they share the names).
+    `tls`: for kafka-python on the SASL_SSL listener (`kafka_tls_bootstrap`), trusting the stack's CA;
+    aiokafka and Faust take `ssl_context=aiokafka.helpers.create_ssl_context(cafile=tls_ca(settings))`."""
+    kwargs = {
+        "security_protocol": "SASL_SSL" if tls else "SASL_PLAINTEXT",
         "sasl_mechanism": KAFKA_MECHANISM,
         "sasl_plain_username": principal,
         "sasl_plain_password": password(settings, "kafka", principal),
     }
+    if tls:
+        kwargs["ssl_cafile"] = str(tls_ca(settings))
+    return kwargs
+
+
+def kafka_tls_bootstrap(settings: Settings) -> str:
+    return f"{settings.stack.host}:{settings.stack.kafka_tls_port}"
+
+
+def tls_ca(settings: Settings) -> Path:
+    """The certificate of the local stack's own CA (`iotlm stack up` makes it; deploy.services.ensure_tls)."""
+    return settings.state_dir / "tls" / "ca.pem"
 
 
 def faust_credentials(settings: Settings, principal: str = "worker"):

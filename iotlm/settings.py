@@ -24,6 +24,7 @@ class StackSettings(BaseModel):
     host: str = "127.0.0.1"
     kafka_port: int = 19092
     kafka_controller_port: int = 19093  # KRaft controller listener of the single node
+    kafka_tls_port: int = 19094  # SASL_SSL listener, certificate from the stack's own CA ({state_dir}/tls)
     kafka_heap: str = "1G"  # JVM -Xmx/-Xms of the broker
     postgres_port: int = 15432
     postgres_user: str = "iotlm"  # the schema owner (not a superuser), created by `stack up`

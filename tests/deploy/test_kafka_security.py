@@ -51,7 +51,9 @@ def read_one(settings, principal: str, topic: str, group: str | None = None) -> 
                              group_id=group, auto_offset_reset="earliest", enable_auto_commit=False,
                              consumer_timeout_ms=10_000)
     try:
-        return [m.value for m in consumer][:1]
+        for message in consumer:  # the first record, or none within the timeout
+            return [message.value]
+        return []
     finally:
         consumer.close()
 
@@ -134,3 +136,44 @@ def test_worker_topic_check_does_not_create(topics):
     assert ensure_topics(topics, principal="worker") == []
     with pytest.raises(TopicsMissing):
         ensure_topics(other, principal="worker")
+
+
+def test_the_tls_listener_serves_the_stack_ca_and_nobody_else_s(stack, settings, tmp_path):
+    """SASL_SSL with the certificate `stack up` signed with its own CA: a client that trusts that CA
+    round-trips; one that does not (the system's trust store) is refused at the handshake."""
+    import subprocess
+
+    from kafka import KafkaConsumer, KafkaProducer
+    from kafka.errors import KafkaError
+
+    from deploy.topics import admin_client, ensure_topics
+    from iotlm.credentials import kafka_tls_bootstrap, tls_ca
+
+    tag = uuid.uuid4().hex[:8]
+    private = settings.model_copy(update={"kafka": settings.kafka.model_copy(update={
+        "frames_topic": f"test.{tag}.frames", "dlq_topic": f"test.{tag}.dlq", "alerts_topic": f"test.{tag}.alerts",
+        "control_topic": f"test.{tag}.control", "partitions": 1})})
+    ensure_topics(private)
+    try:
+        # the certificate really is the stack CA's, for this host
+        pem = subprocess.run(["openssl", "verify", "-CAfile", str(tls_ca(settings)),
+                              str(settings.state_dir / "tls" / "kafka-keystore.pem")], capture_output=True, text=True)
+        assert pem.returncode == 0, pem.stderr
+        tls = kafka_tls_bootstrap(settings)
+        producer = KafkaProducer(bootstrap_servers=tls, **kafka_client_kwargs(settings, "ingest", tls=True))
+        producer.send(private.kafka.frames_topic, b"over tls").get(timeout=30)
+        producer.close()
+        consumer = KafkaConsumer(private.kafka.frames_topic, bootstrap_servers=tls, group_id=None,
+                                 auto_offset_reset="earliest", consumer_timeout_ms=15_000,
+                                 **kafka_client_kwargs(settings, "admin", tls=True))
+        assert next(iter(consumer)).value == b"over tls"
+        consumer.close()
+        untrusting = kafka_client_kwargs(settings, "ingest", tls=True) | {"ssl_cafile": None}
+        with pytest.raises(KafkaError):
+            stranger = KafkaProducer(bootstrap_servers=tls, max_block_ms=5000, **untrusting)
+            stranger.send(private.kafka.frames_topic, b"x").get(timeout=10)
+    finally:
+        admin = admin_client(private)
+        admin.delete_topics([private.kafka.frames_topic, private.kafka.dlq_topic, private.kafka.alerts_topic,
+                             private.kafka.control_topic])
+        admin.close()
