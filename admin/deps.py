@@ -100,6 +100,12 @@ def fleet_changed(request: Request, entity: str) -> None:
         state.registry.reload()
     except Exception:  # the write is committed; the registry catches up on its timer
         pass
+    if entity == "devices":
+        from deploy.mqtt_accounts import sync_registry
+
+        # the local broker's device accounts follow the registry: a revoked device is refused at once
+        with state.store.connect() as conn:
+            sync_registry(state.settings, conn)
     producer = state.producer()
     if producer is not None:
         publish_change(producer, state.settings, entity)

@@ -531,8 +531,14 @@ class MosquittoBroker(Service):
         super().prepare()
         if not _mosquitto_binary():
             raise StackError("mosquitto: binary not found; run scripts/setup.sh (apt mosquitto)")
+        from deploy import mqtt_accounts
+
+        # Nobody without an account; each device publishes on its own topic only (deploy/mqtt_accounts.py).
+        mqtt_accounts.write_accounts(self.settings, mqtt_accounts.devices_in_file(self.settings))
+        home = mqtt_accounts.folder(self.settings)
         self.config_file.write_text(
-            f"listener {self.port} {self.host}\nallow_anonymous true\npersistence false\nlog_dest stdout\n"
+            f"listener {self.port} {self.host}\nallow_anonymous false\npassword_file {home / 'passwd'}\n"
+            f"acl_file {home / 'acl'}\npersistence false\nlog_dest stdout\n"
         )
 
     def argv(self) -> list[str]:
@@ -542,7 +548,11 @@ class MosquittoBroker(Service):
         import paho.mqtt.client as mqtt
 
         connack: list[mqtt.ReasonCode] = []
+        from deploy.mqtt_accounts import HEALTH
+        from iotlm.credentials import password
+
         client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=f"iotlm-health-{uuid.uuid4().hex[:8]}")
+        client.username_pw_set(HEALTH, password(self.settings, "mqtt", HEALTH))
         client.on_connect = lambda _c, _u, _f, reason, _p: connack.append(reason)
         client.connect(self.host, self.port, keepalive=5)
         try:

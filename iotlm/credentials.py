@@ -19,7 +19,9 @@ writes once with fresh random passwords (folder 0700, files 0600). Nothing has a
 
 from __future__ import annotations
 
+import base64
 import fcntl
+import hashlib
 import json
 import os
 import secrets
@@ -32,6 +34,7 @@ KAFKA_MECHANISM = "SCRAM-SHA-512"
 KAFKA_PRINCIPALS = ("admin", "ingest", "worker", "api")
 KAFKA_CONTROLLER = "controller"  # KRaft's controller listener speaks SASL/PLAIN: SCRAM lives in the metadata it serves
 REDIS_USERS = ("admin", "worker", "api", "dashboards")
+MQTT_BRIDGE, MQTT_HEALTH = "iotlm-bridge", "iotlm-health"  # Mosquitto service accounts (deploy/mqtt_accounts.py)
 POSTGRES_SUPERUSER = "postgres"
 POSTGRES_PRINCIPALS = ("owner", "worker", "api", "reader")
 
@@ -178,3 +181,10 @@ def database_url(settings: Settings, principal: str = "owner", *, with_password:
 
 def postgres_password(settings: Settings, principal: str = "owner") -> str:
     return password(settings, "postgres", principal)
+
+
+def mosquitto_digest(secret: str, salt: bytes | None = None, iterations: int = 1000) -> str:
+    """Mosquitto's password-file hash: `$7$<iterations>$<salt b64>$<PBKDF2-HMAC-SHA512 b64>`."""
+    salt = salt if salt is not None else secrets.token_bytes(12)
+    derived = hashlib.pbkdf2_hmac("sha512", secret.encode(), salt, iterations)
+    return f"$7${iterations}${base64.b64encode(salt).decode()}${base64.b64encode(derived).decode()}"
