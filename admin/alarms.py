@@ -136,7 +136,7 @@ class AlarmKeeper:
         from storage.live_state import AlertStream
 
         self.store = store  # admin.deps.DataStore
-        self.stream = stream or AlertStream.from_settings(settings)
+        self.stream = stream or AlertStream.from_settings(settings, "api")
         self.consumer = consumer
         self.handled: dict[str, int] = {}
         self._stop = threading.Event()

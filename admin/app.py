@@ -48,7 +48,7 @@ def _kafka_producer(settings):
     from ingest.producer import DeviceProducer
 
     socket.create_connection((settings.stack.host, settings.stack.kafka_port), timeout=2).close()
-    return DeviceProducer(settings, client_id="iotlm-admin-api")
+    return DeviceProducer(settings, client_id="iotlm-admin-api", principal="api")
 
 
 def _start_registry(settings, store):
@@ -81,12 +81,12 @@ def create_app(settings, *, migrate: bool = True) -> FastAPI:
             from storage.migrate import upgrade
 
             upgrade(url_from_settings(settings))
-        engine = engine_from_settings(settings)
+        engine = engine_from_settings(settings, principal="api")
         state = app.state
         state.settings = settings
         state.store = DataStore(engine, uses_timescale(settings) and settings.storage.timescale_single_connection)
         state.failed_attempts = FailedAttempts(settings.api.failed_auth_limit, settings.api.failed_auth_window_s)
-        state.live_state = LiveState.from_settings(settings)
+        state.live_state = LiveState.from_settings(settings, "api")
         state.registry = _start_registry(settings, state.store)
         state.producer = _Lazy(lambda: _kafka_producer(settings))
         state.gate = _Lazy(lambda: IngestGate(settings, state.producer(), admission=state.registry)

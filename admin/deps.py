@@ -9,6 +9,7 @@ the limit) and 403 for a valid key without the scope.
 from __future__ import annotations
 
 import contextlib
+import logging
 import threading
 from typing import Annotated
 
@@ -18,6 +19,8 @@ from sqlalchemy import Engine
 
 from admin.keys import Caller, KeyRefused, authenticate
 from admin.security import granted
+
+log = logging.getLogger(__name__)
 
 
 class DataStore:
@@ -100,6 +103,15 @@ def fleet_changed(request: Request, entity: str) -> None:
         state.registry.reload()
     except Exception:  # the write is committed; the registry catches up on its timer
         pass
+    if entity == "devices":
+        from deploy.mqtt_accounts import sync_registry
+
+        # the local broker's device accounts follow the registry: a revoked device is refused at once
+        try:
+            with state.store.connect() as conn:
+                sync_registry(state.settings, conn)
+        except Exception:  # the write is committed; the next device change syncs again
+            log.exception("cannot update the MQTT broker's device accounts")
     producer = state.producer()
     if producer is not None:
         publish_change(producer, state.settings, entity)

@@ -64,18 +64,23 @@ def publish_change(producer, settings, entity: str) -> None:
     producer.flush(timeout_s=5.0)
 
 
+_DB_PRINCIPAL = {"ingest": "reader"}  # Kafka principal -> PostgreSQL principal where they differ
+
+
 class FleetRegistry:
     """Admission, rooms, label sets and rules from the registry tables, cached and hot-reloaded."""
 
-    def __init__(self, settings, engine=None, *, listen: bool = True, serialized=None):
+    def __init__(self, settings, engine=None, *, listen: bool = True, serialized=None, principal: str = "api"):
         import contextlib
 
         from storage.lane import engine_from_settings
 
         self.settings = settings
         self._own_engine = engine is None
-        self.engine = engine or engine_from_settings(settings)
+        # reading the registry: the process's own database role (the gate's is the reader)
+        self.engine = engine or engine_from_settings(settings, principal=_DB_PRINCIPAL.get(principal, principal))
         self.listen = listen
+        self.principal = principal  # the Kafka user that follows the control topic: the process's own
         self._serialized = serialized or contextlib.nullcontext  # PGlite: one connection at a time (admin.deps)
         self.refresh_s = settings.api.registry_refresh_s
         self._snapshot = FleetSnapshot(version=0, loaded_at=0.0)
@@ -120,8 +125,11 @@ class FleetRegistry:
 
         from deploy.topics import ensure_topics
 
-        ensure_topics(self.settings)
-        consumer = KafkaConsumer(bootstrap_servers=self.settings.kafka_bootstrap, group_id=None,
+        from iotlm.credentials import kafka_client_kwargs
+
+        ensure_topics(self.settings, principal=self.principal)
+        consumer = KafkaConsumer(bootstrap_servers=self.settings.kafka_bootstrap,
+                                 **kafka_client_kwargs(self.settings, self.principal), group_id=None,
                                  enable_auto_commit=False, client_id="iotlm-fleet-registry")
         tp = TopicPartition(self.settings.kafka.control_topic, 0)
         consumer.assign([tp])

@@ -7,11 +7,14 @@ stored in clear to find the row, the hash of the whole key to check it, compared
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import hmac
 import secrets
 import time
 from collections import defaultdict, deque
+
+from iotlm.credentials import mosquitto_digest
 
 KEY_PREFIX_CHARS = 8
 SCOPES = ("read", "label", "admin")
@@ -37,7 +40,19 @@ def digest(secret: str) -> str:
     return "sha256$" + hashlib.sha256(secret.encode()).hexdigest()
 
 
+# Device secrets are also MQTT passwords, so devices' hashes are stored in Mosquitto's `$7$` format
+# (iotlm.credentials.mosquitto_digest), which the broker's password file and the API both check.
+device_digest = mosquitto_digest
+
+
 def matches(secret: str, stored: str) -> bool:
+    if stored.startswith("$7$"):
+        try:
+            _, _, iterations, salt, _ = stored.split("$")
+            expected = mosquitto_digest(secret, base64.b64decode(salt), int(iterations))
+        except ValueError:
+            return False
+        return hmac.compare_digest(expected.encode(), stored.encode())
     return hmac.compare_digest(digest(secret).encode(), stored.encode())
 
 

@@ -25,6 +25,8 @@ import contextlib
 import time
 import uuid
 
+from iotlm.credentials import kafka_client_kwargs, postgres_password
+
 
 def private(settings, tag: str):
     """`settings` with this run's own topics, consumer group and database (on the PostgreSQL lane)."""
@@ -43,7 +45,7 @@ def private(settings, tag: str):
 def _admin_dsn(settings) -> str:
     s = settings.stack
     return (f"host={s.host} port={s.postgres_port} user={s.postgres_user} "
-            f"password={settings.storage.postgres_password} dbname={s.postgres_db}")
+            f"password={postgres_password(settings)} dbname={s.postgres_db}")
 
 
 @contextlib.contextmanager
@@ -73,7 +75,7 @@ def drop_topics(settings) -> None:
 
     from deploy.topics import topic_partitions
 
-    admin = KafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap, client_id="iotlm-bench-cleanup")
+    admin = KafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap, **kafka_client_kwargs(settings, "admin"), client_id="iotlm-bench-cleanup")
     try:
         admin.delete_topics(list(topic_partitions(settings)))
     except UnknownTopicOrPartitionError:

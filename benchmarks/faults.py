@@ -28,6 +28,7 @@ import threading
 import time
 
 from iotlm.settings import PROJECT_ROOT, Settings
+from iotlm.credentials import postgres_password
 
 FAULTS = ("worker", "postgres", "kafka", "redis")
 PORT_OFFSET = 5000
@@ -112,7 +113,7 @@ def stored_windows(settings: Settings, device_ids: list[str]) -> list[tuple[str,
 
     s = settings.stack
     with psycopg.connect(host=s.host, port=s.postgres_port, user=s.postgres_user,
-                         password=settings.storage.postgres_password, dbname=s.postgres_db) as conn:
+                         password=postgres_password(settings), dbname=s.postgres_db) as conn:
         rows = conn.execute("SELECT device_id, window_start FROM window_predictions WHERE device_id = ANY(%s)",
                             (device_ids,)).fetchall()
     return [(device, round(start.timestamp(), 3)) for device, start in rows]

@@ -87,11 +87,13 @@ class Service(ABC):
     def launch(self) -> None:
         self.process.start(self.argv(), address=(self.host, self.port), cwd=self.workdir, user=self.run_as)
 
-    def _run_step(self, argv: list[str], what: str, stdin: str | None = None) -> None:
-        """Run a one-off setup command (format, initdb), its output appended to the service log."""
+    def _run_step(self, argv: list[str], what: str, stdin: str | None = None, secret: str | None = None) -> None:
+        """Run a one-off setup command (format, initdb), its output appended to the service log
+        (`secret`, a password on the command line, is masked there)."""
         self.process.log_file.parent.mkdir(parents=True, exist_ok=True)
         with self.process.log_file.open("ab") as log:
-            log.write(f"\n==== {what}: {' '.join(argv)}\n".encode())
+            shown = " ".join(argv).replace(secret, "***") if secret else " ".join(argv)
+            log.write(f"\n==== {what}: {shown}\n".encode())
             log.flush()
             feed = {"input": stdin.encode()} if stdin else {"stdin": subprocess.DEVNULL}
             result = subprocess.run(
@@ -122,20 +124,53 @@ class KafkaBroker(Service):
         super().prepare()
         if not (KAFKA_DIR / "lib" / ".complete").exists():
             raise StackError(f"kafka: jars missing in {KAFKA_DIR / 'lib'}; run scripts/setup.sh")
+        from iotlm.credentials import KAFKA_CONTROLLER, KAFKA_MECHANISM, KAFKA_PRINCIPALS, ensure_secrets
+
         data = self.home / "data"
         s = self.settings.stack
-        # Written on every start, so port changes in the settings apply to existing data.
-        self.config_file.write_text(
-            "\n".join(
+        passwords = ensure_secrets(self.settings, "kafka", (*KAFKA_PRINCIPALS, KAFKA_CONTROLLER))
+        keystore = ensure_tls(self.settings, "kafka")
+        admin, controller = passwords["admin"], passwords[KAFKA_CONTROLLER]
+        scram = "org.apache.kafka.common.security.scram.ScramLoginModule"
+        plain = "org.apache.kafka.common.security.plain.PlainLoginModule"
+        # Written on every start, so port changes in the settings apply to existing data. It holds the
+        # controller and admin passwords: owner-only, like the secrets folder.
+        fd = os.open(self.config_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        os.fchmod(fd, 0o600)
+        with os.fdopen(fd, "w") as config:
+            config.write("\n".join(
                 [
                     "process.roles=broker,controller",
                     "node.id=1",
                     f"controller.quorum.voters=1@{self.host}:{s.kafka_controller_port}",
-                    f"listeners=PLAINTEXT://{self.host}:{s.kafka_port},CONTROLLER://{self.host}:{s.kafka_controller_port}",
-                    f"advertised.listeners=PLAINTEXT://{self.host}:{s.kafka_port}",
+                    f"listeners=SASL_PLAINTEXT://{self.host}:{s.kafka_port},SASL_SSL://{self.host}:{s.kafka_tls_port},"
+                    f"CONTROLLER://{self.host}:{s.kafka_controller_port}",
+                    f"advertised.listeners=SASL_PLAINTEXT://{self.host}:{s.kafka_port},"
+                    f"SASL_SSL://{self.host}:{s.kafka_tls_port}",
                     "controller.listener.names=CONTROLLER",
-                    "inter.broker.listener.name=PLAINTEXT",
-                    "listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT",
+                    "inter.broker.listener.name=SASL_PLAINTEXT",
+                    "listener.security.protocol.map=SASL_PLAINTEXT:SASL_PLAINTEXT,SASL_SSL:SASL_SSL,CONTROLLER:SASL_PLAINTEXT",
+                    # The same SCRAM users over TLS, as production runs it (deploy/README.md): a PEM key
+                    # and chain signed by the stack's own CA, which clients trust (credentials.kafka_client_kwargs).
+                    f"listener.name.sasl_ssl.{KAFKA_MECHANISM.lower()}.sasl.jaas.config={scram} required "
+                    f'username="admin" password="{admin}";',
+                    "listener.name.sasl_ssl.ssl.keystore.type=PEM",
+                    f"listener.name.sasl_ssl.ssl.keystore.location={keystore}",
+                    # Clients: SCRAM-SHA-512 only, users in the cluster metadata (created by deploy.topics).
+                    f"sasl.enabled.mechanisms={KAFKA_MECHANISM}",
+                    f"sasl.mechanism.inter.broker.protocol={KAFKA_MECHANISM}",
+                    f"listener.name.sasl_plaintext.{KAFKA_MECHANISM.lower()}.sasl.jaas.config={scram} required "
+                    f'username="admin" password="{admin}";',
+                    # KRaft's controller cannot use SCRAM (its users live in the metadata it serves): PLAIN,
+                    # one user, so nobody else can talk to the controller port either.
+                    "sasl.mechanism.controller.protocol=PLAIN",
+                    "listener.name.controller.sasl.enabled.mechanisms=PLAIN",
+                    f"listener.name.controller.plain.sasl.jaas.config={plain} required "
+                    f'username="{KAFKA_CONTROLLER}" password="{controller}" user_{KAFKA_CONTROLLER}="{controller}";',
+                    # Deny by default; each component's principal gets only its ACLs (deploy.topics).
+                    "authorizer.class.name=org.apache.kafka.metadata.authorizer.StandardAuthorizer",
+                    f"super.users=User:admin;User:{KAFKA_CONTROLLER}",
+                    "allow.everyone.if.no.acl.found=false",
                     f"log.dirs={data}",
                     # One node: every internal topic has a single replica.
                     "offsets.topic.replication.factor=1",
@@ -149,15 +184,25 @@ class KafkaBroker(Service):
                     "auto.create.topics.enable=false",
                     "",
                 ]
-            )
-        )
+            ))
+        # The admin user is bootstrapped into the metadata at format time (the broker knows no other way
+        # in); the other users are upserted by `stack up` through it. Data formatted without it (before
+        # authentication, or with another admin password) can never be administered: start it afresh.
+        marker = data / ".iotlm-admin"
+        fingerprint = hashlib.sha256(admin.encode()).hexdigest()
+        if (data / "meta.properties").exists() and (not marker.exists() or marker.read_text() != fingerprint):
+            self.process.log_file.parent.mkdir(parents=True, exist_ok=True)
+            with self.process.log_file.open("a") as log:
+                log.write(f"\n==== {data} has no admin user of ours: formatting it afresh (topics are recreated)\n")
+            shutil.rmtree(data)
         if not (data / "meta.properties").exists():
             self._run_step(
                 kafka_java_argv("kafka.tools.StorageTool")
                 + ["format", "--cluster-id", _kafka_cluster_id(), "--config", str(self.config_file),
-                   "--ignore-formatted"],
-                "format KRaft storage",
+                   "--ignore-formatted", "--add-scram", f"{KAFKA_MECHANISM}=[name=admin,password={admin}]"],
+                "format KRaft storage", secret=admin,
             )
+            marker.write_text(fingerprint)
 
     def argv(self) -> list[str]:
         return kafka_java_argv("kafka.Kafka", heap=self.settings.stack.kafka_heap) + [str(self.config_file)]
@@ -165,8 +210,10 @@ class KafkaBroker(Service):
     def check(self) -> str:
         from kafka import KafkaAdminClient
 
+        from iotlm.credentials import kafka_client_kwargs
+
         admin = KafkaAdminClient(
-            bootstrap_servers=self.address, client_id="iotlm-stack-health",
+            bootstrap_servers=self.address, client_id="iotlm-stack-health", **kafka_client_kwargs(self.settings, "admin"),
             request_timeout_ms=int(HEALTH_TIMEOUT_S * 1000), bootstrap_timeout_ms=int(HEALTH_TIMEOUT_S * 1000),
         )
         try:
@@ -174,6 +221,42 @@ class KafkaBroker(Service):
         finally:
             admin.close()
         return f"cluster {cluster['cluster_id']}, {len(cluster['brokers'])} broker(s)"
+
+
+def ensure_tls(settings: Settings, service: str) -> Path:
+    """A PEM keystore (key, certificate, CA) for `service` on the stack's host, signed by the stack's
+    own CA (`{state_dir}/tls/ca.pem`, made here once with openssl); returns the keystore's path."""
+    folder = settings.state_dir / "tls"
+    folder.mkdir(parents=True, exist_ok=True)
+    folder.chmod(0o700)
+    openssl = shutil.which("openssl") or "openssl"
+    ca_key, ca = folder / "ca.key", folder / "ca.pem"
+
+    def run(*args: str) -> None:
+        result = subprocess.run([openssl, *args], capture_output=True, text=True, cwd=folder, check=False)
+        if result.returncode != 0:
+            raise StackError(f"tls: openssl {args[0]} failed: {result.stderr.strip()[-500:]}")
+
+    if not ca.exists():
+        run("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", str(ca_key), "-out", str(ca), "-days", "825",
+            "-subj", "/CN=IoT-LM local stack CA", "-addext", "basicConstraints=critical,CA:TRUE",
+            "-addext", "keyUsage=critical,keyCertSign,cRLSign")
+    host = settings.stack.host
+    keystore, made_for = folder / f"{service}-keystore.pem", folder / f"{service}.host"
+    if not keystore.exists() or not made_for.exists() or made_for.read_text() != host:
+        key, csr, cert, ext = (folder / f"{service}.{suffix}" for suffix in ("key", "csr", "crt", "ext"))
+        kind = "IP" if host.replace(".", "").isdigit() or ":" in host else "DNS"
+        ext.write_text(f"subjectAltName={kind}:{host},DNS:localhost\nextendedKeyUsage=serverAuth\n")
+        run("req", "-newkey", "rsa:2048", "-nodes", "-keyout", str(key), "-out", str(csr), "-subj", f"/CN={host}")
+        run("x509", "-req", "-in", str(csr), "-CA", str(ca), "-CAkey", str(ca_key), "-CAcreateserial",
+            "-out", str(cert), "-days", "825", "-extfile", str(ext))
+        fd = os.open(keystore, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as out:
+            out.write(key.read_text() + cert.read_text() + ca.read_text())
+        for leftover in (key, csr, ext):
+            leftover.unlink()
+        made_for.write_text(host)
+    return keystore
 
 
 def kafka_java_argv(main_class: str, heap: str | None = None) -> list[str]:
@@ -238,30 +321,66 @@ class PostgresServer(Service):
             folder.chmod(0o700)
         if root != self.home:
             (self.home / "WHERE.txt").write_text(f"cluster data lives in {root} (postgres user cannot reach here)\n")
+        from iotlm.credentials import POSTGRES_PRINCIPALS, POSTGRES_SUPERUSER, ensure_secrets
+
+        passwords = ensure_secrets(self.settings, "postgres", (POSTGRES_SUPERUSER, *POSTGRES_PRINCIPALS))
         data = root / "data"
+        # The superuser is made by initdb with our generated password; a cluster made before that (its
+        # superuser was the project's role, with a default password) cannot be trusted: start afresh.
+        marker = data / "iotlm-superuser"
+        fingerprint = hashlib.sha256(passwords[POSTGRES_SUPERUSER].encode()).hexdigest()
+        if (data / "PG_VERSION").exists() and (not marker.exists() or marker.read_text() != fingerprint):
+            self.process.log_file.parent.mkdir(parents=True, exist_ok=True)
+            with self.process.log_file.open("a") as log:
+                log.write(f"\n==== {data} has no superuser of ours: initializing it afresh (databases are lost)\n")
+            shutil.rmtree(data)
         if (data / "PG_VERSION").exists():
             return
-        s = self.settings.stack
         password_file = root / "initdb.pw"
-        password_file.write_text(self.settings.storage.postgres_password + "\n")
+        fd = os.open(password_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as out:
+            out.write(passwords[POSTGRES_SUPERUSER] + "\n")
         os.chown(password_file, owner.pw_uid, owner.pw_gid)
-        password_file.chmod(0o600)
         try:
             self._run_step(
-                [str(POSTGRES_BIN / "initdb"), "-D", str(data), "-U", s.postgres_user, f"--pwfile={password_file}",
+                [str(POSTGRES_BIN / "initdb"), "-D", str(data), "-U", POSTGRES_SUPERUSER, f"--pwfile={password_file}",
                  "--auth-host=scram-sha-256", "--auth-local=peer", "-E", "UTF8", "--locale=C"],
                 "initdb",
             )
         finally:
             password_file.unlink(missing_ok=True)
-        if s.postgres_db != "postgres":
-            # Single-user mode creates the database before any server listens: no race, no socket.
-            quoted = '"' + s.postgres_db.replace('"', '""') + '"'
-            self._run_step(
-                [str(POSTGRES_BIN / "postgres"), "--single", "-D", str(data), "postgres"],
-                f"create database {s.postgres_db}",
-                stdin=f"CREATE DATABASE {quoted};\n",
-            )
+        marker.write_text(fingerprint)
+        os.chown(marker, owner.pw_uid, owner.pw_gid)
+
+    def ensure_roles(self) -> None:
+        """The project's roles, none a superuser, with the passwords of the secrets (re-set on every
+        `stack up`: rotation), and the database, owned by the schema owner. What each role may do on the
+        tables is granted by the migrations' owner (storage.migrate.grant_roles)."""
+        import psycopg
+        from psycopg import sql
+
+        from iotlm.credentials import POSTGRES_PRINCIPALS, postgres_connect_kwargs, postgres_role
+
+        s = self.settings.stack
+        with psycopg.connect(**postgres_connect_kwargs(self.settings, "postgres", dbname="postgres"),
+                             connect_timeout=int(HEALTH_TIMEOUT_S), sslmode="disable", autocommit=True) as conn:
+            for principal in POSTGRES_PRINCIPALS:
+                role = sql.Identifier(postgres_role(self.settings, principal))
+                exists = conn.execute("SELECT 1 FROM pg_roles WHERE rolname = %s",
+                                      (postgres_role(self.settings, principal),)).fetchone()
+                if not exists:
+                    conn.execute(sql.SQL("CREATE ROLE {} LOGIN").format(role))
+                # the owner creates databases (tests make private ones) and may end sessions on them
+                extra = "CREATEDB" if principal == "owner" else "NOCREATEDB"
+                conn.execute(sql.SQL("ALTER ROLE {} WITH LOGIN NOSUPERUSER NOCREATEROLE NOREPLICATION NOBYPASSRLS "
+                                     + extra + " PASSWORD {}").format(
+                    role, sql.Literal(password_of(self.settings, principal))))
+            conn.execute(sql.SQL("GRANT pg_signal_backend TO {}").format(sql.Identifier(s.postgres_user)))
+            if not conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (s.postgres_db,)).fetchone():
+                conn.execute(sql.SQL("CREATE DATABASE {} OWNER {}").format(
+                    sql.Identifier(s.postgres_db), sql.Identifier(s.postgres_user)))
+            # nobody but the owner creates objects in the database's public schema (PostgreSQL 15's default)
+            conn.execute(sql.SQL("REVOKE CREATE ON DATABASE {} FROM PUBLIC").format(sql.Identifier(s.postgres_db)))
 
     def argv(self) -> list[str]:
         run_dir = self.data_root / "run"
@@ -276,14 +395,20 @@ class PostgresServer(Service):
     def check(self) -> str:
         import psycopg
 
-        s = self.settings.stack
-        with psycopg.connect(
-            host=self.host, port=self.port, user=s.postgres_user, password=self.settings.storage.postgres_password,
-            dbname=s.postgres_db, connect_timeout=int(HEALTH_TIMEOUT_S), sslmode="disable",
-        ) as conn:
+        from iotlm.credentials import postgres_connect_kwargs
+
+        # as the superuser, on its own database: the project's roles and database come after (ensure_roles)
+        with psycopg.connect(**postgres_connect_kwargs(self.settings, "postgres", dbname="postgres"),
+                             connect_timeout=int(HEALTH_TIMEOUT_S), sslmode="disable") as conn:
             conn.execute("SELECT 1").fetchone()
             version = conn.info.server_version
-            return f"PostgreSQL {version // 10000}.{version % 10000}, database {s.postgres_db}"
+            return f"PostgreSQL {version // 10000}.{version % 10000}"
+
+
+def password_of(settings: Settings, principal: str) -> str:
+    from iotlm.credentials import password
+
+    return password(settings, "postgres", principal)
 
 
 def _reachable_by(path: Path, user: str | None) -> bool:
@@ -319,14 +444,55 @@ class RedisServer(Service):
     def config_file(self) -> Path:
         return self.home / "redis.conf"
 
+    @property
+    def acl_file(self) -> Path:
+        return self.home / "users.acl"
+
     def prepare(self) -> None:
         super().prepare()
         if not shutil.which("redis-server"):
             raise StackError("redis: redis-server not found; run scripts/setup.sh (apt redis-server)")
+        self.write_acl()
         self.config_file.write_text(
             f"bind {self.host}\nport {self.port}\ndir {self.home}\ndaemonize no\nprotected-mode yes\n"
-            'logfile ""\nappendonly no\n'
+            f'logfile ""\nappendonly no\naclfile {self.acl_file}\n'
         )
+
+    def write_acl(self) -> None:
+        """The users file (password hashes only, 0600) from the secrets; `ACL LOAD` re-reads it live.
+
+        Key rules go by key family, whatever the prefix (a test's private prefix gets the same rules):
+        live state `*:device:*`, `*:room:*`, `*:occupancy:*`, the alert stream `*:alerts`, and the
+        promoted-model key `*:model*` (settings.workers.model_key), which only `api` may write."""
+        from iotlm.credentials import REDIS_USERS, ensure_secrets
+
+        digest = {user: hashlib.sha256(pw.encode()).hexdigest()
+                  for user, pw in ensure_secrets(self.settings, "redis", REDIS_USERS).items()}
+        state = "~*:device:* ~*:room:* ~*:occupancy:*"
+        # the API reads live state; reading a room's occupancy also prunes members past their TTL
+        state_read = "%R~*:device:* %R~*:room:* ~*:occupancy:*"
+        no_admin = "+@all -@dangerous -@admin"  # no CONFIG, FLUSHALL, KEYS, DEBUG, ACL, SHUTDOWN...
+        lines = [
+            "user default off resetpass nopass resetkeys resetchannels -@all",  # nobody without a password
+            f"user admin on #{digest['admin']} ~* &* +@all",
+            f"user worker on #{digest['worker']} {state} ~*:alerts %R~*:model* resetchannels {no_admin}",
+            f"user api on #{digest['api']} {state_read} ~*:alerts ~*:model* resetchannels {no_admin}",
+            f"user dashboards on #{digest['dashboards']} %R~* resetchannels -@all +@read +@connection -@dangerous",
+        ]
+        fd = os.open(self.acl_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as out:
+            out.write("\n".join(lines) + "\n")
+
+    def reload_acl(self) -> None:
+        """Rewrite the users file and have the running server load it: rotation without a restart."""
+        from iotlm.credentials import redis_client
+
+        self.write_acl()
+        client = redis_client(self.settings, "admin", socket_timeout=HEALTH_TIMEOUT_S)
+        try:
+            client.execute_command("ACL", "LOAD")
+        finally:
+            client.close()
 
     def argv(self) -> list[str]:
         return [shutil.which("redis-server") or "redis-server", str(self.config_file)]
@@ -336,9 +502,12 @@ class RedisServer(Service):
         from redis.backoff import NoBackoff
         from redis.retry import Retry
 
+        from iotlm.credentials import redis_auth
+
         # One try: redis-py's default retries would turn a health check into half a minute.
         client = redis.Redis(host=self.host, port=self.port, socket_timeout=HEALTH_TIMEOUT_S,
-                             socket_connect_timeout=HEALTH_TIMEOUT_S, retry=Retry(NoBackoff(), 0))
+                             socket_connect_timeout=HEALTH_TIMEOUT_S, retry=Retry(NoBackoff(), 0),
+                             **redis_auth(self.settings, "admin"))
         try:
             if not client.ping():
                 raise StackError("redis: PING got no PONG")
@@ -362,8 +531,14 @@ class MosquittoBroker(Service):
         super().prepare()
         if not _mosquitto_binary():
             raise StackError("mosquitto: binary not found; run scripts/setup.sh (apt mosquitto)")
+        from deploy import mqtt_accounts
+
+        # Nobody without an account; each device publishes on its own topic only (deploy/mqtt_accounts.py).
+        mqtt_accounts.write_accounts(self.settings, mqtt_accounts.devices_in_file(self.settings))
+        home = mqtt_accounts.folder(self.settings)
         self.config_file.write_text(
-            f"listener {self.port} {self.host}\nallow_anonymous true\npersistence false\nlog_dest stdout\n"
+            f"listener {self.port} {self.host}\nallow_anonymous false\npassword_file {home / 'passwd'}\n"
+            f"acl_file {home / 'acl'}\npersistence false\nlog_dest stdout\n"
         )
 
     def argv(self) -> list[str]:
@@ -373,7 +548,11 @@ class MosquittoBroker(Service):
         import paho.mqtt.client as mqtt
 
         connack: list[mqtt.ReasonCode] = []
+        from deploy.mqtt_accounts import HEALTH
+        from iotlm.credentials import password
+
         client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=f"iotlm-health-{uuid.uuid4().hex[:8]}")
+        client.username_pw_set(HEALTH, password(self.settings, "mqtt", HEALTH))
         client.on_connect = lambda _c, _u, _f, reason, _p: connack.append(reason)
         client.connect(self.host, self.port, keepalive=5)
         try:

@@ -25,7 +25,7 @@ import psutil
 
 from deploy.process import log_tail, port_is_open
 from deploy.services import DEFAULT_SERVICES, SERVICE_TYPES, Service, ServiceBusy, StackError, kafka_java_argv
-from deploy.topics import ensure_topics
+from deploy.topics import ensure_topics, ensure_users
 from iotlm.settings import Settings
 
 __all__ = ["DEFAULT_SERVICES", "SERVICE_TYPES", "ServiceStatus", "Stack", "StackError", "kafka_java_argv"]
@@ -133,8 +133,16 @@ class Stack:
             for service in waiting:  # started by an earlier call: report, never kill
                 progress(f"waiting for {service.name} on {service.address}")
                 self._wait_healthy(service, deadline, stop_if_late=False)
+            postgres = self.services["postgres"]
+            if postgres in chosen:
+                progress("creating PostgreSQL roles")
+                postgres.ensure_roles()
+            redis = self.services["redis"]
+            if redis in chosen and redis not in started:  # already running: new passwords apply live
+                redis.reload_acl()
             if any(s.name == "kafka" for s in chosen):
-                progress("creating Kafka topics")
+                progress("creating Kafka users, topics and ACLs")
+                ensure_users(self.settings)
                 ensure_topics(self.settings)
         except BaseException:
             # All or nothing: a half-started stack would leak processes nobody knows to stop.

@@ -25,7 +25,7 @@ def _print_json(doc) -> None:
 def _admission(ctx: typer.Context, settings):
     """The registry-backed admission the composition root (iotlm.cli) offers, or None: settings decide."""
     obj = ctx.find_root().obj
-    return obj.open_fleet(settings) if obj is not None else None
+    return obj.open_fleet(settings, "ingest") if obj is not None else None
 
 
 @ingest_app.command("mqtt-bridge")

@@ -73,7 +73,10 @@ def read_dead_letters(settings, last: int = 20, timeout_s: float = 10.0) -> list
     from kafka import KafkaConsumer, TopicPartition
 
     topic = settings.kafka.dlq_topic
-    consumer = KafkaConsumer(bootstrap_servers=settings.kafka_bootstrap, group_id=None, enable_auto_commit=False)
+    from iotlm.credentials import kafka_client_kwargs
+
+    consumer = KafkaConsumer(bootstrap_servers=settings.kafka_bootstrap, **kafka_client_kwargs(settings, "ingest"),
+                             group_id=None, enable_auto_commit=False)
     try:
         partitions = [TopicPartition(topic, p) for p in consumer.partitions_for_topic(topic) or ()]
         if not partitions:

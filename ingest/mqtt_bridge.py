@@ -71,6 +71,9 @@ class MqttBridge:
             protocol=mqtt.MQTTv5,
             manual_ack=True,
         )
+        from iotlm.credentials import MQTT_BRIDGE, password
+
+        self._client.username_pw_set(MQTT_BRIDGE, password(settings, "mqtt", MQTT_BRIDGE))  # its own account: reads all
         self._connect_properties = Properties(PacketTypes.CONNECT)
         self._connect_properties.SessionExpiryInterval = SESSION_EXPIRY_S
         self._client.on_connect = self._on_connect

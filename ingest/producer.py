@@ -29,14 +29,17 @@ class DeviceProducer:
     (or leave the ``with`` block) to wait until the broker has acknowledged everything.
     """
 
-    def __init__(self, settings, *, client_id: str = "iotlm-ingest") -> None:
+    def __init__(self, settings, *, client_id: str = "iotlm-ingest", principal: str = "ingest") -> None:
         from kafka import KafkaProducer
+
+        from iotlm.credentials import kafka_client_kwargs
 
         self.settings = settings
         self.limits = FrameLimits.from_settings(settings)
         self.stats = SendStats()
         self._producer = KafkaProducer(
             bootstrap_servers=settings.kafka_bootstrap,
+            **kafka_client_kwargs(settings, principal),  # the API's imports send as "api"
             client_id=client_id,
             acks="all",  # with kafka-python's idempotence: a retried batch is never written twice
             linger_ms=settings.kafka.producer_linger_ms,

@@ -27,13 +27,14 @@ class Composition:
     """What the root hands to every command (`ctx.obj`)."""
 
     @staticmethod
-    def open_fleet(settings):
-        """The started fleet registry when settings.ingest.admission is 'registry' (close it when done), else None."""
+    def open_fleet(settings, principal: str):
+        """The started fleet registry when settings.ingest.admission is 'registry' (close it when done), else None.
+        `principal`: the caller's Kafka user (it follows the control topic as that)."""
         if settings.ingest.admission != "registry":
             return None
         from admin.registry import FleetRegistry
 
-        return FleetRegistry(settings).start()
+        return FleetRegistry(settings, principal=principal).start()
 
 
 @app.callback()

@@ -20,7 +20,7 @@ from stream_workers.faust_source import FaustSource
 
 settings = Settings()
 worker = StreamWorker(settings, int(os.environ.get("IOTLM_WORKER_INDEX", "0")),
-                      fleet=Composition.open_fleet(settings))
+                      fleet=Composition.open_fleet(settings, "worker"))
 source = FaustSource(worker, serve_metrics=True)
 app = source.app
 

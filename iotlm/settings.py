@@ -24,9 +24,10 @@ class StackSettings(BaseModel):
     host: str = "127.0.0.1"
     kafka_port: int = 19092
     kafka_controller_port: int = 19093  # KRaft controller listener of the single node
+    kafka_tls_port: int = 19094  # SASL_SSL listener, certificate from the stack's own CA ({state_dir}/tls)
     kafka_heap: str = "1G"  # JVM -Xmx/-Xms of the broker
     postgres_port: int = 15432
-    postgres_user: str = "iotlm"  # created with the cluster at first start (initdb)
+    postgres_user: str = "iotlm"  # the schema owner (not a superuser), created by `stack up`
     postgres_db: str = "iotlm"
     redis_port: int = 16379
     mqtt_port: int = 11883
@@ -99,7 +100,6 @@ class ModelSettings(BaseModel):
 class StorageSettings(BaseModel):
     """Database and cache connection details beyond the stack's addresses."""
 
-    postgres_password: str = "iotlm"
     raw_frame_retention_days: int = 30
     prediction_retention_days: int = 365
     alert_retention_days: int = 365
@@ -189,7 +189,7 @@ class GrafanaSettings(BaseModel):
     """What `iotlm grafana` writes into the data sources, dashboards and alert rules (deploy/grafana)."""
 
     database_host: str = Field("", description="host:port of the database as Grafana reaches it; empty: the stack's.")
-    database_user: str = Field("", description="Grafana's database user (grant it SELECT only); empty: the stack's.")
+    database_user: str = Field("", description="Grafana's database user; empty: the stack's reader role (SELECT only).")
     prometheus_url: str = Field("http://127.0.0.1:9090", description="The Prometheus that scrapes the workers.")
     alert_webhook_url: str = Field("http://127.0.0.1:9095/iotlm/alerts",
                                    description="Where Grafana's contact point posts firing alerts.")
@@ -217,6 +217,20 @@ class ApiSettings(BaseModel):
     alarm_keeper: bool = Field(True, description="The API process turns alerts (Redis alert stream) into alarms.")
 
 
+class SecuritySettings(BaseModel):
+    """Where each component's service credentials come from (iotlm/credentials.py reads them).
+
+    `iotlm stack up` generates every password of the local stack once into `secrets_dir` (mode 0600);
+    a deployment instead hands each process only its own through `passwords`."""
+
+    secrets_dir: str = Field("", description="Folder of the generated credentials; empty: {state_dir}/secrets.")
+    passwords: dict[str, str] = Field(
+        default_factory=dict, repr=False,
+        description='Passwords that win over the secrets folder, by "<service>.<principal>", e.g. '
+        'IOTLM_SECURITY__PASSWORDS=\'{"kafka.worker": "..."}\'.',
+    )
+
+
 class Settings(BaseSettings):
     """All of IoT-LM's configuration. Build once at the edge (CLI, test fixture) and pass down."""
 
@@ -231,6 +245,7 @@ class Settings(BaseSettings):
     workers: WorkerSettings = Field(default_factory=WorkerSettings)
     grafana: GrafanaSettings = Field(default_factory=GrafanaSettings)
     api: ApiSettings = Field(default_factory=ApiSettings)
+    security: SecuritySettings = Field(default_factory=SecuritySettings)
     api_key: SecretStr | None = Field(None, description="IOTLM_API_KEY: the key `iotlm devices|labels|alarms` send.")
 
     def environ(self) -> dict[str, str]:
@@ -253,11 +268,10 @@ class Settings(BaseSettings):
 
     @property
     def database_url(self) -> str:
-        s = self.stack
-        return (
-            f"postgresql+psycopg://{s.postgres_user}:{self.storage.postgres_password}"
-            f"@{s.host}:{s.postgres_port}/{s.postgres_db}"
-        )
+        """The schema owner's URL (migrations, `iotlm db`); components use credentials.database_url."""
+        from iotlm.credentials import database_url
+
+        return database_url(self, "owner")
 
     @property
     def timescale_url(self) -> str:

@@ -82,12 +82,17 @@ def uses_timescale(settings, lane: str | None = None) -> bool:
     return (lane or settings.storage.lane).lower() in ("timescale", "timescaledb")
 
 
-def url_from_settings(settings, lane: str | None = None) -> str:
-    """The server of the lane: 'timescale' -> timescale_url, anything else -> database_url."""
-    return settings.timescale_url if uses_timescale(settings, lane) else settings.database_url
+def url_from_settings(settings, lane: str | None = None, principal: str = "owner", *, with_password: bool = True) -> str:
+    """The server of the lane: 'timescale' -> timescale_url (PGlite: one user, no roles), anything
+    else -> the PostgreSQL database as `principal`'s role (iotlm.credentials)."""
+    from iotlm.credentials import database_url
+
+    if uses_timescale(settings, lane):
+        return settings.timescale_url
+    return database_url(settings, principal, with_password=with_password)
 
 
-def engine_from_settings(settings, lane: str | None = None) -> Engine:
+def engine_from_settings(settings, lane: str | None = None, principal: str = "owner") -> Engine:
     """The engine for the lane's server (`url_from_settings`), unpooled for the PGlite TimescaleDB."""
     single = uses_timescale(settings, lane) and settings.storage.timescale_single_connection
-    return open_engine(url_from_settings(settings, lane), single_connection=single)
+    return open_engine(url_from_settings(settings, lane, principal), single_connection=single)

@@ -58,11 +58,14 @@ def _from_epoch(value: str) -> datetime:
     return datetime.fromtimestamp(float(value), timezone.utc)
 
 
-def redis_client(settings) -> Redis:
-    """A client that gives up after `redis_timeout_s`: a Redis that hangs must not hang its caller."""
+def redis_client(settings, principal: str) -> Redis:
+    """A client as `principal` (iotlm.credentials) that gives up after `redis_timeout_s`: a Redis that
+    hangs must not hang its caller."""
+    from iotlm.credentials import redis_auth
+
     timeout = settings.storage.redis_timeout_s
     return Redis.from_url(settings.redis_url, decode_responses=True, socket_timeout=timeout,
-                          socket_connect_timeout=timeout)
+                          socket_connect_timeout=timeout, **redis_auth(settings, principal))
 
 
 class LiveState:
@@ -75,8 +78,8 @@ class LiveState:
         self._update = redis.register_script(_UPDATE_STATE)
 
     @classmethod
-    def from_settings(cls, settings) -> LiveState:
-        return cls(redis_client(settings), settings.storage.state_ttl_s, settings.storage.redis_key_prefix)
+    def from_settings(cls, settings, principal: str) -> LiveState:
+        return cls(redis_client(settings, principal), settings.storage.state_ttl_s, settings.storage.redis_key_prefix)
 
     def _key(self, kind: str, ident: str) -> str:
         return f"{self.prefix}:{kind}:{ident}"
@@ -131,8 +134,8 @@ class AlertStream:
         self.maxlen = maxlen
 
     @classmethod
-    def from_settings(cls, settings) -> AlertStream:
-        return cls(redis_client(settings),
+    def from_settings(cls, settings, principal: str) -> AlertStream:
+        return cls(redis_client(settings, principal),
                    f"{settings.storage.redis_key_prefix}:alerts", settings.storage.alert_stream_maxlen)
 
     def publish(self, alert: Mapping) -> str:

@@ -60,7 +60,39 @@ def upgrade(url_or_engine: str | Engine, *, lane: str = "auto", revision: str = 
                                  "downgrade to base first to switch lanes")
     _run(engine, command.upgrade, revision, lane, storage_settings)
     with engine.connect() as conn:
-        return recorded_lane(conn)
+        chosen = recorded_lane(conn)
+    if chosen is Lane.POSTGRESQL:
+        grant_roles(engine)
+    return chosen
+
+
+# What each component's role may do (iotlm.credentials; `iotlm stack up` creates the roles, none a
+# superuser). Only the owner, who runs the migrations, may DROP, TRUNCATE or ALTER anything.
+RESULT_TABLES = ("window_predictions", "activity_episodes", "alerts", "raw_frames")
+_GRANTS = (
+    "GRANT SELECT ON ALL TABLES IN SCHEMA public TO iotlm_reader, iotlm_worker, iotlm_api",
+    # workers: their results (idempotent upserts: INSERT ... ON CONFLICT DO UPDATE), and read the registry
+    f"GRANT INSERT, UPDATE ON {', '.join(RESULT_TABLES)} TO iotlm_worker",
+    # the API: the registry, labels, alarms, keys, audit; never the migration bookkeeping
+    "GRANT INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA public TO iotlm_api",
+    "REVOKE INSERT, UPDATE, DELETE ON alembic_version, storage_lane FROM iotlm_api",
+    "GRANT USAGE, SELECT ON ALL SEQUENCES IN SCHEMA public TO iotlm_worker, iotlm_api",
+)
+
+
+def grant_roles(engine: Engine) -> bool:
+    """Grant the component roles their rights on this database's tables (idempotent; after every
+    upgrade, so new tables are covered). False where the roles do not exist (a server not set up by
+    `iotlm stack`, or PGlite, which has a single user)."""
+    with engine.connect() as conn:
+        have = {r[0] for r in conn.execute(text(
+            "SELECT rolname FROM pg_roles WHERE rolname IN ('iotlm_reader', 'iotlm_worker', 'iotlm_api')"))}
+        if len(have) < 3:
+            return False
+        for statement in _GRANTS:
+            conn.execute(text(statement))
+        conn.commit()
+    return True
 
 
 def head_revision() -> str:

@@ -51,6 +51,7 @@ from ingest.codec import TRUTH_HEADER, decode, header, truth_for_frame
 from ingest.dead_letters import bounded_payload, dead_letter_headers
 from ingest.frame import Frame, FrameError, FrameLimits
 from ingest.gate import DeviceAdmission, SettingsAdmission
+from iotlm.credentials import kafka_client_kwargs, redis_auth
 from stream_workers.alerts import AlertRules
 from stream_workers.batching import MicroBatcher
 from stream_workers.episodes import EpisodeTracker
@@ -186,7 +187,7 @@ class StreamWorker:
         if self._model is None:
             import redis.asyncio as redis
 
-            client = redis.from_url(self.settings.redis_url)
+            client = redis.from_url(self.settings.redis_url, **redis_auth(self.settings, "worker"))
             try:  # start on the promoted model, if any, rather than switch a moment later
                 self.promoted = await self._read_promoted(client)
             finally:
@@ -202,7 +203,8 @@ class StreamWorker:
             from stream_workers.sink import StorageSink
 
             self._sink = await loop.run_in_executor(None, StorageSink, self.settings, self.fleet)
-        await loop.run_in_executor(None, ensure_topics, self.settings)  # idempotent; a fresh stack has none
+        # the worker may not create topics: `stack up` (admin) does; a missing one is reported here
+        await loop.run_in_executor(None, lambda: ensure_topics(self.settings, principal="worker"))
         self.classifier = WindowClassifier(self._model, self.config.labels,
                                            labels_for=self.fleet.labels_for if self.fleet else None)
         self.assembler = WindowAssembler.from_settings(self.config, self._model.rate_hz)
@@ -215,7 +217,7 @@ class StreamWorker:
             self._consumer = FaustSource(self, self.serve_metrics)  # serves /metrics itself
         else:
             self._consumer = AIOKafkaConsumer(
-                bootstrap_servers=self.settings.kafka_bootstrap,
+                bootstrap_servers=self.settings.kafka_bootstrap, **kafka_client_kwargs(self.settings, "worker"),
                 group_id=self.config.consumer_group,
                 client_id=f"iotlm-{self.name}",
                 enable_auto_commit=False,
@@ -225,7 +227,8 @@ class StreamWorker:
             )
             self._consumer.subscribe([kafka.frames_topic], listener=_Rebalance(self))
         self._producer = AIOKafkaProducer(
-            bootstrap_servers=self.settings.kafka_bootstrap, client_id=f"iotlm-{self.name}-out",
+            bootstrap_servers=self.settings.kafka_bootstrap, **kafka_client_kwargs(self.settings, "worker"),
+            client_id=f"iotlm-{self.name}-out",
             max_request_size=kafka.max_frame_bytes + 65_536,
         )
         writer_executor = _single_thread("sink")
@@ -448,7 +451,8 @@ class StreamWorker:
 
         kafka = self.settings.kafka
         found: set[int] = set()
-        reader = AIOKafkaConsumer(bootstrap_servers=self.settings.kafka_bootstrap, enable_auto_commit=False,
+        reader = AIOKafkaConsumer(bootstrap_servers=self.settings.kafka_bootstrap,
+                                  **kafka_client_kwargs(self.settings, "worker"), enable_auto_commit=False,
                                   client_id=f"iotlm-{self.name}-dlq-reader")
         try:
             await reader.start()
@@ -725,7 +729,7 @@ class StreamWorker:
     async def _model_watch_loop(self) -> None:
         import redis.asyncio as redis
 
-        client = redis.from_url(self.settings.redis_url)
+        client = redis.from_url(self.settings.redis_url, **redis_auth(self.settings, "worker"))
         loop = asyncio.get_running_loop()
         try:
             while True:

@@ -36,7 +36,7 @@ def worker(
         logging.getLogger(noisy).setLevel(logging.WARNING)
     settings = Settings()
     root = ctx.find_root().obj  # the composition root offers the fleet registry (settings.ingest.admission)
-    fleet = root.open_fleet(settings) if root is not None else None
+    fleet = root.open_fleet(settings, "worker") if root is not None else None
     stream_worker = StreamWorker(settings, index, fleet=fleet)
 
     async def main():

@@ -24,6 +24,7 @@ import logging
 from collections import deque
 from dataclasses import dataclass
 
+from iotlm.credentials import faust_credentials
 from stream_workers import faust_consumer
 
 log = logging.getLogger(__name__)
@@ -62,6 +63,7 @@ class FaustSource:
         self.app = faust.App(
             config.consumer_group,
             broker=f"{faust_consumer.SCHEME}://{settings.kafka_bootstrap}",
+            broker_credentials=faust_credentials(settings, "worker"),
             store="memory://",
             topic_partitions=kafka.partitions,
             topic_allow_declare=True,  # the device-state changelog; the stack creates the others (deploy.topics)

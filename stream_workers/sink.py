@@ -94,13 +94,13 @@ class StorageSink:
 
         # device id -> room: the fleet registry when the composition root gives one, else the settings' map
         self.rooms = rooms if rooms is not None else settings.workers.device_rooms
-        self.engine = engine_from_settings(settings)
+        self.engine = engine_from_settings(settings, principal="worker")  # may write results, nothing else
         self.predictions = PredictionWriter(self.engine, storage_settings=settings.storage)
         self.episodes = EpisodeWriter(self.engine, lane=self.predictions.lane, storage_settings=settings.storage)
         self.alerts = AlertWriter(self.engine, lane=self.predictions.lane, storage_settings=settings.storage)
         self.raw_frames = RawFrameWriter(self.engine, lane=self.predictions.lane, storage_settings=settings.storage)
-        self.live_state = LiveState.from_settings(settings)
-        self.alert_stream = AlertStream.from_settings(settings)
+        self.live_state = LiveState.from_settings(settings, "worker")
+        self.alert_stream = AlertStream.from_settings(settings, "worker")
         self._live_backlog: dict[str, WindowResult] = {}  # device -> latest result Redis has not had
         self._alert_backlog: deque[Alert] = deque()
         self._alert_backlog_max = settings.storage.live_state_backlog

@@ -18,7 +18,7 @@ from admin.export import CSV_RESPONSE, Format, listing
 from admin.models import Device, DeviceCredentials, DeviceIn, DevicePatch, Kind, Placement
 from admin.routes import CONFLICT, NOT_FOUND, resource_router
 from admin.routes.params import IdFilter, LimitQ, OffsetQ, PathId
-from admin.security import digest, new_device_secret
+from admin.security import device_digest, new_device_secret
 
 router = resource_router("devices", "devices")
 COLUMNS = ("id, kind, placement, room_id, owner, deactivated_at IS NULL AS active, registered_at, deactivated_at, "
@@ -95,7 +95,7 @@ def deactivate_device(device_id: PathId, store: Store, caller: AdminKey, request
 
 @router.post("/{device_id}/credentials", response_model=DeviceCredentials, status_code=201,
              responses=NOT_FOUND | CONFLICT)
-def issue_credentials(device_id: PathId, store: Store, caller: AdminKey):
+def issue_credentials(device_id: PathId, store: Store, caller: AdminKey, request: Request):
     """A new ingest secret for the device, shown once; only its hash is stored. Replaces any earlier one."""
     secret = new_device_secret()
     with store.begin() as conn:
@@ -104,7 +104,8 @@ def issue_credentials(device_id: PathId, store: Store, caller: AdminKey):
             raise HTTPException(409, f"device {device_id!r} is deactivated; reactivate it before issuing credentials")
         after = conn.execute(text(
             f"UPDATE devices SET credentials_hash = :hash, credentials_issued_at = now() WHERE id = :id "
-            f"RETURNING {COLUMNS}"), {"hash": digest(secret), "id": device_id}).one()
+            f"RETURNING {COLUMNS}"), {"hash": device_digest(secret), "id": device_id}).one()
         after = dict(after._mapping)
         audit.record(conn, caller.key_id, "issue_credentials", "device", device_id, before, after)
+    fleet_changed(request, "devices")  # the gate and the MQTT broker learn the new secret now
     return DeviceCredentials(device_id=device_id, secret=secret, issued_at=after["credentials_issued_at"])

@@ -49,7 +49,9 @@ def datasources(settings: Settings, lane: Lane, server_version_num: int = 150000
 
     `password` None writes a reference to PASSWORD_ENV (files); the push sends the real one.
     """
-    url = make_url(url_from_settings(settings, "timescale" if lane is Lane.TIMESCALEDB else "postgresql"))
+    # Grafana reads as the reader role (SELECT only); the password is the push's business, not the files'
+    url = make_url(url_from_settings(settings, "timescale" if lane is Lane.TIMESCALEDB else "postgresql", "reader",
+                                     with_password=False))
     g = settings.grafana
     # The PGlite TimescaleDB serves one client at a time (storage.timescale_single_connection).
     one_client = lane is Lane.TIMESCALEDB and settings.storage.timescale_single_connection

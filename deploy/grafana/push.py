@@ -98,9 +98,14 @@ class GrafanaSync:
             self.report.updated.append(what)
 
     def sync_datasources(self) -> None:
+        from sqlalchemy.engine import make_url
+
+        from storage.lane import url_from_settings
+
         ds_api = self.api.datasource
-        for ds in datasources(self.settings, self.lane, self.version,
-                              password=self.settings.storage.postgres_password):
+        reader = make_url(url_from_settings(self.settings, "timescale" if self.lane is Lane.TIMESCALEDB else "postgresql",
+                                            "reader"))
+        for ds in datasources(self.settings, self.lane, self.version, password=reader.password):
             # `editable` belongs to provisioning files only; the HTTP API has no such field
             ds = {k: v for k, v in ds.items() if k != "editable"}
             public = {k: v for k, v in ds.items() if k != "secureJsonData"}

@@ -16,6 +16,7 @@ import numpy as np
 import pytest
 
 from deploy.process import free_ports
+from iotlm.credentials import kafka_client_kwargs, postgres_password, redis_auth
 
 
 @dataclass
@@ -39,7 +40,7 @@ def private_settings(settings, tag: str, **api):
     db = f"iotlm_admin_{tag}"
     s = settings.stack
     with psycopg.connect(host=s.host, port=s.postgres_port, user=s.postgres_user,
-                         password=settings.storage.postgres_password, dbname=s.postgres_db, autocommit=True) as conn:
+                         password=postgres_password(settings), dbname=s.postgres_db, autocommit=True) as conn:
         conn.execute(f'CREATE DATABASE "{db}"')
     private = settings.model_copy(update={
         "kafka": settings.kafka.model_copy(update={
@@ -67,13 +68,13 @@ def drop_private(private) -> None:
 
     s = private.stack
     with psycopg.connect(host=s.host, port=s.postgres_port, user=s.postgres_user,
-                         password=private.storage.postgres_password, dbname="iotlm", autocommit=True) as conn:
+                         password=postgres_password(private), dbname="iotlm", autocommit=True) as conn:
         conn.execute(f'DROP DATABASE IF EXISTS "{s.postgres_db}" WITH (FORCE)')
-    client = redis.Redis.from_url(private.redis_url)
+    client = redis.Redis.from_url(private.redis_url, **redis_auth(private, "admin"))
     for key in client.scan_iter(f"{private.storage.redis_key_prefix}:*"):
         client.delete(key)
     client.close()
-    admin = KafkaAdminClient(bootstrap_servers=private.kafka_bootstrap, client_id="iotlm-test-cleanup")
+    admin = KafkaAdminClient(bootstrap_servers=private.kafka_bootstrap, **kafka_client_kwargs(private, "admin"), client_id="iotlm-test-cleanup")
     try:
         admin.delete_topics(list(topic_partitions(private)))
     finally:

@@ -65,7 +65,7 @@ def test_a_replayed_fall_raises_one_alarm_that_is_acknowledged_updated_and_clear
         assert c.post("/v1/alarms/999999/ack").status_code == 404
 
     # the first fall's alert delivered again (a worker re-reading after a crash): counted already, no new alarm
-    stream = AlertStream.from_settings(api.settings)
+    stream = AlertStream.from_settings(api.settings, "worker")
     replayed = [a for a in (json.loads(f["alert"]) for _, f in stream.redis.xrange(stream.stream))
                 if a["device_id"] == "dev-fall"]
     assert len(replayed) == 2

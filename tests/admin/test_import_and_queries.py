@@ -11,6 +11,8 @@ from datetime import datetime, timezone
 import msgpack
 import pytest
 
+from iotlm.credentials import kafka_client_kwargs
+
 pytestmark = pytest.mark.services
 
 
@@ -27,7 +29,7 @@ def registered(api):
 def frames_topic(settings) -> list:
     from kafka import KafkaConsumer
 
-    consumer = KafkaConsumer(settings.kafka.frames_topic, bootstrap_servers=settings.kafka_bootstrap,
+    consumer = KafkaConsumer(settings.kafka.frames_topic, bootstrap_servers=settings.kafka_bootstrap, **kafka_client_kwargs(settings, "admin"),
                              auto_offset_reset="earliest", consumer_timeout_ms=1500, enable_auto_commit=False)
     try:
         return list(consumer)
@@ -116,7 +118,7 @@ class TestQueries:
     def test_live_state_from_redis(self, api, registered):
         from storage.live_state import LiveState
 
-        state = LiveState.from_settings(api.settings)
+        state = LiveState.from_settings(api.settings, "worker")
         now = datetime.now(timezone.utc)
         state.update("dev-hist", "sitting", 0.8, "m1", now, room_id="lab-1")
         with api.client("read") as c:

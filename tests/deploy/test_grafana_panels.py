@@ -31,6 +31,7 @@ from storage import maintenance, migrate
 from storage.lane import open_engine
 from storage.schema import Building, Device, FinetuneJob, Label, ModelVersion, Room, Site
 from storage.writer import AlertRow, AlertWriter, PredictionRow, PredictionWriter
+from iotlm.credentials import kafka_client_kwargs
 
 pytestmark = pytest.mark.services
 
@@ -187,7 +188,7 @@ def replayed(request, settings, stack):
     maintenance.refresh_aggregates(engine)
     yield private, engine, lane == "timescale", start, end
     engine.dispose()
-    kafka_admin = KafkaAdminClient(bootstrap_servers=private.kafka_bootstrap, client_id="iotlm-test-cleanup")
+    kafka_admin = KafkaAdminClient(bootstrap_servers=private.kafka_bootstrap, **kafka_client_kwargs(private, "admin"), client_id="iotlm-test-cleanup")
     try:
         kafka_admin.delete_topics(list(topic_partitions(private)))
     finally:
@@ -370,7 +371,8 @@ def test_previews_are_drawn_from_the_panels_sql(replayed, tmp_path):
 class TestCommandsOnTheReplayedDatabase:
     @staticmethod
     def _env(settings) -> dict[str, str]:
-        return {**settings.stack.environ(), "IOTLM_STORAGE__LANE": settings.storage.lane}
+        return {**settings.stack.environ(), "IOTLM_STATE_DIR": str(settings.state_dir),
+                "IOTLM_STORAGE__LANE": settings.storage.lane}
 
     def test_export_detects_the_lane_and_sets_the_timescaledb_flag(self, replayed, tmp_path):
         import yaml

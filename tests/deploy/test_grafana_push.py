@@ -24,8 +24,18 @@ from deploy.grafana import alerting
 from deploy.grafana.dashboards import build, dashboards
 from deploy.grafana.push import PushError, push
 from iotlm.cli import app
-from iotlm.settings import Settings
+from iotlm.settings import SecuritySettings, Settings
 from storage.lane import Lane
+
+READER_PASSWORD = "reader-password-from-the-environment"
+
+
+def grafana_settings() -> Settings:
+    # Grafana reads as the reader role; no database here, so its password comes as a deployment gives it
+    return Settings(security=SecuritySettings(passwords={"postgres.reader": READER_PASSWORD}))
+
+
+READER_ENV = {"IOTLM_SECURITY__PASSWORDS": json.dumps({"postgres.reader": READER_PASSWORD})}  # the CLI's way
 
 TOKEN = "glsa_test_token"
 # The fields Grafana's HTTP API keeps for each kind of object (anything else it drops, so a client that
@@ -269,7 +279,7 @@ def _counts(report) -> tuple[int, int, int]:
 
 class TestPush:
     def test_first_push_creates_everything_as_the_files_provision_it(self, grafana):
-        settings = Settings()
+        settings = grafana_settings()
         report = push(settings, grafana.url, TOKEN, Lane.TIMESCALEDB)
         n_boards, n_rules = len(dashboards(settings)), len(alerting.api_rules(settings))
         assert len(report.created) == 2 + 1 + n_boards + n_rules + 1
@@ -279,7 +289,7 @@ class TestPush:
         # what grafana-client delivered is what the provisioning files say
         pg = grafana.datasources["iotlm-postgres"]
         assert pg["jsonData"]["timescaledb"] is True
-        assert pg["secureJsonData"] == {"password": settings.storage.postgres_password}
+        assert pg["secureJsonData"] == {"password": "any"}  # PGlite (this lane) has one user, any password
         for spec in dashboards(settings):
             stored = grafana.dashboards[spec.uid]
             assert {k: v for k, v in stored["dashboard"].items() if k not in ("id", "version")} == build(spec)
@@ -290,7 +300,7 @@ class TestPush:
         assert grafana.contact_points[alerting.CONTACT_POINT]["settings"]["url"] == settings.grafana.alert_webhook_url
 
     def test_a_second_push_changes_nothing(self, grafana):
-        settings = Settings()
+        settings = grafana_settings()
         push(settings, grafana.url, TOKEN, Lane.POSTGRESQL)
         before = len(grafana.requests)
         report = push(settings, grafana.url, TOKEN, Lane.POSTGRESQL)
@@ -299,7 +309,7 @@ class TestPush:
         assert grafana.datasources["iotlm-postgres"]["version"] == 1
 
     def test_a_changed_setting_updates_only_what_depends_on_it(self, grafana):
-        settings = Settings()
+        settings = grafana_settings()
         push(settings, grafana.url, TOKEN, Lane.POSTGRESQL)
         changed = settings.model_copy(update={
             "grafana": settings.grafana.model_copy(update={"prometheus_url": "http://prom.internal:9090"}),
@@ -314,36 +324,36 @@ class TestPush:
         assert grafana.datasources["iotlm-prometheus"]["url"] == "http://prom.internal:9090"
         # an update never resends (or clears) the database password
         assert all("secureJsonData" not in (w["body"] or {}) for w in writes)
-        assert grafana.datasources["iotlm-postgres"]["secureJsonData"]["password"] == settings.storage.postgres_password
+        assert grafana.datasources["iotlm-postgres"]["secureJsonData"]["password"] == READER_PASSWORD
 
     def test_grafana_under_a_sub_path(self):
         # grafana-client 5.1.4 alone would call http://host/grafanaapi/...: the bug push works around
         assert GrafanaApi.from_url("http://127.0.0.1:3000/grafana", credential=TOKEN).client.url \
             == "http://127.0.0.1:3000/grafanaapi", "grafana-client joins sub-paths now: drop the workaround in push.connect"
         with GrafanaStandIn(prefix="/grafana") as grafana:
-            report = push(Settings(), grafana.url, TOKEN, Lane.POSTGRESQL)
+            report = push(grafana_settings(), grafana.url, TOKEN, Lane.POSTGRESQL)
             assert report.created and all(r["path"].startswith("/grafana/api/") for r in grafana.requests)
             # grafana-client's own option in the query string survives the fix
-            again = push(Settings(), grafana.url + "?verify=false", TOKEN, Lane.POSTGRESQL)
+            again = push(grafana_settings(), grafana.url + "?verify=false", TOKEN, Lane.POSTGRESQL)
             assert again.created == again.updated == []
 
 
 class TestRefusals:
     def test_a_wrong_token(self, grafana):
         with pytest.raises(PushError, match=r"refused the token \(401\)"):
-            push(Settings(), grafana.url, "not-the-token", Lane.POSTGRESQL)
+            push(grafana_settings(), grafana.url, "not-the-token", Lane.POSTGRESQL)
         assert not grafana.datasources
 
     def test_grafana_answering_an_error(self):
         with GrafanaStandIn(fail=r"^/dashboards/") as grafana:
             with pytest.raises(PushError, match="answered: Server Error 500: database is locked"):
-                push(Settings(), grafana.url, TOKEN, Lane.POSTGRESQL)
+                push(grafana_settings(), grafana.url, TOKEN, Lane.POSTGRESQL)
 
     def test_nothing_listening(self):
         from deploy.process import free_ports
 
         with pytest.raises(PushError, match="cannot reach Grafana"):
-            push(Settings(), f"http://127.0.0.1:{free_ports()[0]}", TOKEN, Lane.POSTGRESQL)
+            push(grafana_settings(), f"http://127.0.0.1:{free_ports()[0]}", TOKEN, Lane.POSTGRESQL)
 
     @pytest.mark.parametrize("content_type", ["text/html", "application/octet-stream"])
     def test_something_that_is_not_grafana(self, content_type):
@@ -363,21 +373,21 @@ class TestRefusals:
         threading.Thread(target=server.serve_forever, daemon=True).start()
         try:
             with pytest.raises(PushError, match="does not answer like Grafana"):
-                push(Settings(), f"http://127.0.0.1:{server.server_address[1]}", TOKEN, Lane.POSTGRESQL)
+                push(grafana_settings(), f"http://127.0.0.1:{server.server_address[1]}", TOKEN, Lane.POSTGRESQL)
         finally:
             server.shutdown()
             server.server_close()
 
     def test_cli_reports_a_refusal_without_a_traceback(self, grafana):
         result = CliRunner().invoke(app, ["grafana", "push", "--url", grafana.url, "--token", "wrong",
-                                          "--lane", "postgresql"])
+                                          "--lane", "postgresql"], env=READER_ENV)
         assert result.exit_code == 1 and "refused the token (401)" in " ".join(result.output.split())
         assert "Traceback" not in result.output
 
     def test_cli_push_twice(self, grafana):
         args = ["grafana", "push", "--url", grafana.url, "--lane", "postgresql", "--json"]
-        first = CliRunner().invoke(app, args, env={"IOTLM_GRAFANA_TOKEN": TOKEN})
-        second = CliRunner().invoke(app, args, env={"IOTLM_GRAFANA_TOKEN": TOKEN})
+        first = CliRunner().invoke(app, args, env={"IOTLM_GRAFANA_TOKEN": TOKEN, **READER_ENV})
+        second = CliRunner().invoke(app, args, env={"IOTLM_GRAFANA_TOKEN": TOKEN, **READER_ENV})
         assert first.exit_code == second.exit_code == 0, first.output
         assert json.loads(first.stdout)["created"]
         assert json.loads(second.stdout)["created"] == json.loads(second.stdout)["updated"] == []

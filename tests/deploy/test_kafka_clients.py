@@ -10,6 +10,7 @@ from collections.abc import Iterator
 import pytest
 
 from iotlm.settings import Settings
+from iotlm.credentials import kafka_client_kwargs, kafka_tool_config
 
 
 @pytest.fixture
@@ -19,7 +20,7 @@ def fresh_topic(stack, settings: Settings) -> Iterator[str]:
     from kafka.admin import NewTopic
 
     name = f"test.deploy.{uuid.uuid4().hex[:8]}"
-    admin = KafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap)
+    admin = KafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap, **kafka_client_kwargs(settings, "admin"))
     try:
         admin.create_topics([NewTopic(name, 2, 1)], wait_for_metadata=True)
         yield name
@@ -34,7 +35,7 @@ class TestTopics:
 
         from deploy.topics import ensure_topics, topic_partitions
 
-        admin = KafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap)
+        admin = KafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap, **kafka_client_kwargs(settings, "admin"))
         try:
             described = admin.describe_topics(list(topic_partitions(settings)))
         finally:
@@ -54,7 +55,7 @@ class TestTopics:
         assert sorted(ensure_topics(mine)) == sorted(names.values())
         more = mine.model_copy(update={"kafka": mine.kafka.model_copy(update={"partitions": 4})})
         assert ensure_topics(more) == []
-        admin = KafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap)
+        admin = KafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap, **kafka_client_kwargs(settings, "admin"))
         try:
             counts = {t["name"]: len(t["partitions"]) for t in admin.describe_topics(list(names.values()))}
             admin.delete_topics(list(names.values()))
@@ -69,12 +70,12 @@ class TestPythonClients:
         from kafka import KafkaConsumer, KafkaProducer
 
         topic = fresh_topic
-        producer = KafkaProducer(bootstrap_servers=settings.kafka_bootstrap, acks="all")
+        producer = KafkaProducer(bootstrap_servers=settings.kafka_bootstrap, **kafka_client_kwargs(settings, "admin"), acks="all")
         for i in range(5):
             producer.send(topic, key=b"dev-1", value=f"frame {i}".encode())
         producer.flush(timeout=30)
         producer.close()
-        consumer = KafkaConsumer(topic, bootstrap_servers=settings.kafka_bootstrap, group_id=f"g-{topic}",
+        consumer = KafkaConsumer(topic, bootstrap_servers=settings.kafka_bootstrap, **kafka_client_kwargs(settings, "admin"), group_id=f"g-{topic}",
                                  auto_offset_reset="earliest", consumer_timeout_ms=15000)
         values = []
         for message in consumer:
@@ -90,14 +91,14 @@ class TestPythonClients:
         topic = fresh_topic
 
         async def round_trip() -> list[bytes]:
-            producer = AIOKafkaProducer(bootstrap_servers=settings.kafka_bootstrap)
+            producer = AIOKafkaProducer(bootstrap_servers=settings.kafka_bootstrap, **kafka_client_kwargs(settings, "admin"))
             await producer.start()
             try:
                 for i in range(3):
                     await producer.send_and_wait(topic, f"aio {i}".encode(), key=b"dev-2")
             finally:
                 await producer.stop()
-            consumer = AIOKafkaConsumer(topic, bootstrap_servers=settings.kafka_bootstrap,
+            consumer = AIOKafkaConsumer(topic, bootstrap_servers=settings.kafka_bootstrap, **kafka_client_kwargs(settings, "admin"),
                                         group_id=f"g-{topic}", auto_offset_reset="earliest")
             await consumer.start()
             got = []
@@ -119,13 +120,13 @@ class TestPythonClients:
         from deploy.stack import kafka_java_argv
 
         topic = fresh_topic
-        producer = KafkaProducer(bootstrap_servers=settings.kafka_bootstrap)
+        producer = KafkaProducer(bootstrap_servers=settings.kafka_bootstrap, **kafka_client_kwargs(settings, "admin"))
         producer.send(topic, key=b"k", value=b"hello from python")
         producer.flush(timeout=30)
         producer.close()
         result = subprocess.run(
             kafka_java_argv("org.apache.kafka.tools.consumer.ConsoleConsumer")
-            + ["--bootstrap-server", settings.kafka_bootstrap, "--topic", topic, "--from-beginning",
+            + ["--bootstrap-server", settings.kafka_bootstrap, "--command-config", str(kafka_tool_config(settings)), "--topic", topic, "--from-beginning",
                "--max-messages", "1", "--timeout-ms", "30000"],
             capture_output=True, text=True, timeout=90,
         )

@@ -21,7 +21,7 @@ import pytest
 from deploy.process import free_ports, port_is_open
 from iotlm.settings import Settings, StackSettings
 
-PORT_FIELDS = ("kafka_port", "kafka_controller_port", "postgres_port", "redis_port", "mqtt_port", "timescale_port")
+PORT_FIELDS = ("kafka_port", "kafka_controller_port", "kafka_tls_port", "postgres_port", "redis_port", "mqtt_port", "timescale_port")
 
 
 @pytest.fixture

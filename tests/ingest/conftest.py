@@ -7,6 +7,8 @@ import uuid
 
 import pytest
 
+from iotlm.credentials import kafka_client_kwargs
+
 
 @pytest.fixture
 def topic_settings(settings, stack):
@@ -23,7 +25,7 @@ def topic_settings(settings, stack):
     private.kafka.partitions = 3  # enough to spread devices; fewer log files on the shared broker
     ensure_topics(private)
     yield private
-    admin = KafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap)
+    admin = KafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap, **kafka_client_kwargs(settings, "admin"))
     try:
         admin.delete_topics([private.kafka.frames_topic, private.kafka.dlq_topic])
     finally:
@@ -39,7 +41,7 @@ def read_topic():
 
     def read(settings, topic: str, expected: int, timeout_s: float = 60.0) -> list:
         consumer = KafkaConsumer(
-            bootstrap_servers=settings.kafka_bootstrap, group_id=None, enable_auto_commit=False,
+            bootstrap_servers=settings.kafka_bootstrap, **kafka_client_kwargs(settings, "admin"), group_id=None, enable_auto_commit=False,
             auto_offset_reset="earliest", fetch_max_bytes=64 * 1024 * 1024,
         )
         try:

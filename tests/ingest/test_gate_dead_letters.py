@@ -112,6 +112,7 @@ def test_malformed_corpus_is_dead_lettered_with_distinct_reasons(topic_settings,
 
 def test_send_and_dlq_commands(topic_settings, tmp_path):
     env = os.environ | topic_settings.stack.environ() | {
+        "IOTLM_STATE_DIR": str(topic_settings.state_dir),  # where the stack wrote the credentials
         "IOTLM_KAFKA__FRAMES_TOPIC": topic_settings.kafka.frames_topic,
         "IOTLM_KAFKA__DLQ_TOPIC": topic_settings.kafka.dlq_topic,
     }

@@ -15,6 +15,7 @@ from deploy.services import kafka_java_argv
 from ingest.codec import TRUTH_HEADER, Truth, decode, header
 from ingest.hapt import HAPT_TEST_SUBJECTS, load_hapt
 from ingest.simulate import hapt_device_ids, hapt_devices, replay_hapt
+from iotlm.credentials import kafka_tool_config
 
 pytestmark = pytest.mark.services
 
@@ -70,7 +71,7 @@ def test_twenty_devices_thirty_seconds_read_back_bit_exact(topic_settings, read_
     # and a reader sharing no code with us, Kafka's own console consumer, counts the same
     console = subprocess.run(
         kafka_java_argv("org.apache.kafka.tools.consumer.ConsoleConsumer")
-        + ["--bootstrap-server", topic_settings.kafka_bootstrap, "--topic", topic_settings.kafka.frames_topic,
+        + ["--bootstrap-server", topic_settings.kafka_bootstrap, "--command-config", str(kafka_tool_config(topic_settings)), "--topic", topic_settings.kafka.frames_topic,
            "--from-beginning", "--max-messages", "600", "--timeout-ms", "60000",
            "--formatter-property", "print.key=true", "--formatter-property", "print.value=false"],
         capture_output=True, text=True, timeout=120,

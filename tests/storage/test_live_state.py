@@ -9,13 +9,14 @@ from datetime import datetime, timedelta, timezone
 import pytest
 from redis import Redis
 
+from iotlm.credentials import redis_auth
 from storage.live_state import AlertStream, LiveState
 pytestmark = pytest.mark.services
 
 
 @pytest.fixture
 def redis(settings, stack):
-    client = Redis.from_url(settings.redis_url, decode_responses=True)
+    client = Redis.from_url(settings.redis_url, decode_responses=True, **redis_auth(settings, "worker"))
     yield client
     client.close()
 

@@ -9,6 +9,7 @@ import pytest
 from deploy.process import free_ports
 from stream_workers.app import segment_from_frame
 from stream_workers.windows import WindowAssembler
+from iotlm.credentials import kafka_client_kwargs, postgres_password
 
 
 @pytest.fixture
@@ -24,7 +25,7 @@ def isolated(settings, stack):
     db = f"iotlm_sw_{tag}"
     s = settings.stack
     admin_dsn = f"host={s.host} port={s.postgres_port} user={s.postgres_user} " \
-                f"password={settings.storage.postgres_password} dbname={s.postgres_db}"
+                f"password={postgres_password(settings)} dbname={s.postgres_db}"
     with psycopg.connect(admin_dsn, autocommit=True) as conn:
         conn.execute(f'CREATE DATABASE "{db}"')
     private = settings.model_copy(update={
@@ -44,7 +45,7 @@ def isolated(settings, stack):
     yield private
     with psycopg.connect(admin_dsn, autocommit=True) as conn:
         conn.execute(f'DROP DATABASE IF EXISTS "{db}" WITH (FORCE)')
-    admin = KafkaAdminClient(bootstrap_servers=private.kafka_bootstrap, client_id="iotlm-test-cleanup")
+    admin = KafkaAdminClient(bootstrap_servers=private.kafka_bootstrap, **kafka_client_kwargs(private, "admin"), client_id="iotlm-test-cleanup")
     try:
         admin.delete_topics(list(topic_partitions(private)))
     finally:
@@ -59,7 +60,7 @@ def stored_windows():
     def query(settings, device_ids) -> list[tuple[str, float]]:
         s = settings.stack
         with psycopg.connect(host=s.host, port=s.postgres_port, user=s.postgres_user,
-                             password=settings.storage.postgres_password, dbname=s.postgres_db) as conn:
+                             password=postgres_password(settings), dbname=s.postgres_db) as conn:
             rows = conn.execute(
                 "SELECT device_id, window_start FROM window_predictions WHERE device_id = ANY(%s)",
                 (list(device_ids),),
@@ -77,7 +78,7 @@ def stored_raw_frames():
     def query(settings, device_ids) -> list[tuple[str, int, bytes]]:
         s = settings.stack
         with psycopg.connect(host=s.host, port=s.postgres_port, user=s.postgres_user,
-                             password=settings.storage.postgres_password, dbname=s.postgres_db) as conn:
+                             password=postgres_password(settings), dbname=s.postgres_db) as conn:
             rows = conn.execute("SELECT device_id, seq, payload FROM raw_frames WHERE device_id = ANY(%s)",
                                 (list(device_ids),)).fetchall()
         return [(device, seq, bytes(payload)) for device, seq, payload in rows]

@@ -19,6 +19,8 @@ from pathlib import Path
 
 import pytest
 
+from iotlm.credentials import kafka_client_kwargs, postgres_password
+
 pytestmark = [pytest.mark.services, pytest.mark.slow]
 
 DEVICES, DURATION_S, SPEED = 8, 40.0, 4.0
@@ -173,7 +175,7 @@ def test_an_episode_open_across_a_kill_stays_one_episode_and_no_alert_is_raised_
 
     s = isolated.stack
     with psycopg.connect(host=s.host, port=s.postgres_port, user=s.postgres_user,
-                         password=isolated.storage.postgres_password, dbname=s.postgres_db) as conn:
+                         password=postgres_password(isolated), dbname=s.postgres_db) as conn:
         windows = conn.execute("SELECT device_id, window_start, window_end, label, probability, model_version "
                                "FROM window_predictions WHERE device_id = %s ORDER BY window_start",
                                (walker,)).fetchall()
@@ -200,6 +202,7 @@ def raised_alerts(settings) -> list[dict]:
     from kafka import KafkaConsumer
 
     alerts = KafkaConsumer(settings.kafka.alerts_topic, bootstrap_servers=settings.kafka_bootstrap,
+                           **kafka_client_kwargs(settings, "admin"),
                            auto_offset_reset="earliest", consumer_timeout_ms=3000)
     try:
         return [json.loads(r.value) for r in alerts]

@@ -14,6 +14,8 @@ import uuid
 
 import pytest
 
+from iotlm.credentials import faust_credentials, kafka_client_kwargs
+
 pytestmark = pytest.mark.services
 SLOW = 3
 
@@ -23,10 +25,10 @@ def make_topic(settings, n: int = 20) -> str:
     from kafka.admin import NewTopic
 
     topic = f"test.faust.{uuid.uuid4().hex[:8]}"
-    admin = KafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap)
+    admin = KafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap, **kafka_client_kwargs(settings, "admin"))
     admin.create_topics([NewTopic(topic, 1, 1)])
     admin.close()
-    producer = KafkaProducer(bootstrap_servers=settings.kafka_bootstrap)
+    producer = KafkaProducer(bootstrap_servers=settings.kafka_bootstrap, **kafka_client_kwargs(settings, "admin"))
     for i in range(n):
         producer.send(topic, key=b"dev", value=b"%d" % i)
     producer.flush()
@@ -42,6 +44,7 @@ def consume(settings, topic: str, group: str, scheme: str, ack_all: bool, wait_f
 
     async def main():
         app = faust.App(group, broker=f"{scheme}://{settings.kafka_bootstrap}", web_enabled=False,
+                        broker_credentials=faust_credentials(settings, "admin"),
                         topic_partitions=1, consumer_auto_offset_reset="earliest", store="memory://",
                         broker_commit_interval=0.2, topic_allow_declare=False)
         source = app.topic(topic, key_type=bytes, value_type=bytes, key_serializer="raw", value_serializer="raw")
@@ -68,7 +71,7 @@ def consume(settings, topic: str, group: str, scheme: str, ack_all: bool, wait_f
 def committed_offset(settings, group: str, topic: str) -> int | None:
     from kafka import KafkaAdminClient, TopicPartition
 
-    admin = KafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap)
+    admin = KafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap, **kafka_client_kwargs(settings, "admin"))
     try:
         offsets = admin.list_group_offsets(group)[group]
     finally:
@@ -105,6 +108,7 @@ def test_the_seek_back_to_the_commit_rewinds_a_partition_with_no_commit_yet(sett
 
     async def main():
         app = faust.App(group, broker=f"{scheme}://{settings.kafka_bootstrap}", web_enabled=False,
+                        broker_credentials=faust_credentials(settings, "admin"),
                         topic_partitions=1, consumer_auto_offset_reset="earliest", store="memory://",
                         topic_allow_declare=False, stream_wait_empty=False)  # stop without waiting for acks
         source = app.topic(topic, key_type=bytes, value_type=bytes, key_serializer="raw", value_serializer="raw")

@@ -21,6 +21,7 @@ from deploy.process import free_ports
 from ingest.codec import TRUTH_HEADER, encode, header
 from ingest.gate import SettingsAdmission
 from stream_workers.app import StreamWorker
+from iotlm.credentials import kafka_client_kwargs
 
 pytestmark = pytest.mark.services
 
@@ -62,7 +63,7 @@ def run_workers(settings, done, count: int = 1, timeout_s: float = 120.0, during
 def dead_letters(settings, expected: int, timeout_s: float = 20.0) -> list:
     from kafka import KafkaConsumer
 
-    consumer = KafkaConsumer(settings.kafka.dlq_topic, bootstrap_servers=settings.kafka_bootstrap,
+    consumer = KafkaConsumer(settings.kafka.dlq_topic, bootstrap_servers=settings.kafka_bootstrap, **kafka_client_kwargs(settings, "admin"),
                              auto_offset_reset="earliest", consumer_timeout_ms=1500, enable_auto_commit=False)
     records, deadline = [], time.monotonic() + timeout_s
     try:
@@ -217,7 +218,11 @@ def test_redis_down_does_not_stop_storage_and_live_state_catches_up(isolated, ex
     from stream_workers.sink import StorageSink
 
     port = free_ports()[0]
-    argv = ["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"]
+    from deploy.services import RedisServer
+
+    # the stack's users (ACL file) on a Redis of this test's own, which it can kill
+    argv = ["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
+            "--aclfile", str(RedisServer(isolated).acl_file)]
     redis_server = subprocess.Popen(argv, stdout=subprocess.DEVNULL)
     isolated = isolated.model_copy(update={"stack": isolated.stack.model_copy(update={"redis_port": port}),
                                            "storage": isolated.storage.model_copy(update={"redis_timeout_s": 0.5})})
@@ -241,7 +246,7 @@ def test_redis_down_does_not_stop_storage_and_live_state_catches_up(isolated, ex
         wait(lambda: len(stored_windows(isolated, [device])) >= len(expected), "rows while Redis is down")
         seen["backlog"] = sink.redis_backlog
         redis_server = subprocess.Popen(argv, stdout=subprocess.DEVNULL)  # it comes back, empty
-        live = LiveState.from_settings(isolated)
+        live = LiveState.from_settings(isolated, "admin")
         wait(lambda: _quietly(live.device, device) is not None, "live state after Redis returned", 30)
         seen["latest"] = live.device(device)
 

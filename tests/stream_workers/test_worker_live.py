@@ -10,6 +10,7 @@ import time
 import pytest
 
 from stream_workers.app import StreamWorker
+from iotlm.credentials import kafka_client_kwargs, postgres_password, redis_auth
 
 pytestmark = pytest.mark.services
 
@@ -44,7 +45,7 @@ def hapt_frames(device_index: int, n: int, t0: float):
 def read_topic(settings, topic: str, expected: int, timeout_s: float = 20.0) -> list:
     from kafka import KafkaConsumer
 
-    consumer = KafkaConsumer(topic, bootstrap_servers=settings.kafka_bootstrap, auto_offset_reset="earliest",
+    consumer = KafkaConsumer(topic, bootstrap_servers=settings.kafka_bootstrap, **kafka_client_kwargs(settings, "admin"), auto_offset_reset="earliest",
                              consumer_timeout_ms=1000, enable_auto_commit=False)
     records, deadline = [], time.monotonic() + timeout_s
     try:
@@ -187,7 +188,10 @@ class TestHotReload:
         (promoted / "config.json").write_text(json.dumps(config))
 
         frames = hapt_frames(1, 40, t0=time.time() - 7200)
-        client = redis.Redis.from_url(isolated.redis_url)
+        from redis.exceptions import NoPermissionError
+
+        client = redis.Redis.from_url(isolated.redis_url, **redis_auth(isolated, "api"))  # promotion: the API's
+        intruder = redis.Redis.from_url(isolated.redis_url, **redis_auth(isolated, "worker"))
 
         def stream(worker):
             with DeviceProducer(isolated) as producer:
@@ -198,6 +202,10 @@ class TestHotReload:
                         while worker.totals.results < 10 and time.monotonic() < deadline:
                             time.sleep(0.1)  # the first windows are served by the default model
                         client.set(isolated.workers.model_key, str(promoted))
+                        # anyone else (a worker's own user included) is refused; the workers keep serving
+                        with pytest.raises(NoPermissionError):
+                            intruder.set(isolated.workers.model_key, "/tmp/not-a-model")
+                        assert intruder.get(isolated.workers.model_key) == str(promoted).encode()
                         time.sleep(isolated.workers.model_poll_s + 3.0)  # the worker picks it up meanwhile
                     producer.send(frame, truth=truth)
 
@@ -206,6 +214,7 @@ class TestHotReload:
         finally:
             client.delete(isolated.workers.model_key)
             client.close()
+            intruder.close()
         assert set(totals.model_versions) == {config["version"], worker_version_before(isolated)}
         assert totals.model_versions["promoted-for-test"] >= 10
 
@@ -293,13 +302,13 @@ class TestAlertsAndLiveState:
         on_topic = [json.loads(r.value) for r in read_topic(isolated, isolated.kafka.alerts_topic, expected=1)]
         assert [(a["rule"], a["device_id"], a["severity"]) for a in on_topic] == [("sensor_fault", device, "warning")]
         assert "axis y is a flat line" in on_topic[0]["message"]
-        stream = AlertStream.from_settings(isolated)
+        stream = AlertStream.from_settings(isolated, "admin")
         in_redis = [json.loads(f["alert"]) for _, f in stream.redis.xrange(stream.stream)]
         assert [a["dedup_key"] for a in in_redis if a["device_id"] == device] == [on_topic[0]["dedup_key"]]
         s = isolated.stack
         with psycopg.connect(host=s.host, port=s.postgres_port, user=s.postgres_user,
-                             password=isolated.storage.postgres_password, dbname=s.postgres_db) as conn:
+                             password=postgres_password(isolated), dbname=s.postgres_db) as conn:
             kinds = conn.execute("SELECT kind FROM alerts WHERE device_id = %s", (device,)).fetchall()
         assert kinds == [("sensor_fault",)]
-        state = LiveState.from_settings(isolated).device(device)
+        state = LiveState.from_settings(isolated, "admin").device(device)
         assert state is not None and state.model_version == worker.classifier.version
