@@ -670,15 +670,16 @@ class StreamWorker:
             self._committed.pop(p, None)
             self._dead_lettered.pop(p, None)
             self._partition_time.pop(p, None)
-        for device in [d for d, (_, _, p) in self._device_seen.items() if p in partitions]:
-            del self._device_seen[device]
+        gone = {d for d, (_, _, p) in self._device_seen.items() if p in partitions}
+        in_table = hasattr(self._consumer, "partition_of")  # per-device state is in the table: its next owner has it
+        if in_table:  # devices restored at a takeover without a frame since are not in _device_seen
+            gone |= {d for d in self.rules.devices() if self._consumer.partition_of(d) in partitions}
+        for device in gone:
+            self._device_seen.pop(device, None)
             self._restored.discard(device)  # if it comes back, its state is loaded afresh
             self.episodes.forget(device)
-        if hasattr(self._consumer, "partition_of"):  # rule state is in the table: its next owner times it
-            for device in self.rules.devices():
-                if self._consumer.partition_of(device) in partitions:
-                    self.rules.forget(device)
-                    self._restored.discard(device)
+            if in_table:
+                self.rules.forget(device)
 
     # -- time-driven work ---------------------------------------------------------------------
 
