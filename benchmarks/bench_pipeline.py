@@ -25,7 +25,7 @@ import contextlib
 import time
 import uuid
 
-from iotlm.credentials import kafka_client_kwargs, postgres_password
+from iotlm.credentials import postgres_connect_kwargs
 
 
 def private(settings, tag: str):
@@ -42,12 +42,6 @@ def private(settings, tag: str):
     })
 
 
-def _admin_dsn(settings) -> str:
-    s = settings.stack
-    return (f"host={s.host} port={s.postgres_port} user={s.postgres_user} "
-            f"password={postgres_password(settings)} dbname={s.postgres_db}")
-
-
 @contextlib.contextmanager
 def private_run(settings):
     """A private copy of `settings` (see `private`) whose database exists and is migrated; its
@@ -58,24 +52,23 @@ def private_run(settings):
 
     run_settings = private(settings, uuid.uuid4().hex[:8])
     db = run_settings.stack.postgres_db
-    with psycopg.connect(_admin_dsn(settings), autocommit=True) as conn:
+    with psycopg.connect(**postgres_connect_kwargs(settings), autocommit=True) as conn:
         conn.execute(f'CREATE DATABASE "{db}"')
     try:
         upgrade(run_settings.database_url)
         yield run_settings
     finally:
-        with psycopg.connect(_admin_dsn(settings), autocommit=True) as conn:
+        with psycopg.connect(**postgres_connect_kwargs(settings), autocommit=True) as conn:
             conn.execute(f'DROP DATABASE IF EXISTS "{db}" WITH (FORCE)')
         drop_topics(run_settings)
 
 
 def drop_topics(settings) -> None:
-    from kafka import KafkaAdminClient
     from kafka.errors import UnknownTopicOrPartitionError
 
-    from deploy.topics import topic_partitions
+    from deploy.topics import admin_client, topic_partitions
 
-    admin = KafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap, **kafka_client_kwargs(settings, "admin"), client_id="iotlm-bench-cleanup")
+    admin = admin_client(settings, client_id="iotlm-bench-cleanup")
     try:
         admin.delete_topics(list(topic_partitions(settings)))
     except UnknownTopicOrPartitionError:

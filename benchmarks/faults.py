@@ -28,7 +28,7 @@ import threading
 import time
 
 from iotlm.settings import PROJECT_ROOT, Settings
-from iotlm.credentials import postgres_password
+from iotlm.credentials import postgres_connect_kwargs
 
 FAULTS = ("worker", "postgres", "kafka", "redis")
 PORT_OFFSET = 5000
@@ -111,9 +111,7 @@ def expected_windows(settings: Settings, frames) -> set[tuple[str, float]]:
 def stored_windows(settings: Settings, device_ids: list[str]) -> list[tuple[str, float]]:
     import psycopg
 
-    s = settings.stack
-    with psycopg.connect(host=s.host, port=s.postgres_port, user=s.postgres_user,
-                         password=postgres_password(settings), dbname=s.postgres_db) as conn:
+    with psycopg.connect(**postgres_connect_kwargs(settings)) as conn:
         rows = conn.execute("SELECT device_id, window_start FROM window_predictions WHERE device_id = ANY(%s)",
                             (device_ids,)).fetchall()
     return [(device, round(start.timestamp(), 3)) for device, start in rows]

@@ -21,7 +21,7 @@ from pathlib import Path
 
 from iotlm.credentials import MQTT_BRIDGE as BRIDGE
 from iotlm.credentials import MQTT_HEALTH as HEALTH  # `iotlm stack status`: connects, publishes nothing
-from iotlm.credentials import ensure_secrets, mosquitto_digest, password
+from iotlm.credentials import ensure_secrets, mosquitto_digest, password, write_owner_only
 from iotlm.settings import Settings
 
 SERVICE_ACCOUNTS = (BRIDGE, HEALTH)
@@ -64,9 +64,7 @@ def write_accounts(settings: Settings, devices: Mapping[str, str]) -> None:
     for name, text in (("passwd", lines), ("acl", acl)):
         path = home / name
         tmp = path.with_suffix(".tmp")
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "w") as out:
-            out.write("\n".join(text) + "\n")
+        write_owner_only(tmp, "\n".join(text) + "\n")
         if broker_user is not None:
             os.chown(tmp, broker_user.pw_uid, broker_user.pw_gid)
         os.replace(tmp, path)

@@ -24,6 +24,7 @@ from abc import ABC, abstractmethod
 from pathlib import Path
 
 from deploy.process import DetachedProcess, log_tail
+from iotlm.credentials import write_owner_only
 from iotlm.settings import PROJECT_ROOT, Settings
 
 DEPLOY_DIR = PROJECT_ROOT / "deploy"
@@ -135,56 +136,53 @@ class KafkaBroker(Service):
         plain = "org.apache.kafka.common.security.plain.PlainLoginModule"
         # Written on every start, so port changes in the settings apply to existing data. It holds the
         # controller and admin passwords: owner-only, like the secrets folder.
-        fd = os.open(self.config_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        os.fchmod(fd, 0o600)
-        with os.fdopen(fd, "w") as config:
-            config.write("\n".join(
-                [
-                    "process.roles=broker,controller",
-                    "node.id=1",
-                    f"controller.quorum.voters=1@{self.host}:{s.kafka_controller_port}",
-                    f"listeners=SASL_PLAINTEXT://{self.host}:{s.kafka_port},SASL_SSL://{self.host}:{s.kafka_tls_port},"
-                    f"CONTROLLER://{self.host}:{s.kafka_controller_port}",
-                    f"advertised.listeners=SASL_PLAINTEXT://{self.host}:{s.kafka_port},"
-                    f"SASL_SSL://{self.host}:{s.kafka_tls_port}",
-                    "controller.listener.names=CONTROLLER",
-                    "inter.broker.listener.name=SASL_PLAINTEXT",
-                    "listener.security.protocol.map=SASL_PLAINTEXT:SASL_PLAINTEXT,SASL_SSL:SASL_SSL,CONTROLLER:SASL_PLAINTEXT",
-                    # The same SCRAM users over TLS, as production runs it (deploy/README.md): a PEM key
-                    # and chain signed by the stack's own CA, which clients trust (credentials.kafka_client_kwargs).
-                    f"listener.name.sasl_ssl.{KAFKA_MECHANISM.lower()}.sasl.jaas.config={scram} required "
-                    f'username="admin" password="{admin}";',
-                    "listener.name.sasl_ssl.ssl.keystore.type=PEM",
-                    f"listener.name.sasl_ssl.ssl.keystore.location={keystore}",
-                    # Clients: SCRAM-SHA-512 only, users in the cluster metadata (created by deploy.topics).
-                    f"sasl.enabled.mechanisms={KAFKA_MECHANISM}",
-                    f"sasl.mechanism.inter.broker.protocol={KAFKA_MECHANISM}",
-                    f"listener.name.sasl_plaintext.{KAFKA_MECHANISM.lower()}.sasl.jaas.config={scram} required "
-                    f'username="admin" password="{admin}";',
-                    # KRaft's controller cannot use SCRAM (its users live in the metadata it serves): PLAIN,
-                    # one user, so nobody else can talk to the controller port either.
-                    "sasl.mechanism.controller.protocol=PLAIN",
-                    "listener.name.controller.sasl.enabled.mechanisms=PLAIN",
-                    f"listener.name.controller.plain.sasl.jaas.config={plain} required "
-                    f'username="{KAFKA_CONTROLLER}" password="{controller}" user_{KAFKA_CONTROLLER}="{controller}";',
-                    # Deny by default; each component's principal gets only its ACLs (deploy.topics).
-                    "authorizer.class.name=org.apache.kafka.metadata.authorizer.StandardAuthorizer",
-                    f"super.users=User:admin;User:{KAFKA_CONTROLLER}",
-                    "allow.everyone.if.no.acl.found=false",
-                    f"log.dirs={data}",
-                    # One node: every internal topic has a single replica.
-                    "offsets.topic.replication.factor=1",
-                    "transaction.state.log.replication.factor=1",
-                    "transaction.state.log.min.isr=1",
-                    "share.coordinator.state.topic.replication.factor=1",
-                    "share.coordinator.state.topic.min.isr=1",
-                    # Consumers in tests and demos join at once; no need to wait 3 s for more members.
-                    "group.initial.rebalance.delay.ms=0",
-                    "num.partitions=1",
-                    "auto.create.topics.enable=false",
-                    "",
-                ]
-            ))
+        write_owner_only(self.config_file, "\n".join(
+            [
+                "process.roles=broker,controller",
+                "node.id=1",
+                f"controller.quorum.voters=1@{self.host}:{s.kafka_controller_port}",
+                f"listeners=SASL_PLAINTEXT://{self.host}:{s.kafka_port},SASL_SSL://{self.host}:{s.kafka_tls_port},"
+                f"CONTROLLER://{self.host}:{s.kafka_controller_port}",
+                f"advertised.listeners=SASL_PLAINTEXT://{self.host}:{s.kafka_port},"
+                f"SASL_SSL://{self.host}:{s.kafka_tls_port}",
+                "controller.listener.names=CONTROLLER",
+                "inter.broker.listener.name=SASL_PLAINTEXT",
+                "listener.security.protocol.map=SASL_PLAINTEXT:SASL_PLAINTEXT,SASL_SSL:SASL_SSL,CONTROLLER:SASL_PLAINTEXT",
+                # The same SCRAM users over TLS, as production runs it (deploy/README.md): a PEM key
+                # and chain signed by the stack's own CA, which clients trust (credentials.kafka_client_kwargs).
+                f"listener.name.sasl_ssl.{KAFKA_MECHANISM.lower()}.sasl.jaas.config={scram} required "
+                f'username="admin" password="{admin}";',
+                "listener.name.sasl_ssl.ssl.keystore.type=PEM",
+                f"listener.name.sasl_ssl.ssl.keystore.location={keystore}",
+                # Clients: SCRAM-SHA-512 only, users in the cluster metadata (created by deploy.topics).
+                f"sasl.enabled.mechanisms={KAFKA_MECHANISM}",
+                f"sasl.mechanism.inter.broker.protocol={KAFKA_MECHANISM}",
+                f"listener.name.sasl_plaintext.{KAFKA_MECHANISM.lower()}.sasl.jaas.config={scram} required "
+                f'username="admin" password="{admin}";',
+                # KRaft's controller cannot use SCRAM (its users live in the metadata it serves): PLAIN,
+                # one user, so nobody else can talk to the controller port either.
+                "sasl.mechanism.controller.protocol=PLAIN",
+                "listener.name.controller.sasl.enabled.mechanisms=PLAIN",
+                f"listener.name.controller.plain.sasl.jaas.config={plain} required "
+                f'username="{KAFKA_CONTROLLER}" password="{controller}" user_{KAFKA_CONTROLLER}="{controller}";',
+                # Deny by default; each component's principal gets only its ACLs (deploy.topics).
+                "authorizer.class.name=org.apache.kafka.metadata.authorizer.StandardAuthorizer",
+                f"super.users=User:admin;User:{KAFKA_CONTROLLER}",
+                "allow.everyone.if.no.acl.found=false",
+                f"log.dirs={data}",
+                # One node: every internal topic has a single replica.
+                "offsets.topic.replication.factor=1",
+                "transaction.state.log.replication.factor=1",
+                "transaction.state.log.min.isr=1",
+                "share.coordinator.state.topic.replication.factor=1",
+                "share.coordinator.state.topic.min.isr=1",
+                # Consumers in tests and demos join at once; no need to wait 3 s for more members.
+                "group.initial.rebalance.delay.ms=0",
+                "num.partitions=1",
+                "auto.create.topics.enable=false",
+                "",
+            ]
+        ))
         # The admin user is bootstrapped into the metadata at format time (the broker knows no other way
         # in); the other users are upserted by `stack up` through it. Data formatted without it (before
         # authentication, or with another admin password) can never be administered: start it afresh.
@@ -250,9 +248,7 @@ def ensure_tls(settings: Settings, service: str) -> Path:
         run("req", "-newkey", "rsa:2048", "-nodes", "-keyout", str(key), "-out", str(csr), "-subj", f"/CN={host}")
         run("x509", "-req", "-in", str(csr), "-CA", str(ca), "-CAkey", str(ca_key), "-CAcreateserial",
             "-out", str(cert), "-days", "825", "-extfile", str(ext))
-        fd = os.open(keystore, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "w") as out:
-            out.write(key.read_text() + cert.read_text() + ca.read_text())
+        write_owner_only(keystore, key.read_text() + cert.read_text() + ca.read_text())
         for leftover in (key, csr, ext):
             leftover.unlink()
         made_for.write_text(host)
@@ -337,9 +333,7 @@ class PostgresServer(Service):
         if (data / "PG_VERSION").exists():
             return
         password_file = root / "initdb.pw"
-        fd = os.open(password_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "w") as out:
-            out.write(passwords[POSTGRES_SUPERUSER] + "\n")
+        write_owner_only(password_file, passwords[POSTGRES_SUPERUSER] + "\n")
         os.chown(password_file, owner.pw_uid, owner.pw_gid)
         try:
             self._run_step(
@@ -359,7 +353,7 @@ class PostgresServer(Service):
         import psycopg
         from psycopg import sql
 
-        from iotlm.credentials import POSTGRES_PRINCIPALS, postgres_connect_kwargs, postgres_role
+        from iotlm.credentials import POSTGRES_PRINCIPALS, postgres_connect_kwargs, postgres_password, postgres_role
 
         s = self.settings.stack
         with psycopg.connect(**postgres_connect_kwargs(self.settings, "postgres", dbname="postgres"),
@@ -374,7 +368,7 @@ class PostgresServer(Service):
                 extra = "CREATEDB" if principal == "owner" else "NOCREATEDB"
                 conn.execute(sql.SQL("ALTER ROLE {} WITH LOGIN NOSUPERUSER NOCREATEROLE NOREPLICATION NOBYPASSRLS "
                                      + extra + " PASSWORD {}").format(
-                    role, sql.Literal(password_of(self.settings, principal))))
+                    role, sql.Literal(postgres_password(self.settings, principal))))
             conn.execute(sql.SQL("GRANT pg_signal_backend TO {}").format(sql.Identifier(s.postgres_user)))
             if not conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (s.postgres_db,)).fetchone():
                 conn.execute(sql.SQL("CREATE DATABASE {} OWNER {}").format(
@@ -403,12 +397,6 @@ class PostgresServer(Service):
             conn.execute("SELECT 1").fetchone()
             version = conn.info.server_version
             return f"PostgreSQL {version // 10000}.{version % 10000}"
-
-
-def password_of(settings: Settings, principal: str) -> str:
-    from iotlm.credentials import password
-
-    return password(settings, "postgres", principal)
 
 
 def _reachable_by(path: Path, user: str | None) -> bool:
@@ -479,9 +467,7 @@ class RedisServer(Service):
             f"user api on #{digest['api']} {state_read} ~*:alerts ~*:model* resetchannels {no_admin}",
             f"user dashboards on #{digest['dashboards']} %R~* resetchannels -@all +@read +@connection -@dangerous",
         ]
-        fd = os.open(self.acl_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "w") as out:
-            out.write("\n".join(lines) + "\n")
+        write_owner_only(self.acl_file, "\n".join(lines) + "\n")
 
     def reload_acl(self) -> None:
         """Rewrite the users file and have the running server load it: rotation without a restart."""

@@ -51,6 +51,14 @@ def _secrets_file(settings: Settings, service: str) -> Path:
     return secrets_dir(settings) / f"{service}.json"
 
 
+def write_owner_only(path: Path, text: str) -> None:
+    """Write `text` to `path` with mode 0600, also when the file was there before with another mode."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    os.fchmod(fd, 0o600)
+    with os.fdopen(fd, "w") as out:
+        out.write(text)
+
+
 def ensure_secrets(settings: Settings, service: str, principals: Iterable[str]) -> dict[str, str]:
     """The service's passwords by principal, generating (and saving) any that are missing. Only
     `iotlm stack up` calls this: clients never invent a password the server does not know."""
@@ -65,9 +73,7 @@ def ensure_secrets(settings: Settings, service: str, principals: Iterable[str]) 
         if missing:
             known |= {p: secrets.token_urlsafe(24) for p in missing}
             tmp = path.with_suffix(".tmp")
-            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-            with os.fdopen(fd, "w") as out:
-                json.dump(known, out, indent=1)
+            write_owner_only(tmp, json.dumps(known, indent=1))
             os.replace(tmp, path)
     return known
 
@@ -127,14 +133,12 @@ def kafka_tool_config(settings: Settings, principal: str = "admin") -> Path:
     (`--command-config`, `--consumer.config`)."""
     secret = password(settings, "kafka", principal)
     path = secrets_dir(settings) / f"kafka-{principal}.properties"
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as out:
-        out.write(
-            "security.protocol=SASL_PLAINTEXT\n"
-            f"sasl.mechanism={KAFKA_MECHANISM}\n"
-            "sasl.jaas.config=org.apache.kafka.common.security.scram.ScramLoginModule required "
-            f'username="{principal}" password="{secret}";\n'
-        )
+    write_owner_only(path, (
+        "security.protocol=SASL_PLAINTEXT\n"
+        f"sasl.mechanism={KAFKA_MECHANISM}\n"
+        "sasl.jaas.config=org.apache.kafka.common.security.scram.ScramLoginModule required "
+        f'username="{principal}" password="{secret}";\n'
+    ))
     return path
 
 

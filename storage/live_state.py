@@ -61,11 +61,10 @@ def _from_epoch(value: str) -> datetime:
 def redis_client(settings, principal: str) -> Redis:
     """A client as `principal` (iotlm.credentials) that gives up after `redis_timeout_s`: a Redis that
     hangs must not hang its caller."""
-    from iotlm.credentials import redis_auth
+    from iotlm import credentials
 
     timeout = settings.storage.redis_timeout_s
-    return Redis.from_url(settings.redis_url, decode_responses=True, socket_timeout=timeout,
-                          socket_connect_timeout=timeout, **redis_auth(settings, principal))
+    return credentials.redis_client(settings, principal, socket_timeout=timeout, socket_connect_timeout=timeout)
 
 
 class LiveState:

@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 
 from deploy.process import free_ports
-from iotlm.credentials import kafka_client_kwargs, postgres_password, redis_auth
+from iotlm.credentials import postgres_connect_kwargs, redis_client
 
 
 @dataclass
@@ -38,9 +38,7 @@ def private_settings(settings, tag: str, **api):
     from deploy.topics import ensure_topics
 
     db = f"iotlm_admin_{tag}"
-    s = settings.stack
-    with psycopg.connect(host=s.host, port=s.postgres_port, user=s.postgres_user,
-                         password=postgres_password(settings), dbname=s.postgres_db, autocommit=True) as conn:
+    with psycopg.connect(**postgres_connect_kwargs(settings), autocommit=True) as conn:
         conn.execute(f'CREATE DATABASE "{db}"')
     private = settings.model_copy(update={
         "kafka": settings.kafka.model_copy(update={
@@ -61,20 +59,16 @@ def private_settings(settings, tag: str, **api):
 
 def drop_private(private) -> None:
     import psycopg
-    import redis
-    from kafka import KafkaAdminClient
-
-    from deploy.topics import topic_partitions
+    from deploy.topics import admin_client, topic_partitions
 
     s = private.stack
-    with psycopg.connect(host=s.host, port=s.postgres_port, user=s.postgres_user,
-                         password=postgres_password(private), dbname="iotlm", autocommit=True) as conn:
+    with psycopg.connect(**postgres_connect_kwargs(private, dbname="iotlm"), autocommit=True) as conn:
         conn.execute(f'DROP DATABASE IF EXISTS "{s.postgres_db}" WITH (FORCE)')
-    client = redis.Redis.from_url(private.redis_url, **redis_auth(private, "admin"))
+    client = redis_client(private, "admin")
     for key in client.scan_iter(f"{private.storage.redis_key_prefix}:*"):
         client.delete(key)
     client.close()
-    admin = KafkaAdminClient(bootstrap_servers=private.kafka_bootstrap, **kafka_client_kwargs(private, "admin"), client_id="iotlm-test-cleanup")
+    admin = admin_client(private, client_id="iotlm-test-cleanup")
     try:
         admin.delete_topics(list(topic_partitions(private)))
     finally:

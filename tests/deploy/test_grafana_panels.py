@@ -31,7 +31,6 @@ from storage import maintenance, migrate
 from storage.lane import open_engine
 from storage.schema import Building, Device, FinetuneJob, Label, ModelVersion, Room, Site
 from storage.writer import AlertRow, AlertWriter, PredictionRow, PredictionWriter
-from iotlm.credentials import kafka_client_kwargs
 
 pytestmark = pytest.mark.services
 
@@ -82,10 +81,8 @@ def _truth_ranges(frames, labels: list[str]):
 @pytest.fixture(scope="module", params=["postgresql", pytest.param("timescaledb", marks=pytest.mark.timescale)])
 def replayed(request, settings, stack):
     """(settings, engine, timescaledb flag, replay start, replay end) with a replayed run stored."""
-    from kafka import KafkaAdminClient
-
     from deploy.process import free_ports
-    from deploy.topics import ensure_topics, topic_partitions
+    from deploy.topics import admin_client, ensure_topics, topic_partitions
     from ingest.producer import DeviceProducer
     from ingest.simulate import hapt_devices
 
@@ -188,7 +185,7 @@ def replayed(request, settings, stack):
     maintenance.refresh_aggregates(engine)
     yield private, engine, lane == "timescale", start, end
     engine.dispose()
-    kafka_admin = KafkaAdminClient(bootstrap_servers=private.kafka_bootstrap, **kafka_client_kwargs(private, "admin"), client_id="iotlm-test-cleanup")
+    kafka_admin = admin_client(private, client_id="iotlm-test-cleanup")
     try:
         kafka_admin.delete_topics(list(topic_partitions(private)))
     finally:

@@ -16,11 +16,12 @@ from iotlm.credentials import kafka_client_kwargs, kafka_tool_config
 @pytest.fixture
 def fresh_topic(stack, settings: Settings) -> Iterator[str]:
     """A topic of two partitions of our own, deleted afterwards."""
-    from kafka import KafkaAdminClient
     from kafka.admin import NewTopic
 
+    from deploy.topics import admin_client
+
     name = f"test.deploy.{uuid.uuid4().hex[:8]}"
-    admin = KafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap, **kafka_client_kwargs(settings, "admin"))
+    admin = admin_client(settings)
     try:
         admin.create_topics([NewTopic(name, 2, 1)], wait_for_metadata=True)
         yield name
@@ -31,11 +32,9 @@ def fresh_topic(stack, settings: Settings) -> Iterator[str]:
 
 class TestTopics:
     def test_stack_created_the_topics_with_their_partitions(self, stack, settings: Settings):
-        from kafka import KafkaAdminClient
+        from deploy.topics import admin_client, ensure_topics, topic_partitions
 
-        from deploy.topics import ensure_topics, topic_partitions
-
-        admin = KafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap, **kafka_client_kwargs(settings, "admin"))
+        admin = admin_client(settings)
         try:
             described = admin.describe_topics(list(topic_partitions(settings)))
         finally:
@@ -45,9 +44,7 @@ class TestTopics:
         assert ensure_topics(settings) == []  # idempotent
 
     def test_ensure_topics_creates_then_grows_partitions(self, stack, settings: Settings):
-        from kafka import KafkaAdminClient
-
-        from deploy.topics import ensure_topics
+        from deploy.topics import admin_client, ensure_topics
 
         suffix = uuid.uuid4().hex[:8]
         names = {f: f"test.deploy.{f}.{suffix}" for f in ("frames_topic", "dlq_topic", "alerts_topic", "control_topic")}
@@ -55,7 +52,7 @@ class TestTopics:
         assert sorted(ensure_topics(mine)) == sorted(names.values())
         more = mine.model_copy(update={"kafka": mine.kafka.model_copy(update={"partitions": 4})})
         assert ensure_topics(more) == []
-        admin = KafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap, **kafka_client_kwargs(settings, "admin"))
+        admin = admin_client(settings)
         try:
             counts = {t["name"]: len(t["partitions"]) for t in admin.describe_topics(list(names.values()))}
             admin.delete_topics(list(names.values()))

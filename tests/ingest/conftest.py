@@ -13,9 +13,7 @@ from iotlm.credentials import kafka_client_kwargs
 @pytest.fixture
 def topic_settings(settings, stack):
     """The session settings with frames and DLQ topics (and MQTT topic) private to one test."""
-    from kafka import KafkaAdminClient
-
-    from deploy.topics import ensure_topics
+    from deploy.topics import admin_client, ensure_topics
 
     suffix = uuid.uuid4().hex[:10]
     private = settings.model_copy(deep=True)
@@ -25,7 +23,7 @@ def topic_settings(settings, stack):
     private.kafka.partitions = 3  # enough to spread devices; fewer log files on the shared broker
     ensure_topics(private)
     yield private
-    admin = KafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap, **kafka_client_kwargs(settings, "admin"))
+    admin = admin_client(settings)
     try:
         admin.delete_topics([private.kafka.frames_topic, private.kafka.dlq_topic])
     finally:

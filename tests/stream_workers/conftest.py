@@ -9,24 +9,20 @@ import pytest
 from deploy.process import free_ports
 from stream_workers.app import segment_from_frame
 from stream_workers.windows import WindowAssembler
-from iotlm.credentials import kafka_client_kwargs, postgres_password
+from iotlm.credentials import postgres_connect_kwargs
 
 
 @pytest.fixture
 def isolated(settings, stack):
     """`settings` with its own frames/DLQ/alerts topics, consumer group and PostgreSQL database."""
     import psycopg
-    from kafka import KafkaAdminClient
-
-    from deploy.topics import ensure_topics, topic_partitions
+    from deploy.topics import admin_client, ensure_topics, topic_partitions
     from storage.migrate import upgrade
 
     tag = uuid.uuid4().hex[:10]
     db = f"iotlm_sw_{tag}"
-    s = settings.stack
-    admin_dsn = f"host={s.host} port={s.postgres_port} user={s.postgres_user} " \
-                f"password={postgres_password(settings)} dbname={s.postgres_db}"
-    with psycopg.connect(admin_dsn, autocommit=True) as conn:
+    owner = postgres_connect_kwargs(settings)  # the shared database, as the schema owner
+    with psycopg.connect(**owner, autocommit=True) as conn:
         conn.execute(f'CREATE DATABASE "{db}"')
     private = settings.model_copy(update={
         "kafka": settings.kafka.model_copy(update={
@@ -43,9 +39,9 @@ def isolated(settings, stack):
     ensure_topics(private)
     upgrade(private.database_url)
     yield private
-    with psycopg.connect(admin_dsn, autocommit=True) as conn:
+    with psycopg.connect(**owner, autocommit=True) as conn:
         conn.execute(f'DROP DATABASE IF EXISTS "{db}" WITH (FORCE)')
-    admin = KafkaAdminClient(bootstrap_servers=private.kafka_bootstrap, **kafka_client_kwargs(private, "admin"), client_id="iotlm-test-cleanup")
+    admin = admin_client(private, client_id="iotlm-test-cleanup")
     try:
         admin.delete_topics(list(topic_partitions(private)))
     finally:
@@ -58,9 +54,7 @@ def stored_windows():
     import psycopg
 
     def query(settings, device_ids) -> list[tuple[str, float]]:
-        s = settings.stack
-        with psycopg.connect(host=s.host, port=s.postgres_port, user=s.postgres_user,
-                             password=postgres_password(settings), dbname=s.postgres_db) as conn:
+        with psycopg.connect(**postgres_connect_kwargs(settings)) as conn:
             rows = conn.execute(
                 "SELECT device_id, window_start FROM window_predictions WHERE device_id = ANY(%s)",
                 (list(device_ids),),
@@ -76,9 +70,7 @@ def stored_raw_frames():
     import psycopg
 
     def query(settings, device_ids) -> list[tuple[str, int, bytes]]:
-        s = settings.stack
-        with psycopg.connect(host=s.host, port=s.postgres_port, user=s.postgres_user,
-                             password=postgres_password(settings), dbname=s.postgres_db) as conn:
+        with psycopg.connect(**postgres_connect_kwargs(settings)) as conn:
             rows = conn.execute("SELECT device_id, seq, payload FROM raw_frames WHERE device_id = ANY(%s)",
                                 (list(device_ids),)).fetchall()
         return [(device, seq, bytes(payload)) for device, seq, payload in rows]

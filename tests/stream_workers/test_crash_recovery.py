@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from iotlm.credentials import kafka_client_kwargs, postgres_password
+from iotlm.credentials import kafka_client_kwargs, postgres_connect_kwargs
 
 pytestmark = [pytest.mark.services, pytest.mark.slow]
 
@@ -173,9 +173,7 @@ def test_an_episode_open_across_a_kill_stays_one_episode_and_no_alert_is_raised_
     finally:
         worker.stop()
 
-    s = isolated.stack
-    with psycopg.connect(host=s.host, port=s.postgres_port, user=s.postgres_user,
-                         password=postgres_password(isolated), dbname=s.postgres_db) as conn:
+    with psycopg.connect(**postgres_connect_kwargs(isolated)) as conn:
         windows = conn.execute("SELECT device_id, window_start, window_end, label, probability, model_version "
                                "FROM window_predictions WHERE device_id = %s ORDER BY window_start",
                                (walker,)).fetchall()

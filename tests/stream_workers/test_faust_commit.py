@@ -21,11 +21,13 @@ SLOW = 3
 
 
 def make_topic(settings, n: int = 20) -> str:
-    from kafka import KafkaAdminClient, KafkaProducer
+    from kafka import KafkaProducer
+
+    from deploy.topics import admin_client
     from kafka.admin import NewTopic
 
     topic = f"test.faust.{uuid.uuid4().hex[:8]}"
-    admin = KafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap, **kafka_client_kwargs(settings, "admin"))
+    admin = admin_client(settings)
     admin.create_topics([NewTopic(topic, 1, 1)])
     admin.close()
     producer = KafkaProducer(bootstrap_servers=settings.kafka_bootstrap, **kafka_client_kwargs(settings, "admin"))
@@ -69,9 +71,11 @@ def consume(settings, topic: str, group: str, scheme: str, ack_all: bool, wait_f
 
 
 def committed_offset(settings, group: str, topic: str) -> int | None:
-    from kafka import KafkaAdminClient, TopicPartition
+    from kafka import TopicPartition
 
-    admin = KafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap, **kafka_client_kwargs(settings, "admin"))
+    from deploy.topics import admin_client
+
+    admin = admin_client(settings)
     try:
         offsets = admin.list_group_offsets(group)[group]
     finally:

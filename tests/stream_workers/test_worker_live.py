@@ -10,7 +10,7 @@ import time
 import pytest
 
 from stream_workers.app import StreamWorker
-from iotlm.credentials import kafka_client_kwargs, postgres_password, redis_auth
+from iotlm.credentials import kafka_client_kwargs, postgres_connect_kwargs, redis_auth
 
 pytestmark = pytest.mark.services
 
@@ -305,9 +305,7 @@ class TestAlertsAndLiveState:
         stream = AlertStream.from_settings(isolated, "admin")
         in_redis = [json.loads(f["alert"]) for _, f in stream.redis.xrange(stream.stream)]
         assert [a["dedup_key"] for a in in_redis if a["device_id"] == device] == [on_topic[0]["dedup_key"]]
-        s = isolated.stack
-        with psycopg.connect(host=s.host, port=s.postgres_port, user=s.postgres_user,
-                             password=postgres_password(isolated), dbname=s.postgres_db) as conn:
+        with psycopg.connect(**postgres_connect_kwargs(isolated)) as conn:
             kinds = conn.execute("SELECT kind FROM alerts WHERE device_id = %s", (device,)).fetchall()
         assert kinds == [("sensor_fault",)]
         state = LiveState.from_settings(isolated, "admin").device(device)
