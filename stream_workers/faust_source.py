@@ -65,6 +65,7 @@ class FaustSource:
             broker=f"{faust_consumer.SCHEME}://{settings.kafka_bootstrap}",
             broker_credentials=faust_credentials(settings, "worker"),
             store="memory://",
+            datadir=str(settings.state_dir / "faust" / "{conf.name}-data"),  # default: under the cwd
             topic_partitions=kafka.partitions,
             topic_allow_declare=True,  # the device-state changelog; the stack creates the others (deploy.topics)
             consumer_auto_offset_reset="earliest",
