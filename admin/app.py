@@ -47,7 +47,7 @@ def _kafka_producer(settings):
 
     from ingest.producer import DeviceProducer
 
-    socket.create_connection((settings.stack.host, settings.stack.kafka_port), timeout=2).close()
+    socket.create_connection((settings.stack.host_of("kafka"), settings.stack.kafka_port), timeout=2).close()
     return DeviceProducer(settings, client_id="iotlm-admin-api", principal="api")
 
 
@@ -57,7 +57,7 @@ def _start_registry(settings, store):
     try:
         import socket
 
-        socket.create_connection((settings.stack.host, settings.stack.kafka_port), timeout=2).close()
+        socket.create_connection((settings.stack.host_of("kafka"), settings.stack.kafka_port), timeout=2).close()
         return FleetRegistry(settings, store.engine, serialized=store.serialized).start()
     except Exception as exc:  # no Kafka: follow changes by reloading on the timer only
         log.warning("fleet registry without change notices (%s); reloading every %.0f s", exc,

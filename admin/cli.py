@@ -45,7 +45,9 @@ def _show(doc, as_json: bool, columns: tuple[str, ...] | None = None, title: str
 
 
 def api(host: str = typer.Option(None, help="Default settings.api.host (127.0.0.1)."),
-        port: int = typer.Option(None, help="Default settings.api.port (8000).")) -> None:
+        port: int = typer.Option(None, help="Default settings.api.port (8000)."),
+        migrate: bool = typer.Option(True, help="Upgrade the schema first (needs the owner's password); a "
+                                     "deployment migrates once in `iotlm stack provision` instead.")) -> None:
     """Serve the admin API (OpenAPI at /openapi.json, docs at /docs) until Ctrl-C."""
     import logging
 
@@ -56,7 +58,7 @@ def api(host: str = typer.Option(None, help="Default settings.api.host (127.0.0.
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     logging.getLogger("kafka").setLevel(logging.WARNING)
     settings = _settings()
-    uvicorn.run(create_app(settings), host=host or settings.api.host, port=port or settings.api.port)
+    uvicorn.run(create_app(settings, migrate=migrate), host=host or settings.api.host, port=port or settings.api.port)
 
 
 def _database():

@@ -1,8 +1,10 @@
-"""`iotlm stack up|status|down`: the local services on 127.0.0.1 (see deploy/stack.py)."""
+"""`iotlm stack up|status|down|logs`: the local services on 127.0.0.1 (see deploy/stack.py);
+`iotlm stack secrets|provision`: the same for services a deployment runs (deploy/provision.py)."""
 
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import typer
 
@@ -10,11 +12,16 @@ stack_app = typer.Typer(help="The local stack: Kafka, PostgreSQL, Redis, Mosquit
                         no_args_is_help=True)
 
 
-def _stack():
-    from deploy.stack import Stack
+def _settings():
     from iotlm.settings import Settings
 
-    return Stack(Settings())
+    return Settings()
+
+
+def _stack():
+    from deploy.stack import Stack
+
+    return Stack(_settings())
 
 
 def _fail(message: str) -> None:
@@ -126,6 +133,43 @@ def logs(
     if not log_file.exists():
         _fail(f"no log yet at {log_file}")
     typer.echo(log_tail(log_file, lines))
+
+
+@stack_app.command("secrets")
+def secrets(out: Path = typer.Option(..., "--out", help="Folder for the passwords and the files derived from them."),
+            owner: list[str] = typer.Option(None, "--owner", help="SERVICE=UID: hand that service's folder to the "
+                                            "uid its container runs as (repeatable), e.g. redis=999."),
+            as_json: bool = typer.Option(False, "--json", help="Print the written paths as JSON.")) -> None:
+    """Every password of a deployment (generated once, kept after) and what each service and component
+    reads: per-component password sets, Redis's users file, Mosquitto's accounts, the Kafka broker's
+    configuration (deploy/provision.py)."""
+    from deploy.provision import write_secrets
+
+    owners = {}
+    for item in owner or []:
+        service, _, uid = item.partition("=")
+        if not uid.isdigit():
+            _fail(f"--owner {item!r}: expected SERVICE=UID, e.g. redis=999")
+        owners[service] = int(uid)
+    try:
+        paths = write_secrets(_settings(), out, owners)
+    except (ValueError, OSError) as exc:
+        _fail(str(exc))
+    typer.echo(json.dumps({"written": [str(p) for p in paths]}) if as_json
+               else "\n".join(str(p) for p in paths))
+
+
+@stack_app.command("provision")
+def provision(as_json: bool = typer.Option(False, "--json", help="Print the outcome as JSON.")) -> None:
+    """Ready services this stack does not run (compose, Kubernetes): Kafka users, topics and ACLs;
+    PostgreSQL roles, TimescaleDB extension, schema and grants; Redis users reloaded. Idempotent."""
+    from rich.console import Console
+
+    from deploy.provision import provision as run
+
+    with Console(stderr=True).status("provisioning ...") as spinner:
+        outcome = run(_settings(), progress=lambda step: spinner.update(f"{step} ..."))
+    typer.echo(json.dumps(outcome) if as_json else "\n".join(f"{k}: {v}" for k, v in outcome.items()))
 
 
 def register(app: typer.Typer) -> None:

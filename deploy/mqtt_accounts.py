@@ -49,17 +49,18 @@ def topic_base(settings: Settings) -> str:
     return settings.ingest.mqtt_topic.removesuffix("#").rstrip("/")
 
 
-def write_accounts(settings: Settings, devices: Mapping[str, str]) -> None:
-    """Both files: the service accounts (passwords from the secrets) and `devices` (id -> `$7$` hash)."""
+def write_accounts(settings: Settings, devices: Mapping[str, str], home: Path | None = None) -> None:
+    """Both files: the service accounts (passwords from the secrets) and `devices` (id -> `$7$` hash),
+    in `home` (default: the local broker's folder, files owned by its OS user)."""
     ensure_secrets(settings, "mqtt", SERVICE_ACCOUNTS)
-    home = folder(settings)
+    broker_user = _broker_user() if home is None else None  # elsewhere: a container's broker, its own uid
+    home = home or folder(settings)
     home.mkdir(parents=True, exist_ok=True)
     lines = [f"{name}:{mosquitto_digest(password(settings, 'mqtt', name))}" for name in SERVICE_ACCOUNTS]
     # ':' ends a user name in the file; such an id could never log in anyway
     lines += [f"{device}:{digest}" for device, digest in sorted(devices.items())
               if ":" not in device and digest.startswith("$7$")]
     base = topic_base(settings)
-    broker_user = _broker_user()
     acl = [f"user {BRIDGE}", f"topic read {base}/#", "", f"pattern write {base}/%u"]
     for name, text in (("passwd", lines), ("acl", acl)):
         path = home / name

@@ -130,59 +130,13 @@ class KafkaBroker(Service):
         data = self.home / "data"
         s = self.settings.stack
         passwords = ensure_secrets(self.settings, "kafka", (*KAFKA_PRINCIPALS, KAFKA_CONTROLLER))
-        keystore = ensure_tls(self.settings, "kafka")
-        admin, controller = passwords["admin"], passwords[KAFKA_CONTROLLER]
-        scram = "org.apache.kafka.common.security.scram.ScramLoginModule"
-        plain = "org.apache.kafka.common.security.plain.PlainLoginModule"
+        admin = passwords["admin"]
         # Written on every start, so port changes in the settings apply to existing data. It holds the
         # controller and admin passwords: owner-only, like the secrets folder.
-        write_owner_only(self.config_file, "\n".join(
-            [
-                "process.roles=broker,controller",
-                "node.id=1",
-                f"controller.quorum.voters=1@{self.host}:{s.kafka_controller_port}",
-                f"listeners=SASL_PLAINTEXT://{self.host}:{s.kafka_port},SASL_SSL://{self.host}:{s.kafka_tls_port},"
-                f"CONTROLLER://{self.host}:{s.kafka_controller_port}",
-                f"advertised.listeners=SASL_PLAINTEXT://{self.host}:{s.kafka_port},"
-                f"SASL_SSL://{self.host}:{s.kafka_tls_port}",
-                "controller.listener.names=CONTROLLER",
-                "inter.broker.listener.name=SASL_PLAINTEXT",
-                "listener.security.protocol.map=SASL_PLAINTEXT:SASL_PLAINTEXT,SASL_SSL:SASL_SSL,CONTROLLER:SASL_PLAINTEXT",
-                # The same SCRAM users over TLS, as production runs it (deploy/README.md): a PEM key
-                # and chain signed by the stack's own CA, which clients trust (credentials.kafka_client_kwargs).
-                f"listener.name.sasl_ssl.{KAFKA_MECHANISM.lower()}.sasl.jaas.config={scram} required "
-                f'username="admin" password="{admin}";',
-                "listener.name.sasl_ssl.ssl.keystore.type=PEM",
-                f"listener.name.sasl_ssl.ssl.keystore.location={keystore}",
-                # Clients: SCRAM-SHA-512 only, users in the cluster metadata (created by deploy.topics).
-                f"sasl.enabled.mechanisms={KAFKA_MECHANISM}",
-                f"sasl.mechanism.inter.broker.protocol={KAFKA_MECHANISM}",
-                f"listener.name.sasl_plaintext.{KAFKA_MECHANISM.lower()}.sasl.jaas.config={scram} required "
-                f'username="admin" password="{admin}";',
-                # KRaft's controller cannot use SCRAM (its users live in the metadata it serves): PLAIN,
-                # one user, so nobody else can talk to the controller port either.
-                "sasl.mechanism.controller.protocol=PLAIN",
-                "listener.name.controller.sasl.enabled.mechanisms=PLAIN",
-                f"listener.name.controller.plain.sasl.jaas.config={plain} required "
-                f'username="{KAFKA_CONTROLLER}" password="{controller}" user_{KAFKA_CONTROLLER}="{controller}";',
-                # Deny by default; each component's principal gets only its ACLs (deploy.topics).
-                "authorizer.class.name=org.apache.kafka.metadata.authorizer.StandardAuthorizer",
-                f"super.users=User:admin;User:{KAFKA_CONTROLLER}",
-                "allow.everyone.if.no.acl.found=false",
-                f"log.dirs={data}",
-                # One node: every internal topic has a single replica.
-                "offsets.topic.replication.factor=1",
-                "transaction.state.log.replication.factor=1",
-                "transaction.state.log.min.isr=1",
-                "share.coordinator.state.topic.replication.factor=1",
-                "share.coordinator.state.topic.min.isr=1",
-                # Consumers in tests and demos join at once; no need to wait 3 s for more members.
-                "group.initial.rebalance.delay.ms=0",
-                "num.partitions=1",
-                "auto.create.topics.enable=false",
-                "",
-            ]
-        ))
+        write_owner_only(self.config_file, kafka_server_properties(
+            passwords, bind_host=self.host, advertised_host=self.host, port=s.kafka_port,
+            controller_port=s.kafka_controller_port, data_dir=data,
+            tls=(s.kafka_tls_port, ensure_tls(self.settings, "kafka"))))
         # The admin user is bootstrapped into the metadata at format time (the broker knows no other way
         # in); the other users are upserted by `stack up` through it. Data formatted without it (before
         # authentication, or with another admin password) can never be administered: start it afresh.
@@ -219,6 +173,68 @@ class KafkaBroker(Service):
         finally:
             admin.close()
         return f"cluster {cluster['cluster_id']}, {len(cluster['brokers'])} broker(s)"
+
+
+def kafka_server_properties(passwords: dict[str, str], *, bind_host: str, advertised_host: str, port: int,
+                            controller_port: int, data_dir: Path | str, tls: tuple[int, Path] | None) -> str:
+    """server.properties of a one-node KRaft broker with the project's security: SCRAM users over
+    SASL_PLAINTEXT (and SASL_SSL on `tls` = (port, PEM keystore)), a PLAIN-only controller listener,
+    deny-by-default ACLs. The local stack's broker and a deployment's (deploy/provision.py) share it."""
+    from iotlm.credentials import KAFKA_CONTROLLER, KAFKA_MECHANISM
+
+    admin, controller = passwords["admin"], passwords[KAFKA_CONTROLLER]
+    scram = "org.apache.kafka.common.security.scram.ScramLoginModule"
+    plain = "org.apache.kafka.common.security.plain.PlainLoginModule"
+    listeners = [f"SASL_PLAINTEXT://{bind_host}:{port}"] + ([f"SASL_SSL://{bind_host}:{tls[0]}"] if tls else [])
+    advertised = [f"SASL_PLAINTEXT://{advertised_host}:{port}"] + ([f"SASL_SSL://{advertised_host}:{tls[0]}"] if tls else [])
+    tls_lines = [
+        # The same SCRAM users over TLS, as production runs it (deploy/README.md): a PEM key
+        # and chain signed by the stack's own CA, which clients trust (credentials.kafka_client_kwargs).
+        f"listener.name.sasl_ssl.{KAFKA_MECHANISM.lower()}.sasl.jaas.config={scram} required "
+        f'username="admin" password="{admin}";',
+        "listener.name.sasl_ssl.ssl.keystore.type=PEM",
+        f"listener.name.sasl_ssl.ssl.keystore.location={tls[1]}",
+    ] if tls else []
+    return "\n".join(
+        [
+            "process.roles=broker,controller",
+            "node.id=1",
+            f"controller.quorum.voters=1@{advertised_host}:{controller_port}",
+            "listeners=" + ",".join([*listeners, f"CONTROLLER://{bind_host}:{controller_port}"]),
+            "advertised.listeners=" + ",".join(advertised),
+            "controller.listener.names=CONTROLLER",
+            "inter.broker.listener.name=SASL_PLAINTEXT",
+            "listener.security.protocol.map=SASL_PLAINTEXT:SASL_PLAINTEXT,SASL_SSL:SASL_SSL,CONTROLLER:SASL_PLAINTEXT",
+            *tls_lines,
+            # Clients: SCRAM-SHA-512 only, users in the cluster metadata (created by deploy.topics).
+            f"sasl.enabled.mechanisms={KAFKA_MECHANISM}",
+            f"sasl.mechanism.inter.broker.protocol={KAFKA_MECHANISM}",
+            f"listener.name.sasl_plaintext.{KAFKA_MECHANISM.lower()}.sasl.jaas.config={scram} required "
+            f'username="admin" password="{admin}";',
+            # KRaft's controller cannot use SCRAM (its users live in the metadata it serves): PLAIN,
+            # one user, so nobody else can talk to the controller port either.
+            "sasl.mechanism.controller.protocol=PLAIN",
+            "listener.name.controller.sasl.enabled.mechanisms=PLAIN",
+            f"listener.name.controller.plain.sasl.jaas.config={plain} required "
+            f'username="{KAFKA_CONTROLLER}" password="{controller}" user_{KAFKA_CONTROLLER}="{controller}";',
+            # Deny by default; each component's principal gets only its ACLs (deploy.topics).
+            "authorizer.class.name=org.apache.kafka.metadata.authorizer.StandardAuthorizer",
+            f"super.users=User:admin;User:{KAFKA_CONTROLLER}",
+            "allow.everyone.if.no.acl.found=false",
+            f"log.dirs={data_dir}",
+            # One node: every internal topic has a single replica.
+            "offsets.topic.replication.factor=1",
+            "transaction.state.log.replication.factor=1",
+            "transaction.state.log.min.isr=1",
+            "share.coordinator.state.topic.replication.factor=1",
+            "share.coordinator.state.topic.min.isr=1",
+            # Consumers in tests and demos join at once; no need to wait 3 s for more members.
+            "group.initial.rebalance.delay.ms=0",
+            "num.partitions=1",
+            "auto.create.topics.enable=false",
+            "",
+        ]
+    )
 
 
 def ensure_tls(settings: Settings, service: str) -> Path:
@@ -376,6 +392,21 @@ class PostgresServer(Service):
             # nobody but the owner creates objects in the database's public schema (PostgreSQL 15's default)
             conn.execute(sql.SQL("REVOKE CREATE ON DATABASE {} FROM PUBLIC").format(sql.Identifier(s.postgres_db)))
 
+    def ensure_timescaledb(self) -> bool:
+        """CREATE EXTENSION timescaledb in the database where the server has it (a TimescaleDB image;
+        not Debian's PostgreSQL): only a superuser may, and the migrations then pick the TimescaleDB
+        lane. Returns whether the extension is there."""
+        import psycopg
+
+        from iotlm.credentials import postgres_connect_kwargs
+
+        with psycopg.connect(**postgres_connect_kwargs(self.settings, "postgres"),
+                             connect_timeout=int(HEALTH_TIMEOUT_S), sslmode="disable", autocommit=True) as conn:
+            if not conn.execute("SELECT 1 FROM pg_available_extensions WHERE name = 'timescaledb'").fetchone():
+                return False
+            conn.execute("CREATE EXTENSION IF NOT EXISTS timescaledb")
+            return True
+
     def argv(self) -> list[str]:
         run_dir = self.data_root / "run"
         # A unix socket path is limited to 107 bytes; past that, TCP only.
@@ -421,6 +452,30 @@ def _reachable_by(path: Path, user: str | None) -> bool:
     return True
 
 
+def redis_acl_text(settings: Settings) -> str:
+    """Redis's users file (password hashes only) from the secrets.
+
+    Key rules go by key family, whatever the prefix (a test's private prefix gets the same rules):
+    live state `*:device:*`, `*:room:*`, `*:occupancy:*`, the alert stream `*:alerts`, and the
+    promoted-model key `*:model*` (settings.workers.model_key), which only `api` may write."""
+    from iotlm.credentials import REDIS_USERS, ensure_secrets
+
+    digest = {user: hashlib.sha256(pw.encode()).hexdigest()
+              for user, pw in ensure_secrets(settings, "redis", REDIS_USERS).items()}
+    state = "~*:device:* ~*:room:* ~*:occupancy:*"
+    # the API reads live state; reading a room's occupancy also prunes members past their TTL
+    state_read = "%R~*:device:* %R~*:room:* ~*:occupancy:*"
+    no_admin = "+@all -@dangerous -@admin"  # no CONFIG, FLUSHALL, KEYS, DEBUG, ACL, SHUTDOWN...
+    lines = [
+        "user default off resetpass nopass resetkeys resetchannels -@all",  # nobody without a password
+        f"user admin on #{digest['admin']} ~* &* +@all",
+        f"user worker on #{digest['worker']} {state} ~*:alerts %R~*:model* resetchannels {no_admin}",
+        f"user api on #{digest['api']} {state_read} ~*:alerts ~*:model* resetchannels {no_admin}",
+        f"user dashboards on #{digest['dashboards']} %R~* resetchannels -@all +@read +@connection -@dangerous",
+    ]
+    return "\n".join(lines) + "\n"
+
+
 class RedisServer(Service):
     name = "redis"
 
@@ -447,27 +502,8 @@ class RedisServer(Service):
         )
 
     def write_acl(self) -> None:
-        """The users file (password hashes only, 0600) from the secrets; `ACL LOAD` re-reads it live.
-
-        Key rules go by key family, whatever the prefix (a test's private prefix gets the same rules):
-        live state `*:device:*`, `*:room:*`, `*:occupancy:*`, the alert stream `*:alerts`, and the
-        promoted-model key `*:model*` (settings.workers.model_key), which only `api` may write."""
-        from iotlm.credentials import REDIS_USERS, ensure_secrets
-
-        digest = {user: hashlib.sha256(pw.encode()).hexdigest()
-                  for user, pw in ensure_secrets(self.settings, "redis", REDIS_USERS).items()}
-        state = "~*:device:* ~*:room:* ~*:occupancy:*"
-        # the API reads live state; reading a room's occupancy also prunes members past their TTL
-        state_read = "%R~*:device:* %R~*:room:* ~*:occupancy:*"
-        no_admin = "+@all -@dangerous -@admin"  # no CONFIG, FLUSHALL, KEYS, DEBUG, ACL, SHUTDOWN...
-        lines = [
-            "user default off resetpass nopass resetkeys resetchannels -@all",  # nobody without a password
-            f"user admin on #{digest['admin']} ~* &* +@all",
-            f"user worker on #{digest['worker']} {state} ~*:alerts %R~*:model* resetchannels {no_admin}",
-            f"user api on #{digest['api']} {state_read} ~*:alerts ~*:model* resetchannels {no_admin}",
-            f"user dashboards on #{digest['dashboards']} %R~* resetchannels -@all +@read +@connection -@dangerous",
-        ]
-        write_owner_only(self.acl_file, "\n".join(lines) + "\n")
+        """The users file (password hashes only, 0600) from the secrets; `ACL LOAD` re-reads it live."""
+        write_owner_only(self.acl_file, redis_acl_text(self.settings))
 
     def reload_acl(self) -> None:
         """Rewrite the users file and have the running server load it: rotation without a restart."""

@@ -112,7 +112,7 @@ def kafka_client_kwargs(settings: Settings, principal: str, *, tls: bool = False
 
 
 def kafka_tls_bootstrap(settings: Settings) -> str:
-    return f"{settings.stack.host}:{settings.stack.kafka_tls_port}"
+    return f"{settings.stack.host_of('kafka')}:{settings.stack.kafka_tls_port}"
 
 
 def tls_ca(settings: Settings) -> Path:
@@ -152,7 +152,7 @@ def redis_client(settings: Settings, principal: str, **kwargs):
     from redis import Redis
 
     kwargs.setdefault("decode_responses", True)
-    return Redis(host=settings.stack.host, port=settings.stack.redis_port, db=0, **redis_auth(settings, principal),
+    return Redis(host=settings.stack.host_of("redis"), port=settings.stack.redis_port, db=0, **redis_auth(settings, principal),
                  **kwargs)
 
 
@@ -169,7 +169,7 @@ def postgres_role(settings: Settings, principal: str) -> str:
 def postgres_connect_kwargs(settings: Settings, principal: str = "owner", dbname: str | None = None) -> dict:
     """psycopg.connect(**...) keyword arguments: the stack's server, as `principal`."""
     s = settings.stack
-    return {"host": s.host, "port": s.postgres_port, "user": postgres_role(settings, principal),
+    return {"host": s.host_of("postgres"), "port": s.postgres_port, "user": postgres_role(settings, principal),
             "password": password(settings, "postgres", principal), "dbname": dbname or s.postgres_db}
 
 
@@ -180,7 +180,7 @@ def database_url(settings: Settings, principal: str = "owner", *, with_password:
 
     s = settings.stack
     secret = f":{quote(password(settings, 'postgres', principal), safe='')}" if with_password else ""
-    return f"postgresql+psycopg://{postgres_role(settings, principal)}{secret}@{s.host}:{s.postgres_port}/{s.postgres_db}"
+    return f"postgresql+psycopg://{postgres_role(settings, principal)}{secret}@{s.host_of('postgres')}:{s.postgres_port}/{s.postgres_db}"
 
 
 def postgres_password(settings: Settings, principal: str = "owner") -> str:

@@ -33,6 +33,17 @@ class StackSettings(BaseModel):
     mqtt_port: int = 11883
     timescale_port: int = 15433  # PGlite TimescaleDB server; not started by default
     start_timeout_s: float = 120.0  # how long `up` waits for each service to become healthy
+    # The local stack runs every service on `host`; a deployment names each one where it runs
+    # (compose service names, cluster DNS). Empty: `host`.
+    kafka_host: str = ""
+    postgres_host: str = ""
+    redis_host: str = ""
+    mqtt_host: str = ""
+    timescale_host: str = ""
+
+    def host_of(self, service: str) -> str:
+        """Where clients reach `service` (kafka, postgres, redis, mqtt, timescale)."""
+        return getattr(self, f"{service}_host") or self.host
 
     def with_ports_moved(self, offset: int) -> StackSettings:
         """A copy with every port `offset` higher: a second stack that runs beside this one
@@ -152,6 +163,7 @@ class WorkerSettings(BaseModel):
         ]
     )
     metrics_port: int = 9108
+    metrics_host: str = Field("127.0.0.1", description="Where /metrics (and Faust's /health) listen; 0.0.0.0 in a container.")
     max_gap_s: float = Field(0.1, description="A window holding a sample gap longer than this is not emitted.")
     consumer_group: str = "iotlm-workers"
     commit_interval_s: float = Field(1.0, description="How often durably written progress is committed.")
@@ -264,7 +276,7 @@ class Settings(BaseSettings):
 
     @property
     def kafka_bootstrap(self) -> str:
-        return f"{self.stack.host}:{self.stack.kafka_port}"
+        return f"{self.stack.host_of('kafka')}:{self.stack.kafka_port}"
 
     @property
     def database_url(self) -> str:
@@ -275,11 +287,11 @@ class Settings(BaseSettings):
 
     @property
     def timescale_url(self) -> str:
-        return f"postgresql+psycopg://postgres:any@{self.stack.host}:{self.stack.timescale_port}/postgres?sslmode=disable"
+        return f"postgresql+psycopg://postgres:any@{self.stack.host_of('timescale')}:{self.stack.timescale_port}/postgres?sslmode=disable"
 
     @property
     def redis_url(self) -> str:
-        return f"redis://{self.stack.host}:{self.stack.redis_port}/0"
+        return f"redis://{self.stack.host_of('redis')}:{self.stack.redis_port}/0"
 
     @property
     def api_url(self) -> str:
@@ -287,4 +299,4 @@ class Settings(BaseSettings):
 
     @property
     def mqtt_address(self) -> tuple[str, int]:
-        return self.stack.host, self.stack.mqtt_port
+        return self.stack.host_of("mqtt"), self.stack.mqtt_port

@@ -71,4 +71,17 @@ if [ "$(cat "$PGLITE/node_modules/.iotlm-lock" 2>/dev/null)" != "$lock_sha" ]; t
   (cd "$PGLITE" && npm ci --no-audit --no-fund --silent)
   echo "$lock_sha" > "$PGLITE/node_modules/.iotlm-lock"
 fi
+# 5. Helm, built from the Go module proxy (no download site is reachable), for the chart's checks
+# (tests/deploy/test_deployment_files.py: `helm lint`, `helm template`). Cached outside the clone.
+HELM_VERSION=v3.22.0
+HELM_BIN="$HOME/.cache/iotlm/bin/helm"
+if ! "$HELM_BIN" version 2>/dev/null | grep -q "Version:\"${HELM_VERSION%.0}"; then
+  if command -v go >/dev/null; then
+    say "building helm $HELM_VERSION (go install, a few minutes once)"
+    mkdir -p "$(dirname "$HELM_BIN")"
+    GOBIN="$(dirname "$HELM_BIN")" go install "helm.sh/helm/v3/cmd/helm@$HELM_VERSION"
+  else
+    say "no Go toolchain: helm not built; the Helm chart checks will fail (install Go 1.24+ and rerun)"
+  fi
+fi
 say "ready: $VENV"

@@ -276,7 +276,7 @@ class StreamWorker:
             return
         port = self.config.metrics_port + self.index
         try:
-            self.metrics.serve(port)
+            self.metrics.serve(port, self.config.metrics_host)
         except OSError as exc:  # another worker holds the port: run on, without /metrics
             log.warning("%s: no /metrics on port %d: %s", self.name, port, exc)
 

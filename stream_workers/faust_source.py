@@ -60,12 +60,14 @@ class FaustSource:
         kafka = settings.kafka
         self.worker = worker
         self.topic = kafka.frames_topic
+        faust_dir = settings.state_dir / "faust"  # Faust's data folder (default: {id}-data in the cwd)
+        faust_dir.mkdir(parents=True, exist_ok=True)
         self.app = faust.App(
             config.consumer_group,
             broker=f"{faust_consumer.SCHEME}://{settings.kafka_bootstrap}",
             broker_credentials=faust_credentials(settings, "worker"),
             store="memory://",
-            datadir=str(settings.state_dir / "faust" / "{conf.name}-data"),  # default: under the cwd
+            datadir=str(faust_dir / "{conf.name}-data"),
             topic_partitions=kafka.partitions,
             topic_allow_declare=True,  # the device-state changelog; the stack creates the others (deploy.topics)
             consumer_auto_offset_reset="earliest",
@@ -77,7 +79,7 @@ class FaustSource:
             consumer_max_fetch_size=max(1_048_576, kafka.max_frame_bytes + 65_536),
             producer_max_request_size=kafka.max_frame_bytes + 65_536,
             web_enabled=serve_metrics,
-            web_host=settings.stack.host,
+            web_host=config.metrics_host,
             web_port=config.metrics_port + worker.index,
             web_in_thread=False,
         )

@@ -43,8 +43,8 @@ class WorkerMetrics:
     def alerted(self, rule: str) -> None:
         self.alerts.labels(worker=self._worker, rule=rule).inc()
 
-    def serve(self, port: int) -> None:
-        self._server, _thread = start_http_server(port, addr="127.0.0.1", registry=self.registry)
+    def serve(self, port: int, host: str = "127.0.0.1") -> None:
+        self._server, _thread = start_http_server(port, addr=host, registry=self.registry)
 
     def close(self) -> None:
         """Free the port (a worker stopped; another may start in this process)."""

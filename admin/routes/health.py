@@ -31,7 +31,7 @@ def health(request: Request):
             conn.execute(text("SELECT 1"))
 
     def kafka():
-        with socket.create_connection((settings.stack.host, settings.stack.kafka_port), timeout=2):
+        with socket.create_connection((settings.stack.host_of("kafka"), settings.stack.kafka_port), timeout=2):
             pass
 
     report = Health(status="ok", database=_check(database), redis=_check(state.live_state.redis.ping),

@@ -26,7 +26,7 @@ from deploy.grafana.dashboards import (
 from iotlm.settings import Settings
 from storage.lane import Lane, url_from_settings
 
-PASSWORD_ENV = "IOTLM_STORAGE__POSTGRES_PASSWORD"  # the settings' own variable, expanded by Grafana
+PASSWORD_ENV = "IOTLM_GRAFANA_DB_PASSWORD"  # the reader role's password in Grafana's environment, expanded by Grafana
 
 
 def detect_lane(settings: Settings, lane: str | None = None) -> tuple[Lane, int]:

@@ -70,7 +70,7 @@ class TestProvisioningTree:
         pg = by_type["grafana-postgresql-datasource"]
         assert pg["jsonData"]["timescaledb"] is (lane is Lane.TIMESCALEDB)
         assert pg["url"] == ("127.0.0.1:15433" if lane is Lane.TIMESCALEDB else "127.0.0.1:15432")
-        assert pg["secureJsonData"]["password"] == "${IOTLM_STORAGE__POSTGRES_PASSWORD}"
+        assert pg["secureJsonData"]["password"] == "${IOTLM_GRAFANA_DB_PASSWORD}"
         assert by_type["prometheus"]["url"].startswith("http")
         assert len({d["uid"] for d in datasources["datasources"]}) == 2
 

@@ -47,7 +47,7 @@ def consume(settings, topic: str, group: str, scheme: str, ack_all: bool, wait_f
     async def main():
         app = faust.App(group, broker=f"{scheme}://{settings.kafka_bootstrap}", web_enabled=False,
                         broker_credentials=faust_credentials(settings, "admin"),
-                        datadir=str(settings.state_dir / "faust" / "{conf.name}-data"),
+                        datadir=str(settings.state_dir / "{conf.name}-data"),
                         topic_partitions=1, consumer_auto_offset_reset="earliest", store="memory://",
                         broker_commit_interval=0.2, topic_allow_declare=False)
         source = app.topic(topic, key_type=bytes, value_type=bytes, key_serializer="raw", value_serializer="raw")
@@ -114,7 +114,7 @@ def test_the_seek_back_to_the_commit_rewinds_a_partition_with_no_commit_yet(sett
     async def main():
         app = faust.App(group, broker=f"{scheme}://{settings.kafka_bootstrap}", web_enabled=False,
                         broker_credentials=faust_credentials(settings, "admin"),
-                        datadir=str(settings.state_dir / "faust" / "{conf.name}-data"),
+                        datadir=str(settings.state_dir / "{conf.name}-data"),
                         topic_partitions=1, consumer_auto_offset_reset="earliest", store="memory://",
                         topic_allow_declare=False, stream_wait_empty=False)  # stop without waiting for acks
         source = app.topic(topic, key_type=bytes, value_type=bytes, key_serializer="raw", value_serializer="raw")
