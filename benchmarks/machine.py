@@ -72,3 +72,25 @@ def write_result(name: str, result: dict) -> Path:
     path = RESULTS_DIR / f"{name}.json"
     path.write_text(json.dumps({"benchmark": name, "machine": describe_machine(), **result}, indent=2) + "\n")
     return path
+
+
+RESULTS_MD = Path(__file__).resolve().parent / "RESULTS.md"
+
+
+def append_results_md(title: str, command: str, result: dict, keys: list[str]) -> Path:
+    """Append one dated section to benchmarks/RESULTS.md: the command, the machine, the figures."""
+    machine = describe_machine()
+    lines = [
+        f"\n## {title}: {machine['measured_at']}\n",
+        f"`{command}` (commit {machine['commit']}; {machine['cpu']}, {machine['cores']} cores, "
+        f"{machine['memory_gib']} GiB, GPU: {machine['gpu'] or 'none'}; Python {machine['python']}"
+        + "".join(f", {name} {version}" for name, version in (result.get("versions") or {}).items()) + ")\n",
+        "| figure | value |", "|---|---|",
+        *(f"| {key} | {result[key]} |" for key in keys if key in result),
+    ]
+    if not RESULTS_MD.exists():
+        RESULTS_MD.write_text("# Benchmark results\n\nEvery run of an `iotlm bench` command appends a section "
+                              "(newest last). Ratios come from one run, side by side.\n")
+    with RESULTS_MD.open("a") as out:
+        out.write("\n".join(lines) + "\n")
+    return RESULTS_MD

@@ -12,6 +12,7 @@ from __future__ import annotations
 import typer
 
 from admin import cli as admin_cli
+from benchmarks import cli as bench_cli
 from deploy import cli as deploy_cli
 from deploy.grafana import cli as grafana_cli
 from iotlm import demo
@@ -42,7 +43,7 @@ def _root(ctx: typer.Context) -> None:
     ctx.obj = Composition()
 
 
-for part in (deploy_cli, ingest_cli, models_cli, storage_cli, workers_cli, admin_cli, grafana_cli):
+for part in (deploy_cli, ingest_cli, models_cli, storage_cli, workers_cli, admin_cli, grafana_cli, bench_cli):
     part.register(app)
 app.command("demo")(demo.demo)
 
