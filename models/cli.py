@@ -42,7 +42,7 @@ def register(app: typer.Typer) -> None:
     @app.command("eval")
     def eval_command(
         dataset: str = typer.Option("hapt", help="hapt | basicmotions"),
-        setting: str = typer.Option("zero-shot", help="zero-shot | few-shot | full"),
+        setting: str = typer.Option("zero-shot", help="zero-shot | few-shot | full | baseline (the feature SVM alone; full reports it too)"),
         shots: int = typer.Option(10, help="windows per class for few-shot"),
         model: Optional[str] = typer.Option(None, help="checkpoint directory or name (default: settings)"),
         limit: Optional[int] = typer.Option(None, help="use about this many windows per split (quick checks)"),

@@ -64,6 +64,16 @@ def splits(dataset: str, limit: int | None, seed: int, validation_subjects: tupl
     return fit.limit(limit, seed), val.limit(limit, seed), test.limit(limit, seed)
 
 
+def _feature_baseline(fit, val, test, seed: int) -> dict:
+    """The classic baseline (models/baselines.py) on the given split: C chosen on `val` only."""
+    from models.baselines import fit_feature_svm
+
+    baseline = fit_feature_svm(fit, val, seed)
+    metrics = classification_metrics(test.y, baseline.predict(test), test.labels)
+    return {"name": f"RBF-SVM on {baseline.n_features} time/frequency features (models/baselines.py)",
+            "c": baseline.c, "validation_macro_f1": baseline.validation_macro_f1, **metrics}
+
+
 def run_evaluation(
     dataset: str = "hapt",
     setting: str = "zero-shot",
@@ -85,27 +95,34 @@ def run_evaluation(
 
     torch.manual_seed(seed)
     start = time.time()
-    # full fine-tuning selects as `iotlm train finetune` does: six validation subjects, once per epoch
-    full = setting == "full"
+    # full fine-tuning selects as `iotlm train finetune` does: six validation subjects, once per epoch;
+    # the feature baseline uses the same split (alone with setting "baseline", beside the model with "full")
+    full = setting in ("full", "baseline")
+    if setting not in ("zero-shot", "few-shot", "full", "baseline"):
+        raise ValueError(f"unknown setting {setting!r}: zero-shot, few-shot, full or baseline")
     fit, val, test = splits(dataset, limit, seed, FINETUNE_VALIDATION_SUBJECTS if full else None)
-    classifier = MotionClassifier.load(model, device="cpu", checkpoint_dir=checkpoint_dir)
-    n_fit = 0
-    if setting in ("few-shot", "full"):
-        if setting == "few-shot":
-            fit = few_shot_subset(fit, shots, seed)
-        n_fit = len(fit)
-        label_vectors = classifier.label_vectors(fit.labels).cpu().numpy()
-        classifier.model, _ = finetune(classifier.model, fit, val, label_vectors, epochs=epochs, seed=seed,
-                                       eval_every=steps_per_epoch(fit) if full else None)
-    elif setting != "zero-shot":
-        raise ValueError(f"unknown setting {setting!r}: zero-shot, few-shot or full")
-    report = classification_metrics(test.y, predict_windows(classifier, test), test.labels)
+    version, n_fit = None, 0
+    if setting == "baseline":
+        report, n_fit = _feature_baseline(fit, val, test, seed), len(fit)
+    else:
+        classifier = MotionClassifier.load(model, device="cpu", checkpoint_dir=checkpoint_dir)
+        version = classifier.version
+        if setting in ("few-shot", "full"):
+            if setting == "few-shot":
+                fit = few_shot_subset(fit, shots, seed)
+            n_fit = len(fit)
+            label_vectors = classifier.label_vectors(fit.labels).cpu().numpy()
+            classifier.model, _ = finetune(classifier.model, fit, val, label_vectors, epochs=epochs, seed=seed,
+                                           eval_every=steps_per_epoch(fit) if full else None)
+        report = classification_metrics(test.y, predict_windows(classifier, test), test.labels)
+        if setting == "full":
+            report["baseline"] = _feature_baseline(fit, val, test, seed)
     test_subjects = sorted({int(s) for s in test.subjects}) if dataset == "hapt" else []
     reference = {"source": "UniMTS (seed 001), UCI-HAR, 6 classes", **UNIMTS_UCI_HAR.get(setting, {})} if dataset == "hapt" else None
     report.update({
         "dataset": dataset, "setting": setting, "shots": shots if setting == "few-shot" else None,
         "n_windows": {"fit": n_fit, "validation": len(val) if n_fit else 0, "test": len(test)},
-        "test_subjects": test_subjects, "model_version": classifier.version, "reference": reference,
+        "test_subjects": test_subjects, "model_version": version, "reference": reference,
         "seconds": round(time.time() - start, 1),
     })
     return report
