@@ -24,11 +24,13 @@ Windows = dict[str, list[tuple[np.ndarray, np.ndarray]]]  # activity -> [(acc (T
 
 
 def load_hapt_windows(window: int = 500) -> Windows:
-    """Labelled HAPT segments, postures and gait cut to `window` samples (10 s)."""
+    """Labelled HAPT segments of the TRAIN subjects (test subjects never inform the simulator),
+    postures and gait cut to `window` samples (10 s)."""
     from ingest.hapt import load_hapt
+    from models.datasets import HAPT_TRAIN_SUBJECTS
 
     windows: Windows = {}
-    for recording in load_hapt():
+    for recording in load_hapt(HAPT_TRAIN_SUBJECTS):
         labels = recording.labels.astype(int)
         for segment in np.split(np.arange(len(labels)), np.flatnonzero(np.diff(labels)) + 1):
             label = labels[segment[0]]
@@ -39,10 +41,11 @@ def load_hapt_windows(window: int = 500) -> Windows:
 
 
 def load_basic_motions() -> Windows:
+    """BasicMotions' train split only (its test split is what `iotlm eval --dataset basicmotions` scores)."""
     from aeon.datasets import load_basic_motions as load
 
     windows: Windows = {}
-    for split in ("train", "test"):
+    for split in ("train",):
         X, y = load(split=split)  # (n, 6, 100): acc xyz, gyro xyz
         for clip, label in zip(X, y):
             windows.setdefault(BASIC_MOTIONS_ACTIVITIES[str(label)], []).append((clip[:3].T, clip[3:].T))
