@@ -183,6 +183,18 @@ class WorkerSettings(BaseModel):
         default_factory=list,
         description='Allowed hours per activity and room: [{"room", "activity", "start_hour", "end_hour"}].',
     )
+    # room alert rules (stream_workers/alerts.py, on room states); per room through admin alert rules
+    room_open_hour: int | None = Field(None, description="Occupied before this hour (UTC) raises room_occupied_hours; "
+                                       "None: the rule is off until a room's rule sets the hours.")
+    room_close_hour: int | None = Field(None, description="Occupied from this hour (UTC) on raises room_occupied_hours.")
+    room_capacity: int | None = Field(None, description="More people than this raises room_over_capacity (None: off).")
+    room_co2_max_ppm: float = Field(1400.0, description="CO2 above this for room_co2_for_s raises room_co2.")
+    room_co2_for_s: float = 1200.0
+    room_temperature_min_c: float = 16.0
+    room_temperature_max_c: float = 28.0
+    room_temperature_for_s: float = Field(1800.0, description="Temperature out of band this long raises room_temperature.")
+    room_stuck_s: float = Field(7200.0, description="CO2, temperature or humidity reading one value this long: "
+                                "room_sensor_stuck (real sensors always wander by a resolution step).")
 
 
 class GrafanaSettings(BaseModel):
