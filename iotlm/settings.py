@@ -78,7 +78,7 @@ class IngestSettings(BaseModel):
         description="Device ids allowed in; empty list plus allow_prefixes decides admission.",
     )
     allow_prefixes: list[str] = Field(
-        default_factory=lambda: ["hapt-", "sim-", "dev-"],
+        default_factory=lambda: ["hapt-", "sim-", "dev-", "room-"],
         description="Device ids starting with one of these are treated as registered.",
     )
     mqtt_topic: str = "iotlm/frames/#"

@@ -76,26 +76,6 @@ class ResultSink(Protocol):
         (retry later); any other exception means the store refuses something in this batch."""
         ...
 
-    def presence(self, room_ids) -> dict[str, dict[str, str]]:
-        """Per room, the wearables heard there within the live-state TTL and their latest activity
-        (any worker's: the live state is shared). A Redis outage answers nobody present."""
-        from redis.exceptions import RedisError
-
-        out: dict[str, dict[str, str]] = {}
-        try:
-            for room_id in room_ids:
-                if room_id is None:
-                    continue
-                present = {}
-                for device_id in self.live_state.present_devices(room_id):
-                    state = self.live_state.device(device_id)
-                    if state is not None:
-                        present[device_id] = state.activity
-                out[room_id] = present
-        except RedisError as exc:
-            log.warning("no wearable presence for room states (redis: %s)", exc)
-        return out
-
     def close(self) -> None: ...
 
 
@@ -192,6 +172,26 @@ class StorageSink:
         except (RedisConnectionError, RedisTimeoutError) as exc:
             self._redis_retry_at = time.monotonic() + REDIS_RETRY_S
             log.warning("redis unavailable (%s); %d live-state updates held for it", exc, self.redis_backlog)
+
+    def presence(self, room_ids) -> dict[str, dict[str, str]]:
+        """Per room, the wearables heard there within the live-state TTL and their latest activity
+        (any worker's: the live state is shared). A Redis outage answers nobody present."""
+        from redis.exceptions import RedisError
+
+        out: dict[str, dict[str, str]] = {}
+        try:
+            for room_id in room_ids:
+                if room_id is None:
+                    continue
+                present = {}
+                for device_id in self.live_state.present_devices(room_id):
+                    state = self.live_state.device(device_id)
+                    if state is not None:
+                        present[device_id] = state.activity
+                out[room_id] = present
+        except RedisError as exc:
+            log.warning("no wearable presence for room states (redis: %s)", exc)
+        return out
 
     def close(self) -> None:
         self.engine.dispose()
