@@ -677,8 +677,9 @@ class StreamWorker:
         t.room_states += 1
         if state.truth_count is not None:
             t.room_truth_windows += 1
-            t.room_correct_windows += OCCUPANCY_BINS[int(occupancy_bin(round(state.truth_count)))] == state.occupancy
-            t.room_occupied_correct += (state.truth_count > 0) == state.occupied
+            # the room model's own answer: the simulated truth knows nothing of wearables fused in
+            t.room_correct_windows += OCCUPANCY_BINS[int(occupancy_bin(round(state.truth_count)))] == state.model_occupancy
+            t.room_occupied_correct += (state.truth_count > 0) == (state.model_occupancy != OCCUPANCY_BINS[0])
 
     def _account(self, result: WindowResult, written_at: float) -> None:
         t = self.totals

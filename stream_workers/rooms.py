@@ -65,6 +65,7 @@ class RoomStateResult:
     stuck: dict[str, float] = field(default_factory=dict)
     partition: int = -1  # of the window's oldest frame: released once this state is written
     first_offset: int = -1
+    model_occupancy: str = ""  # the room model's own bin, before fusion (what is scored against simulated truth)
 
     @property
     def occupied(self) -> bool:
@@ -202,6 +203,7 @@ class RoomClassifier:
                 distribution={"occupancy": dict(zip(OCCUPANCY_BINS, p["occupancy"][i].round(4).tolist())),
                               "use": dict(zip(DEFAULT_USES, p["use"][i].round(4).tolist()))},
                 truth_count=w.truth_count, stuck=dict(w.stuck), partition=w.partition, first_offset=w.first_offset,
+                model_occupancy=OCCUPANCY_BINS[occ],
             ))
         return results
 
