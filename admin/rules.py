@@ -69,7 +69,7 @@ class RoomOccupiedHoursParams(_Params):
 
 
 class RoomOverCapacityParams(_Params):
-    room_capacity: int | None = Field(None, ge=0, le=100_000)
+    room_capacity: int | None = Field(None, ge=0, le=100_000, description="0: no capacity, the rule is off.")
 
 
 class RoomCo2Params(_Params):

@@ -184,10 +184,10 @@ class WorkerSettings(BaseModel):
         description='Allowed hours per activity and room: [{"room", "activity", "start_hour", "end_hour"}].',
     )
     # room alert rules (stream_workers/alerts.py, on room states); per room through admin alert rules
-    room_open_hour: int | None = Field(None, description="Occupied before this hour (UTC) raises room_occupied_hours; "
-                                       "None: the rule is off until a room's rule sets the hours.")
-    room_close_hour: int | None = Field(None, description="Occupied from this hour (UTC) on raises room_occupied_hours.")
-    room_capacity: int | None = Field(None, description="More people than this raises room_over_capacity (None: off).")
+    room_open_hour: int = Field(0, ge=0, le=23, description="Occupied before this hour (UTC) raises room_occupied_hours "
+                                "(0 and 24: open all day, the rule never fires until a room's rule sets hours).")
+    room_close_hour: int = Field(24, ge=0, le=24, description="Occupied from this hour (UTC) on raises room_occupied_hours.")
+    room_capacity: int = Field(0, ge=0, description="More people than this raises room_over_capacity (0: no capacity set, off).")
     room_co2_max_ppm: float = Field(1400.0, description="CO2 above this for room_co2_for_s raises room_co2.")
     room_co2_for_s: float = 1200.0
     room_temperature_min_c: float = 16.0

@@ -10,8 +10,8 @@ Rules and their severities:
 - device_silent (warning): no frame from a device for `silent_device_s` of wall-clock time.
 Room rules, on the room states of room devices (stream_workers.rooms; parameters per room through the
 admin's alert rules with scope "room"):
-- room_occupied_hours (warning): occupied outside [`room_open_hour`, `room_close_hour`) UTC.
-- room_over_capacity (warning): more people than `room_capacity` (the model's count or the wearables').
+- room_occupied_hours (warning): occupied outside [`room_open_hour`, `room_close_hour`) UTC (default 0-24: never).
+- room_over_capacity (warning): more people than `room_capacity` (the model's count or the wearables'; 0: off).
 - room_co2 (warning): CO2 above `room_co2_max_ppm` for `room_co2_for_s`.
 - room_temperature (warning): temperature outside [`room_temperature_min_c`, `room_temperature_max_c`]
   for `room_temperature_for_s`.
@@ -135,8 +135,7 @@ class AlertRules:
         hour = datetime.fromtimestamp(state.window_end, timezone.utc).hour
         people = max(state.occupancy_count, state.people)
         config = self._config("room_occupied_hours", device)
-        if config is not None and state.occupied and config.room_open_hour is not None \
-                and config.room_close_hour is not None:
+        if config is not None and state.occupied:
             start, end = config.room_open_hour, config.room_close_hour
             allowed = start <= hour < end if start <= end else (hour >= start or hour < end)
             if not allowed:
@@ -145,7 +144,7 @@ class AlertRules:
                                     f"open {start:02d}-{end:02d}h", room,
                                     {"occupancy": state.occupancy, "people": state.people}))
         config = self._config("room_over_capacity", device)
-        if config is not None and config.room_capacity is not None and people > config.room_capacity:
+        if config is not None and config.room_capacity > 0 and people > config.room_capacity:
             alerts.append(Alert("room_over_capacity", "warning", device, at,
                                 f"{room or device}: about {people:.0f} people, capacity {config.room_capacity}", room,
                                 {"occupancy_count": state.occupancy_count, "people": state.people}))
