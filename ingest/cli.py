@@ -148,7 +148,7 @@ def simulate(
     duration: float = typer.Option(None, help="Seconds of signal per device (default: 60; rooms: one day)."),
     frame_s: float = typer.Option(1.0, "--frame-s", help="Seconds of signal per frame."),
     fmt: str = typer.Option("msgpack", "--format", help="msgpack (compact) or json."),
-    seed: int = typer.Option(0, help="Random seed of the synthetic people."),
+    seed: int = typer.Option(0, help="Random seed of the synthetic people (rooms: of the simulated buildings)."),
     as_json: bool = typer.Option(False, "--json", help="Print the summary as JSON (progress goes to stderr)."),
 ) -> None:
     """Replay recorded or simulated signals as live devices onto the frames topic."""
@@ -172,7 +172,7 @@ def simulate(
     options = dict(fmt=fmt, console=console)
     try:
         if rooms:  # frames of minutes of reports: --frame-s does not apply
-            summary = replay_rooms(settings, source, devices if devices != 9 else 1, speed, duration, seed=seed or 7,
+            summary = replay_rooms(settings, source, devices, speed, duration, seed=seed,
                                    **options)
         elif source == "hapt":
             summary = replay_hapt(settings, devices, speed, duration, frame_s, **options)
