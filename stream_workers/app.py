@@ -768,6 +768,8 @@ class StreamWorker:
                 for device in self._consumer.taken_over():
                     self._restore_device(device)
             await self._release_quiet_devices()
+            for device in self.rooms.release_quiet(time.time(), self.config.quiet_release_s):
+                log.info("%s: room device %s quiet; its buffered reports released", self.name, device)
             self._update_lag()  # a gauge: once a tick, not once a fetch (the Faust engine fetches event by event)
 
     async def _release_quiet_devices(self) -> None:

@@ -18,6 +18,7 @@ after a restart the partition is re-read from there and the same windows (same e
 from __future__ import annotations
 
 import math
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 
@@ -85,6 +86,8 @@ class _Device:
     next_end: float | None = None
     seen_seq: set[int] = field(default_factory=set)
     same_since: dict[str, tuple[float, float]] = field(default_factory=dict)  # channel -> (value, since)
+    heard_at: float = 0.0  # wall clock of its last frame
+    frame_s: float = 0.0  # how long its frames are
 
 
 class RoomWindower:
@@ -95,9 +98,11 @@ class RoomWindower:
         self._devices: dict[str, _Device] = {}
         self.late_reports = 0
 
-    def add(self, frame, partition: int, offset: int, truth_counts: Sequence[float] | None = None) -> list[RoomWindow]:
+    def add(self, frame, partition: int, offset: int, truth_counts: Sequence[float] | None = None,
+            now: float | None = None) -> list[RoomWindow]:
         env = frame.env
         dev = self._devices.setdefault(frame.device_id, _Device(partition))
+        dev.heard_at, dev.frame_s = time.time() if now is None else now, frame.duration_s
         if frame.seq in dev.seen_seq:
             return []  # the same frame again (a producer retry): its reports are in already
         dev.seen_seq.add(frame.seq)
@@ -157,6 +162,20 @@ class RoomWindower:
             del dev.t[:keep], dev.offsets[:keep], dev.truth[:keep]
             for v in dev.values.values():
                 del v[:keep]
+
+    def release_quiet(self, now: float, quiet_s: float) -> list[str]:
+        """Drop the buffered reports of devices silent for `quiet_s` or three of their frames, whichever is
+        longer, so a room sensor that died does not hold its partition's commit for ever. If it comes
+        back, its next windows are cut from the reports it sends from then on."""
+        released = []
+        for device_id, dev in self._devices.items():
+            if dev.offsets and now - dev.heard_at >= max(quiet_s, 3 * dev.frame_s):
+                dev.t.clear(), dev.offsets.clear(), dev.truth.clear()
+                for v in dev.values.values():
+                    v.clear()
+                dev.next_end = None  # no burst of empty windows over the silence when it returns
+                released.append(device_id)
+        return released
 
     def held_offsets(self) -> dict[int, int]:
         held: dict[int, int] = {}

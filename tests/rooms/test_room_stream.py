@@ -38,6 +38,19 @@ def test_windows_are_cut_on_the_hop_grid_from_the_device_clock():
     assert 0 < windower.held_offsets()[0] <= 5
 
 
+def test_a_room_device_gone_quiet_stops_holding_the_commit():
+    windower = RoomWindower()
+    for seq in range(3):
+        windower.add(env_frame("env-q", seq, T0 + 600 * seq, np.full(10, 500.0 + seq)), 2, 10 + seq, now=1000.0 + seq)
+    assert windower.held_offsets() == {2: 10}
+    assert windower.release_quiet(1002.0 + 1200, quiet_s=15) == []  # two frames' time: it may just be slow
+    assert windower.release_quiet(1002.0 + 1800, quiet_s=15) == ["env-q"]
+    assert windower.held_offsets() == {}
+    later = [w for seq in (9, 10) for w in
+             windower.add(env_frame("env-q", seq, T0 + 600 * seq, np.full(10, 700.0)), 2, 11 + seq, now=5000.0)]
+    assert later and all(w.first_offset >= 20 and w.end >= T0 + 5400 + 600 for w in later)  # from what it sent since
+
+
 def state(co2=500.0, count=0.0, t=T0 + 12 * 3600, people=0, temperature=21.0, stuck=None) -> RoomStateResult:
     return RoomStateResult(
         device_id="env-1", room_id="r1", window_start=t - 1800, window_end=t, model_version="m",
