@@ -11,7 +11,10 @@ from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field, StringConstraints
 
-from admin.rules import ActivityName, DeviceSilentParams, FallParams, NoMovementParams, RoomHoursParams, SensorFaultParams
+from admin.rules import (
+    ActivityName, DeviceSilentParams, FallParams, NoMovementParams, RoomCo2Params, RoomHoursParams,
+    RoomOccupiedHoursParams, RoomOverCapacityParams, RoomSensorStuckParams, RoomTemperatureParams, SensorFaultParams,
+)  # fmt: skip
 from ingest.frame import PLACEMENTS
 
 # The frame contract's device id pattern, used for every id a person picks (sites, rooms, devices).
@@ -218,8 +221,34 @@ class DeviceSilentRule(_RuleIn):
     params: DeviceSilentParams = Field(default_factory=DeviceSilentParams)
 
 
-RuleIn = Annotated[FallRule | SensorFaultRule | NoMovementRule | RoomHoursRule | DeviceSilentRule,
-                   Field(discriminator="kind")]
+class RoomOccupiedHoursRule(_RuleIn):
+    kind: Literal["room_occupied_hours"]
+    params: RoomOccupiedHoursParams = Field(default_factory=RoomOccupiedHoursParams)
+
+
+class RoomOverCapacityRule(_RuleIn):
+    kind: Literal["room_over_capacity"]
+    params: RoomOverCapacityParams = Field(default_factory=RoomOverCapacityParams)
+
+
+class RoomCo2Rule(_RuleIn):
+    kind: Literal["room_co2"]
+    params: RoomCo2Params = Field(default_factory=RoomCo2Params)
+
+
+class RoomTemperatureRule(_RuleIn):
+    kind: Literal["room_temperature"]
+    params: RoomTemperatureParams = Field(default_factory=RoomTemperatureParams)
+
+
+class RoomSensorStuckRule(_RuleIn):
+    kind: Literal["room_sensor_stuck"]
+    params: RoomSensorStuckParams = Field(default_factory=RoomSensorStuckParams)
+
+
+RuleIn = Annotated[FallRule | SensorFaultRule | NoMovementRule | RoomHoursRule | DeviceSilentRule
+                   | RoomOccupiedHoursRule | RoomOverCapacityRule | RoomCo2Rule | RoomTemperatureRule
+                   | RoomSensorStuckRule, Field(discriminator="kind")]
 
 
 class RulePatch(Body):

@@ -13,7 +13,8 @@ from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
 
-RULE_KINDS = ("fall", "sensor_fault", "no_movement", "room_hours", "device_silent")
+RULE_KINDS = ("fall", "sensor_fault", "no_movement", "room_hours", "device_silent", "room_occupied_hours",
+              "room_over_capacity", "room_co2", "room_temperature", "room_sensor_stuck")
 RULE_SCOPES = ("fleet", "site", "room", "device")
 ActivityName = Annotated[str, StringConstraints(min_length=1, max_length=64, pattern=r"^[^\x00-\x1f\x7f]+$")]
 
@@ -62,9 +63,35 @@ class DeviceSilentParams(_Params):
     silent_device_s: float | None = Field(None, gt=0, le=7 * 86_400)
 
 
+class RoomOccupiedHoursParams(_Params):
+    room_open_hour: int | None = Field(None, ge=0, le=23, description="UTC hour the room opens.")
+    room_close_hour: int | None = Field(None, ge=0, le=24, description="UTC hour it closes; occupied outside: alert.")
+
+
+class RoomOverCapacityParams(_Params):
+    room_capacity: int | None = Field(None, ge=0, le=100_000, description="0: no capacity, the rule is off.")
+
+
+class RoomCo2Params(_Params):
+    room_co2_max_ppm: float | None = Field(None, gt=0, le=100_000)
+    room_co2_for_s: float | None = Field(None, ge=0, le=7 * 86_400)
+
+
+class RoomTemperatureParams(_Params):
+    room_temperature_min_c: float | None = Field(None, ge=-60, le=120)
+    room_temperature_max_c: float | None = Field(None, ge=-60, le=120)
+    room_temperature_for_s: float | None = Field(None, ge=0, le=7 * 86_400)
+
+
+class RoomSensorStuckParams(_Params):
+    room_stuck_s: float | None = Field(None, gt=0, le=30 * 86_400)
+
+
 PARAMS: dict[str, type[_Params]] = {
     "fall": FallParams, "sensor_fault": SensorFaultParams, "no_movement": NoMovementParams,
     "room_hours": RoomHoursParams, "device_silent": DeviceSilentParams,
+    "room_occupied_hours": RoomOccupiedHoursParams, "room_over_capacity": RoomOverCapacityParams,
+    "room_co2": RoomCo2Params, "room_temperature": RoomTemperatureParams, "room_sensor_stuck": RoomSensorStuckParams,
 }
 
 

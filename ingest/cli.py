@@ -140,31 +140,41 @@ def dead_letters(
 
 
 def simulate(
-    source: str = typer.Option("hapt", help="hapt (recorded subjects) or synthetic (simulated people)."),
-    devices: int = typer.Option(9, help="Number of devices; with hapt the 9 test subjects come first."),
-    speed: float = typer.Option(1.0, help="Times real time; 0 sends as fast as possible."),
-    duration: float = typer.Option(60.0, help="Seconds of signal per device."),
+    source: str = typer.Option("hapt", help="hapt (recorded subjects), synthetic (simulated people), rooms "
+                               "(simulated buildings' room devices), river-occupancy or appliances-house (real rooms)."),
+    devices: int = typer.Option(9, help="Number of devices; with hapt the 9 test subjects come first; with rooms "
+                                "the number of simulated buildings (each has several room devices)."),
+    speed: float = typer.Option(None, help="Times real time; 0 sends as fast as possible (default: 1; rooms: 0)."),
+    duration: float = typer.Option(None, help="Seconds of signal per device (default: 60; rooms: one day)."),
     frame_s: float = typer.Option(1.0, "--frame-s", help="Seconds of signal per frame."),
     fmt: str = typer.Option("msgpack", "--format", help="msgpack (compact) or json."),
-    seed: int = typer.Option(0, help="Random seed of the synthetic people."),
+    seed: int = typer.Option(0, help="Random seed of the synthetic people (rooms: of the simulated buildings)."),
     as_json: bool = typer.Option(False, "--json", help="Print the summary as JSON (progress goes to stderr)."),
 ) -> None:
     """Replay recorded or simulated signals as live devices onto the frames topic."""
     from rich.console import Console
     from rich.table import Table
 
+    from ingest.rooms import ROOM_SOURCES, replay_rooms
     from ingest.simulate import replay_hapt, replay_synthetic
 
-    if source not in ("hapt", "synthetic"):
-        typer.echo(f"--source {source} is unknown: use hapt (recorded subjects) or synthetic (simulated people)", err=True)
+    if source not in ("hapt", "synthetic", *ROOM_SOURCES):
+        typer.echo(f"--source {source} is unknown: use hapt (recorded subjects), synthetic (simulated people), "
+                   f"or one of {', '.join(ROOM_SOURCES)} (room devices)", err=True)
         raise typer.Exit(2)
+    rooms = source in ROOM_SOURCES
+    speed = (0.0 if rooms else 1.0) if speed is None else speed
+    duration = (86_400.0 if rooms else 60.0) if duration is None else duration
     if fmt not in ("msgpack", "json"):
         raise typer.BadParameter("--format must be msgpack or json")
     settings = _settings()
     console = Console(stderr=as_json)
     options = dict(fmt=fmt, console=console)
     try:
-        if source == "hapt":
+        if rooms:  # frames of minutes of reports: --frame-s does not apply
+            summary = replay_rooms(settings, source, devices, speed, duration, seed=seed,
+                                   **options)
+        elif source == "hapt":
             summary = replay_hapt(settings, devices, speed, duration, frame_s, **options)
         else:
             summary = replay_synthetic(settings, devices, speed, duration, frame_s, seed=seed, **options)

@@ -290,7 +290,7 @@ def replay(
                 sent_before = producer.stats.bytes
                 producer.send(frame, truth=truth, fmt=fmt)
                 device.frames += 1
-                device.samples += frame.imu.n_samples
+                device.samples += (frame.imu or frame.env).n_samples
                 device.bytes += producer.stats.bytes - sent_before
             bar.update(task, completed=(seq + 1) * len(devices))
     summary.wall_s = time.monotonic() - started

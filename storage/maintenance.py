@@ -18,6 +18,7 @@ RETENTION_FIELD = {
     "raw_frames": "raw_frame_retention_days",
     "window_predictions": "prediction_retention_days",
     "alerts": "alert_retention_days",
+    "room_states": "prediction_retention_days",
 }
 
 

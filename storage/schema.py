@@ -21,7 +21,8 @@ JOB_STATUSES = ("queued", "running", "succeeded", "failed", "cancelled")
 LABEL_SOURCES = ("manual", "llm", "rule", "import")
 SEVERITIES = ("info", "warning", "critical")
 SCOPES = ("read", "label", "admin")
-RULE_KINDS = ("fall", "sensor_fault", "no_movement", "room_hours", "device_silent")
+RULE_KINDS = ("fall", "sensor_fault", "no_movement", "room_hours", "device_silent", "room_occupied_hours",
+              "room_over_capacity", "room_co2", "room_temperature", "room_sensor_stuck")
 RULE_SCOPES = ("fleet", "site", "room", "device")
 ALARM_STATUSES = ("active", "acknowledged", "cleared")
 
@@ -128,6 +129,33 @@ class Alert(Base):
     room_id: Mapped[str | None] = mapped_column(String(64))
     payload: Mapped[dict] = mapped_column(JSONB, default=dict)
     __table_args__ = (CheckConstraint(f"severity IN {SEVERITIES}", name="alerts_severity_known"),)
+
+
+class RoomState(Base):
+    """What the room model and the wearables present say about a room for one window (models.rooms)."""
+
+    __tablename__ = "room_states"
+    device_id: Mapped[str] = mapped_column(String(64), primary_key=True)  # the room's environment device
+    window_end: Mapped[datetime] = mapped_column(Timestamp, primary_key=True)
+    model_version: Mapped[str] = mapped_column(String(64), primary_key=True)
+    window_start: Mapped[datetime] = mapped_column(Timestamp)
+    room_id: Mapped[str | None] = mapped_column(String(64))
+    occupancy: Mapped[str] = mapped_column(String(32))
+    occupancy_count: Mapped[float] = mapped_column(Float)
+    occupied: Mapped[bool] = mapped_column(Boolean)
+    occupancy_probability: Mapped[float] = mapped_column(Float)
+    room_use: Mapped[str] = mapped_column(String(64))
+    use_probability: Mapped[float] = mapped_column(Float)
+    air_quality: Mapped[str] = mapped_column(String(16))
+    co2_ppm: Mapped[float | None] = mapped_column(Float)
+    temperature_c: Mapped[float | None] = mapped_column(Float)
+    humidity: Mapped[float | None] = mapped_column(Float)
+    light_lux: Mapped[float | None] = mapped_column(Float)
+    people: Mapped[int] = mapped_column(Integer, server_default="0")
+    activities: Mapped[dict] = mapped_column(JSONB, default=dict)
+    distribution: Mapped[dict] = mapped_column(JSONB, default=dict)
+    truth: Mapped[dict | None] = mapped_column(JSONB)
+    created_at: Mapped[datetime] = mapped_column(Timestamp, server_default=func.now())
 
 
 class Label(Base):

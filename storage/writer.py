@@ -229,7 +229,7 @@ class BatchWriter:
                 if self._json_idx:
                     values = list(values)
                     for i in self._json_idx:
-                        values[i] = Jsonb(values[i])
+                        values[i] = None if values[i] is None else Jsonb(values[i])  # None stays SQL NULL
                 copy.write_row(values)
         cur.execute(self._merge_sql)
         return cur.rowcount
@@ -250,7 +250,7 @@ class BatchWriter:
         for row in batch:
             values = list(self._values(row))
             for i in self._json_idx:
-                values[i] = Jsonb(values[i])
+                values[i] = None if values[i] is None else Jsonb(values[i])
             row_size = sum(_wire_size(v) for v in values)
             if chunk and (size + row_size > self.config.timescale_max_statement_bytes or len(chunk) >= max_rows):
                 yield chunk

@@ -8,6 +8,14 @@ Rules and their severities:
 - no_movement (warning): acceleration magnitude steadier than `no_movement_std` for `no_movement_s`.
 - room_hours (warning): an activity in a room outside the hours allowed for it (`room_hours`, UTC).
 - device_silent (warning): no frame from a device for `silent_device_s` of wall-clock time.
+Room rules, on the room states of room devices (stream_workers.rooms; parameters per room through the
+admin's alert rules with scope "room"):
+- room_occupied_hours (warning): occupied outside [`room_open_hour`, `room_close_hour`) UTC (default 0-24: never).
+- room_over_capacity (warning): more people than `room_capacity` (the model's count or the wearables'; 0: off).
+- room_co2 (warning): CO2 above `room_co2_max_ppm` for `room_co2_for_s`.
+- room_temperature (warning): temperature outside [`room_temperature_min_c`, `room_temperature_max_c`]
+  for `room_temperature_for_s`.
+- room_sensor_stuck (warning): CO2, temperature or humidity reading exactly one value for `room_stuck_s`.
 
 An alert's `at` is when its condition started, in the device's own time (a window start, the end of
 its last frame), never a clock read while handling it: the same condition seen again (overlapping
@@ -17,6 +25,7 @@ of the same rule for the same device is not raised at all.
 
 from __future__ import annotations
 
+import math
 from datetime import datetime, timezone
 
 import numpy as np
@@ -26,6 +35,8 @@ from ingest.hapt import STANDARD_GRAVITY
 from stream_workers.fleet import Fleet
 from stream_workers.records import Alert, WindowResult
 from stream_workers.windows import Window
+
+STUCK_CHANNELS = ("co2", "temperature", "humidity")
 
 FREEFALL_MIN_S = 0.1
 IMPACT_WITHIN_S = 1.0
@@ -41,6 +52,7 @@ class AlertRules:
         self._still_since: dict[str, float] = {}
         self._last_heard: dict[str, tuple[float, float]] = {}  # device -> (wall clock heard, end of its last frame)
         self._silent: set[str] = set()
+        self._band_since: dict[tuple[str, str], float] = {}  # (device, room rule) -> window end it went out of band
 
     def export(self, device_id: str) -> dict:
         """The device's rule state (cooldowns, stillness, silence), as JSON-able data: what a worker
@@ -50,6 +62,7 @@ class AlertRules:
             "still_since": self._still_since.get(device_id),
             "silent": device_id in self._silent,
             "last_heard": self._last_heard.get(device_id),  # (wall clock, end of the last frame)
+            "band_since": {rule: at for (device, rule), at in self._band_since.items() if device == device_id},
         }
 
     def restore(self, device_id: str, state: dict) -> None:
@@ -58,6 +71,8 @@ class AlertRules:
             self._last_raised[key] = max(at, self._last_raised.get(key, at))
         if state.get("still_since") is not None:
             self._still_since.setdefault(device_id, state["still_since"])
+        for rule, at in state.get("band_since", {}).items():
+            self._band_since.setdefault((device_id, rule), at)
         if device_id not in self._last_heard:  # no frame of its own yet: the earlier owner's silence timer
             if state.get("last_heard"):
                 self._last_heard[device_id] = tuple(state["last_heard"])
@@ -73,6 +88,8 @@ class AlertRules:
         for key in [k for k in self._last_raised if k[0] == device_id]:
             del self._last_raised[key]
         self._still_since.pop(device_id, None)
+        for key in [k for k in self._band_since if k[0] == device_id]:
+            del self._band_since[key]
         self._last_heard.pop(device_id, None)
         self._silent.discard(device_id)
 
@@ -110,6 +127,63 @@ class AlertRules:
                     details={"activity": result.activity, "probability": result.probability},
                 )])
         return []
+
+    def on_room_state(self, state) -> list[Alert]:
+        """The room rules on one room state (stream_workers.rooms.RoomStateResult)."""
+        alerts = []
+        device, room, at = state.device_id, state.room_id, state.window_end
+        hour = datetime.fromtimestamp(state.window_end, timezone.utc).hour
+        people = max(state.occupancy_count, state.people)
+        config = self._config("room_occupied_hours", device)
+        if config is not None and state.occupied:
+            start, end = config.room_open_hour, config.room_close_hour
+            allowed = start <= hour < end if start <= end else (hour >= start or hour < end)
+            if not allowed:
+                alerts.append(Alert("room_occupied_hours", "warning", device, at,
+                                    f"{room or device} occupied ({state.occupancy}) at {hour:02d}h UTC, "
+                                    f"open {start:02d}-{end:02d}h", room,
+                                    {"occupancy": state.occupancy, "people": state.people}))
+        config = self._config("room_over_capacity", device)
+        if config is not None and config.room_capacity > 0 and people > config.room_capacity:
+            alerts.append(Alert("room_over_capacity", "warning", device, at,
+                                f"{room or device}: about {people:.0f} people, capacity {config.room_capacity}", room,
+                                {"occupancy_count": state.occupancy_count, "people": state.people}))
+        co2, temperature = state.readings.get("co2"), state.readings.get("temperature")
+        alerts += self._out_of_band("room_co2", state, co2 is not None and co2 > self._cfg("room_co2", device,
+                                    "room_co2_max_ppm"), "room_co2_for_s", f"CO2 {co2} ppm")
+        config = self._config("room_temperature", device)
+        out = temperature is not None and config is not None and not (
+            config.room_temperature_min_c <= temperature <= config.room_temperature_max_c)
+        alerts += self._out_of_band("room_temperature", state, out, "room_temperature_for_s",
+                                    f"temperature {temperature} C")
+        config = self._config("room_sensor_stuck", device)
+        if config is not None:
+            for channel in STUCK_CHANNELS:
+                if state.stuck.get(channel, 0.0) >= config.room_stuck_s:
+                    alerts.append(Alert("room_sensor_stuck", "warning", device, round(at - state.stuck[channel], 2),
+                                        f"{channel} of {device} has read {state.readings.get(channel)} for "
+                                        f"{state.stuck[channel]:.0f} s", room, {"channel": channel}))
+                    break
+        return self._dedup(alerts)
+
+    def _cfg(self, rule: str, device_id: str, name: str):
+        config = self._config(rule, device_id)
+        return getattr(config, name) if config is not None else math.inf
+
+    def _out_of_band(self, rule: str, state, out: bool, duration_field: str, what: str) -> list[Alert]:
+        """One alert once the condition has held `duration_field` seconds, dated by when it began."""
+        key = (state.device_id, rule)
+        config = self._config(rule, state.device_id)
+        if config is None or not out:
+            self._band_since.pop(key, None)
+            return []
+        since = self._band_since.setdefault(key, state.window_end)
+        lasted = state.window_end - since
+        if lasted < getattr(config, duration_field):
+            return []
+        return [Alert(rule, "warning", state.device_id, since,
+                      f"{state.room_id or state.device_id}: {what} for {lasted / 60:.0f} min", state.room_id,
+                      {"minutes": round(lasted / 60, 1)})]
 
     def heard(self, device_id: str, now: float, frame_end: float | None = None) -> None:
         """A frame arrived from the device: `now` by the wall clock, ending at `frame_end` by the device's."""

@@ -59,6 +59,7 @@ from stream_workers.fleet import Fleet
 from stream_workers.inference import ActivityModel, WindowClassifier
 from stream_workers.metrics import WorkerMetrics
 from stream_workers.records import Alert, Episode, RawFrame, WindowResult
+from stream_workers.rooms import MixedInference, RoomClassifier, RoomStateResult, RoomWindow, RoomWindower, fuse
 from stream_workers.sink import ResultSink, SinkBackpressure, SinkBatch
 from stream_workers.windows import FrameOutcome, ImuSegment, Window, WindowAssembler
 
@@ -80,6 +81,17 @@ def segment_from_frame(frame: Frame, labels, partition: int, offset: int, produc
         gyro=frame.imu.gyro, labels=labels, placement=frame.placement, partition=partition, offset=offset,
         produced_at=produced_at,
     )
+
+
+def _room_truth(headers, frame: Frame):
+    """Replayed simulated room truth (dataset "rooms": head count per env sample), else None."""
+    raw = header(headers, TRUTH_HEADER)
+    if raw is None or frame.env is None:
+        return None
+    truth = truth_for_frame(raw, frame)
+    if truth.dataset != "rooms" or len(truth.labels) != frame.env.n_samples:
+        return None
+    return truth.labels
 
 
 def _truth_labels(headers, frame: Frame):
@@ -109,6 +121,11 @@ class WorkerTotals:
     alerts: int = 0
     truth_windows: int = 0
     correct_windows: int = 0
+    room_windows: int = 0  # env windows cut (stream_workers.rooms)
+    room_states: int = 0  # room states written
+    room_truth_windows: int = 0  # room states with replayed simulated truth
+    room_correct_windows: int = 0  # ... whose occupancy bin matched it
+    room_occupied_correct: int = 0  # ... whose occupied/empty matched it
     model_versions: Counter = field(default_factory=Counter)
 
 
@@ -132,6 +149,7 @@ class StreamWorker:
         on_written: Callable[[list[WindowResult]], None] | None = None,
         admission: DeviceAdmission | None = None,
         fleet: Fleet | None = None,
+        room_model=None,
     ):
         self.settings = settings
         self.config = settings.workers
@@ -150,6 +168,9 @@ class StreamWorker:
         self.episodes = EpisodeTracker(self.config.episode_min_windows, max_gap_s=2 * self.config.window_s)
         self.fleet = fleet  # admission, rooms, label sets, rules from the registry (None: settings)
         self.rules = AlertRules(self.config, fleet)
+        self.rooms = RoomWindower(self.rules.room_of)  # env devices' reports -> room windows
+        self._room_model = room_model
+        self.room_classifier: RoomClassifier | None = None
         self.assembler: WindowAssembler | None = None
         self.classifier: WindowClassifier | None = None
         self.promoted: str | None = None
@@ -207,6 +228,13 @@ class StreamWorker:
         await loop.run_in_executor(None, lambda: ensure_topics(self.settings, principal="worker"))
         self.classifier = WindowClassifier(self._model, self.config.labels,
                                            labels_for=self.fleet.labels_for if self.fleet else None)
+        if self._room_model is None:
+            try:
+                self._room_model = await loop.run_in_executor(None, self._load_room_model)
+            except Exception as exc:  # without it, room frames are still stored raw; nothing else stops
+                log.error("%s: no room model (%s); env frames are stored but not windowed", self.name, exc)
+        if self._room_model is not None:
+            self.room_classifier = RoomClassifier(self._room_model)
         self.assembler = WindowAssembler.from_settings(self.config, self._model.rate_hz)
         kafka = self.settings.kafka
         if source is not None:
@@ -233,7 +261,7 @@ class StreamWorker:
         )
         writer_executor = _single_thread("sink")
         batcher = MicroBatcher(
-            self.classifier, max_size=self.config.batch_max, max_wait_s=self.config.batch_wait_ms / 1000,
+            MixedInference(self.classifier, self.room_classifier), max_size=self.config.batch_max, max_wait_s=self.config.batch_wait_ms / 1000,
             max_pending=self.config.max_pending_windows, on_batch=self._observe_batch,
         )
         self._batcher = batcher
@@ -279,6 +307,11 @@ class StreamWorker:
             self.metrics.serve(port, self.config.metrics_host)
         except OSError as exc:  # another worker holds the port: run on, without /metrics
             log.warning("%s: no /metrics on port %d: %s", self.name, port, exc)
+
+    def _load_room_model(self):
+        from models.rooms.model import RoomStateModel
+
+        return RoomStateModel.load(None, self.settings.models.checkpoint_dir)
 
     def _load_model(self, name: str | None) -> ActivityModel:
         from models.inference import MotionClassifier
@@ -353,6 +386,9 @@ class StreamWorker:
         self._device_seen[frame.device_id] = (self._last_read_at, produced_at, record.partition)
         self._partition_time[record.partition] = max(self._partition_time.get(record.partition, 0.0), produced_at)
         segment = segment_from_frame(frame, labels, record.partition, record.offset, produced_at)
+        if frame.env is not None and self.room_classifier is not None:
+            windows = self.rooms.add(frame, record.partition, record.offset, _room_truth(record.headers, frame))
+            await self._take_room_windows(windows, batcher)
         if segment is None:
             self._keep_raw(raw)
             return
@@ -405,6 +441,15 @@ class StreamWorker:
             self.totals.windows += 1
             self.metrics.windows.inc()
         self.metrics.pending_windows.set(len(self._pending))
+
+    async def _take_room_windows(self, windows: list[RoomWindow], batcher: MicroBatcher) -> None:
+        for window in windows:
+            self._hold(window.partition, window.first_offset)  # before any await, like the IMU windows
+        for window in windows:
+            future = await batcher.submit(window)
+            self._pending.append(_Pending(window, future))
+            self._pending_added.set()
+            self.totals.room_windows += 1
 
     def _keep_raw(self, raw: RawFrame) -> None:
         # held before any await, like the windows: the commit stays behind a frame not yet stored
@@ -523,32 +568,44 @@ class StreamWorker:
                     self._release(item.window.partition, item.window.first_offset)
                     continue
                 result = item.future.result()
-                if not math.isfinite(result.probability):  # cannot happen for a finite window; never stored
+                score = result.occupancy_count if isinstance(result, RoomStateResult) else result.probability
+                if not math.isfinite(score):  # cannot happen for a finite window; never stored
                     log.error("non-finite result for %s@%.2f dropped", item.window.device_id, item.window.start)
                     self._release(item.window.partition, item.window.first_offset)
                     continue
                 done.append((item.window, result))
-            batch = self._sink_batch([r for _, r in done])
+            rooms = [r for _, r in done if isinstance(r, RoomStateResult)]
+            if rooms and hasattr(self._sink, "presence"):  # the wearables in each room, from the live state
+                present = await loop.run_in_executor(executor, self._sink.presence, {r.room_id for r in rooms})
+                for r in rooms:
+                    fuse(r, present.get(r.room_id, {}))
+            done = [(w, r) for w, r in done if not isinstance(r, RoomStateResult)]
+            batch = self._sink_batch([r for _, r in done], rooms)
             if not batch:
                 if getattr(self._sink, "redis_backlog", 0):  # live state held back by a Redis outage
                     await loop.run_in_executor(executor, self._sink.write, batch)
                 continue
             refused = await self._write_durably(loop, executor, batch)
-            refused_ids = {id(x) for x in refused.results + refused.alerts}
+            refused_ids = {id(x) for x in refused.results + refused.alerts + refused.room_states}
             written_at = time.time()
             written = [r for _, r in done if id(r) not in refused_ids]
             for window, _ in done:
                 self._release(window.partition, window.first_offset)
+            for state in batch.room_states:
+                self._release(state.partition, state.first_offset)
+                if id(state) not in refused_ids:
+                    self._account_room(state)
             for raw in batch.raw_frames:
                 self._release(raw.partition, raw.offset)
             for result in written:
                 self._account(result, written_at)
             await self._publish_alerts([a for a in batch.alerts if id(a) not in refused_ids])
-            self._persist_devices({r.device_id for r in written} | {a.device_id for a in batch.alerts})
+            self._persist_devices({r.device_id for r in written} | {a.device_id for a in batch.alerts}
+                                  | {r.device_id for r in batch.room_states})
             if self.on_written is not None and written:
                 self.on_written(written)
 
-    def _sink_batch(self, results: list[WindowResult]) -> SinkBatch:
+    def _sink_batch(self, results: list[WindowResult], room_states: list[RoomStateResult] = ()) -> SinkBatch:
         episodes: dict[tuple[str, float], Episode] = {}
         alerts, self._alerts_out = self._alerts_out, []
         raw_frames, self._raw_out = self._raw_out, []
@@ -556,7 +613,10 @@ class StreamWorker:
             for episode in self.episodes.update(result):
                 episodes[(episode.device_id, episode.start)] = episode
             alerts.extend(self.rules.on_result(result))
-        return SinkBatch(results=results, episodes=list(episodes.values()), alerts=alerts, raw_frames=raw_frames)
+        for state in room_states:
+            alerts.extend(self.rules.on_room_state(state))
+        return SinkBatch(results=results, episodes=list(episodes.values()), alerts=alerts, raw_frames=raw_frames,
+                         room_states=list(room_states))
 
     async def _write_durably(self, loop, executor, batch: SinkBatch) -> SinkBatch:
         """Write `batch`, waiting out backpressure. Returns the records the store refused (dead-lettered):
@@ -610,6 +670,17 @@ class StreamWorker:
         if inflight[offset] <= 0:
             del inflight[offset]
 
+    def _account_room(self, state: RoomStateResult) -> None:
+        from models.rooms.windows import OCCUPANCY_BINS, occupancy_bin
+
+        t = self.totals
+        t.room_states += 1
+        if state.truth_count is not None:
+            t.room_truth_windows += 1
+            # the room model's own answer: the simulated truth knows nothing of wearables fused in
+            t.room_correct_windows += OCCUPANCY_BINS[int(occupancy_bin(round(state.truth_count)))] == state.model_occupancy
+            t.room_occupied_correct += (state.truth_count > 0) == (state.model_occupancy != OCCUPANCY_BINS[0])
+
     def _account(self, result: WindowResult, written_at: float) -> None:
         t = self.totals
         t.results += 1
@@ -626,6 +697,8 @@ class StreamWorker:
     def safe_offsets(self) -> dict[int, int]:
         """Per owned partition, the offset to commit: nothing before it is still needed."""
         held = self.assembler.held_offsets()
+        for p, offset in self.rooms.held_offsets().items():
+            held[p] = min(held.get(p, offset), offset)
         safe = {}
         for tp in self._consumer.assignment():
             p = tp.partition
@@ -664,6 +737,7 @@ class StreamWorker:
         self._generation += 1
         await self._commit(partitions)
         self.assembler.drop_partitions(partitions)
+        self.rooms.drop_partitions(partitions)
         for p in partitions:
             self._inflight.pop(p, None)
             self._next_offset.pop(p, None)
@@ -694,6 +768,8 @@ class StreamWorker:
                 for device in self._consumer.taken_over():
                     self._restore_device(device)
             await self._release_quiet_devices()
+            for device in self.rooms.release_quiet(time.time(), self.config.quiet_release_s):
+                log.info("%s: room device %s quiet; its buffered reports released", self.name, device)
             self._update_lag()  # a gauge: once a tick, not once a fetch (the Faust engine fetches event by event)
 
     async def _release_quiet_devices(self) -> None:

@@ -39,23 +39,26 @@ class SinkBatch:
     episodes: list[Episode] = field(default_factory=list)
     alerts: list[Alert] = field(default_factory=list)
     raw_frames: list[RawFrame] = field(default_factory=list)
+    room_states: list = field(default_factory=list)  # stream_workers.rooms.RoomStateResult
 
     def __len__(self) -> int:
-        return len(self.results) + len(self.episodes) + len(self.alerts) + len(self.raw_frames)
+        return len(self.results) + len(self.episodes) + len(self.alerts) + len(self.raw_frames) + len(self.room_states)
 
     def records(self) -> list:
-        return [*self.results, *self.episodes, *self.alerts, *self.raw_frames]
+        return [*self.results, *self.episodes, *self.alerts, *self.raw_frames, *self.room_states]
 
     def split(self) -> list[SinkBatch]:
         """One batch per record: to find the one record a store refuses."""
         return ([SinkBatch(results=[r]) for r in self.results] + [SinkBatch(episodes=[e]) for e in self.episodes]
-                + [SinkBatch(alerts=[a]) for a in self.alerts] + [SinkBatch(raw_frames=[f]) for f in self.raw_frames])
+                + [SinkBatch(alerts=[a]) for a in self.alerts] + [SinkBatch(raw_frames=[f]) for f in self.raw_frames]
+                + [SinkBatch(room_states=[r]) for r in self.room_states])
 
     def extend(self, other: SinkBatch) -> None:
         self.results += other.results
         self.episodes += other.episodes
         self.alerts += other.alerts
         self.raw_frames += other.raw_frames
+        self.room_states += other.room_states
 
 
 class SinkBackpressure(Exception):
@@ -99,6 +102,11 @@ class StorageSink:
         self.episodes = EpisodeWriter(self.engine, lane=self.predictions.lane, storage_settings=settings.storage)
         self.alerts = AlertWriter(self.engine, lane=self.predictions.lane, storage_settings=settings.storage)
         self.raw_frames = RawFrameWriter(self.engine, lane=self.predictions.lane, storage_settings=settings.storage)
+        from storage.rooms import RoomStateWriter
+
+        self.room_states = RoomStateWriter(self.engine, lane=self.predictions.lane, storage_settings=settings.storage)
+        self._room_backlog: dict[str, object] = {}  # room (or device) -> latest room state Redis has not had
+        self._prefix, self._ttl_s = settings.storage.redis_key_prefix, settings.storage.state_ttl_s
         self.live_state = LiveState.from_settings(settings, "worker")
         self.alert_stream = AlertStream.from_settings(settings, "worker")
         self._live_backlog: dict[str, WindowResult] = {}  # device -> latest result Redis has not had
@@ -109,7 +117,7 @@ class StorageSink:
 
     @property
     def redis_backlog(self) -> int:
-        return len(self._live_backlog) + len(self._alert_backlog)
+        return len(self._live_backlog) + len(self._alert_backlog) + len(self._room_backlog)
 
     def write(self, batch: SinkBatch) -> int:
         from storage.writer import RETRYABLE
@@ -120,6 +128,7 @@ class StorageSink:
                 + self.predictions.write([self._prediction(r) for r in batch.results])
                 + self.episodes.write([self._episode(e) for e in batch.episodes])
                 + self.alerts.write([self._alert(a) for a in batch.alerts])
+                + self.room_states.write([self._room_state(r) for r in batch.room_states])
             )
         except RETRYABLE as exc:  # the writers already retried with backoff: the database is down
             raise SinkBackpressure(f"database unavailable: {str(exc).splitlines()[0]}", retry_after_s=2.0) from exc
@@ -135,6 +144,11 @@ class StorageSink:
             known = self._live_backlog.get(r.device_id)
             if known is None or r.window_end >= known.window_end:
                 self._live_backlog[r.device_id] = r
+        for state in batch.room_states:
+            key = state.room_id or state.device_id
+            known = self._room_backlog.get(key)
+            if known is None or state.window_end >= known.window_end:
+                self._room_backlog[key] = state
         for alert in batch.alerts:
             if len(self._alert_backlog) >= self._alert_backlog_max:
                 self._alert_backlog.popleft()
@@ -147,12 +161,37 @@ class StorageSink:
                 self.live_state.update(r.device_id, r.activity, r.probability, r.model_version,
                                        _utc(r.window_end), self.rooms.get(r.device_id))
                 del self._live_backlog[device_id]
+            for key, state in list(self._room_backlog.items()):
+                from storage.rooms import publish_room_state
+
+                publish_room_state(self.live_state.redis, self._prefix, self._ttl_s, self._room_state(state))
+                del self._room_backlog[key]
             while self._alert_backlog:
                 self.alert_stream.publish(self._alert_backlog[0].as_dict())
                 self._alert_backlog.popleft()
         except (RedisConnectionError, RedisTimeoutError) as exc:
             self._redis_retry_at = time.monotonic() + REDIS_RETRY_S
             log.warning("redis unavailable (%s); %d live-state updates held for it", exc, self.redis_backlog)
+
+    def presence(self, room_ids) -> dict[str, dict[str, str]]:
+        """Per room, the wearables heard there within the live-state TTL and their latest activity
+        (any worker's: the live state is shared). A Redis outage answers nobody present."""
+        from redis.exceptions import RedisError
+
+        out: dict[str, dict[str, str]] = {}
+        try:
+            for room_id in room_ids:
+                if room_id is None:
+                    continue
+                present = {}
+                for device_id in self.live_state.present_devices(room_id):
+                    state = self.live_state.device(device_id)
+                    if state is not None:
+                        present[device_id] = state.activity
+                out[room_id] = present
+        except RedisError as exc:
+            log.warning("no wearable presence for room states (redis: %s)", exc)
+        return out
 
     def close(self) -> None:
         self.engine.dispose()
@@ -174,6 +213,21 @@ class StorageSink:
         return EpisodeRow(
             device_id=e.device_id, started_at=_utc(e.start), ended_at=_utc(e.end), model_version=e.model_version,
             label=e.activity, windows=e.windows, mean_probability=e.confidence, room_id=self.rooms.get(e.device_id),
+        )
+
+    @staticmethod
+    def _room_state(r):
+        from storage.rooms import RoomStateRow
+
+        return RoomStateRow(
+            device_id=r.device_id, window_end=_utc(r.window_end), model_version=r.model_version,
+            window_start=_utc(r.window_start), room_id=r.room_id, occupancy=r.occupancy,
+            occupancy_count=r.occupancy_count, occupied=r.occupied, occupancy_probability=r.occupancy_probability,
+            room_use=r.room_use, use_probability=r.use_probability, air_quality=r.air_quality,
+            co2_ppm=r.readings.get("co2"), temperature_c=r.readings.get("temperature"),
+            humidity=r.readings.get("humidity"), light_lux=r.readings.get("light"), people=r.people,
+            activities=r.activities, distribution=r.distribution,
+            truth=None if r.truth_count is None else {"occupancy_count": r.truth_count},
         )
 
     @staticmethod

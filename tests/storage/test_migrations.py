@@ -17,11 +17,11 @@ from storage import maintenance, migrate
 from storage.lane import Lane, open_engine
 from storage.writer import RawFrameRow, RawFrameWriter
 
-TIME_SERIES = {"raw_frames", "window_predictions", "alerts"}
+TIME_SERIES = {"raw_frames", "window_predictions", "alerts", "room_states"}
 CATALOG = {"sites", "buildings", "rooms", "devices", "labels", "model_versions", "finetune_jobs", "api_keys",
            "label_sets", "alert_rules", "alarms", "audit_log",
            "activity_episodes", "storage_lane"}
-AGGREGATES = ["activity_per_room_hourly", "device_windows_hourly"]
+AGGREGATES = ["activity_per_room_hourly", "device_windows_hourly", "room_states_hourly"]
 pytestmark = pytest.mark.services
 
 

@@ -1,4 +1,4 @@
-"""The stream worker against real Kafka, PostgreSQL and Redis: dead letters, hot reload, the demo at scale."""
+"""The stream worker against real Kafka, PostgreSQL and Redis: dead letters, hot reload, the demo at scale, rooms."""
 
 from __future__ import annotations
 
@@ -310,3 +310,89 @@ class TestAlertsAndLiveState:
         assert kinds == [("sensor_fault",)]
         state = LiveState.from_settings(isolated, "admin").device(device)
         assert state is not None and state.model_version == worker.classifier.version
+
+
+ROOM_HOURS = 4
+
+
+def expected_room_windows(devices, start: float, frame_s: float, n_frames: int) -> dict[str, int]:
+    """Windows a room windower cuts of the complete replay, per device (what the worker must store)."""
+    from stream_workers.rooms import RoomWindower
+
+    windower, counts = RoomWindower(), {}
+    for device_id, signal in devices:
+        for seq in range(n_frames):
+            cut = signal.frame(device_id, seq, start + seq * frame_s, frame_s)
+            if cut is None:
+                break
+            counts[device_id] = counts.get(device_id, 0) + len(windower.add(cut[0], 0, seq))
+    return counts
+
+
+class TestRooms:
+    def test_replayed_rooms_become_room_states_and_a_stuffy_room_raises_a_co2_alert(self, isolated):
+        """Replayed room devices -> worker -> room states in PostgreSQL and Redis, fused with a wearable in the
+        room, and a room alert stored, on the alerts topic and in the Redis stream."""
+        import numpy as np
+        import psycopg
+        from ingest.rooms import ROOM_FRAME_S, RoomSignal, simulated_room_devices, simulated_start
+        from ingest.simulate import replay
+        from storage.live_state import AlertStream, LiveState
+        from storage.rooms import read_room_state
+
+        skip = 8 * 3600.0  # from 08:00 UTC of the simulated day
+        devices = simulated_room_devices(1, seed=7, days=1, skip_s=skip)[:3]
+        minutes = np.arange(ROOM_HOURS * 60)
+        co2 = np.where(minutes < 60, 600.0, 1600.0) + minutes % 5  # a stuffy room from the second hour on (a
+        # real sensor always wanders a little: one value for 2 h would be room_sensor_stuck)
+        stuffy = RoomSignal("test: CO2 1600 ppm after an hour", 60.0, {"co2": co2, "temperature": 22 + 0.01 * (minutes % 7)})
+        devices.append(("room-stuffy", stuffy))
+        settings = isolated.model_copy(update={"workers": isolated.workers.model_copy(update={
+            "device_rooms": {"room-stuffy": "r-stuffy", devices[0][0]: "r-sim"}})})
+        # a wearable in the stuffy room, heard moments ago (what a worker handling it leaves in the live state)
+        live = LiveState.from_settings(settings, "admin")
+        start = simulated_start(ROOM_HOURS * 3600.0, skip)
+        n_frames = int(ROOM_HOURS * 3600 / ROOM_FRAME_S)
+        summary = replay(settings, devices, "rooms", 0.0, ROOM_HOURS * 3600.0, ROOM_FRAME_S, start_time=start, progress=False)
+        assert summary.frames == len(devices) * n_frames
+        expected = expected_room_windows(devices, start, ROOM_FRAME_S, n_frames)
+        total = sum(expected.values())
+        assert total > len(devices) * ROOM_HOURS * 10
+
+        from datetime import datetime, timezone
+
+        live.update("wrist-in-stuffy", "sitting", 0.9, "motion-v1", datetime.now(timezone.utc), "r-stuffy")
+
+        def present(worker):
+            return worker.totals.room_states >= total and worker.totals.alerts >= 1
+
+        worker, totals = run_worker(settings, present, timeout_s=120)
+        assert totals.room_windows == total and totals.room_states == total
+
+        with psycopg.connect(**postgres_connect_kwargs(settings)) as conn:
+            rows = conn.execute("SELECT device_id, count(*), count(DISTINCT window_end) FROM room_states "
+                                "GROUP BY device_id").fetchall()
+            stuffy_rows = conn.execute("SELECT air_quality, people, activities, co2_ppm FROM room_states "
+                                       "WHERE device_id = 'room-stuffy' ORDER BY window_end DESC LIMIT 1").fetchone()
+            alerts = conn.execute("SELECT kind, device_id, room_id, started_at FROM alerts").fetchall()
+            truth = conn.execute("SELECT count(*) FROM room_states WHERE truth IS NOT NULL").fetchone()[0]
+        assert {d: (n, distinct) for d, n, distinct in rows} == {d: (n, n) for d, n in expected.items()}  # no duplicates
+        assert stuffy_rows[0] == "poor" and 1600 <= stuffy_rows[3] <= 1604
+        assert stuffy_rows[1] == 1 and stuffy_rows[2] == {"wrist-in-stuffy": "sitting"}  # fused with the wearable
+        assert truth == sum(n for d, n in expected.items() if d != "room-stuffy")  # simulated truth rides along
+        # CO2 over 1400 ppm from the second hour: raised once, dated by the first window out of band
+        assert [(k, d, r) for k, d, r, _ in alerts] == [("room_co2", "room-stuffy", "r-stuffy")]
+        first_out = alerts[0][3].timestamp()
+        assert start + 3600 <= first_out <= start + 3600 + 2 * 300
+
+        on_topic = [json.loads(r.value) for r in read_topic(settings, settings.kafka.alerts_topic, expected=1)]
+        assert [a["rule"] for a in on_topic] == ["room_co2"]
+        stream = AlertStream.from_settings(settings, "admin")
+        in_redis = [json.loads(f["alert"]) for _, f in stream.redis.xrange(stream.stream)]
+        assert on_topic[0]["dedup_key"] in [a["dedup_key"] for a in in_redis if a["rule"] == "room_co2"]
+        latest = read_room_state(live.redis, settings.storage.redis_key_prefix, "r-stuffy")
+        assert latest["air_quality"] == "poor" and latest["people"] == 1
+        with psycopg.connect(**postgres_connect_kwargs(settings)) as conn:
+            newest = conn.execute("SELECT max(window_end) FROM room_states WHERE device_id = 'room-stuffy'").fetchone()[0]
+        assert latest["window_end"] == newest.timestamp()  # Redis holds the newest window's state
+        assert totals.room_truth_windows > 0
