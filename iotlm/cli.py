@@ -14,6 +14,7 @@ import typer
 from admin import cli as admin_cli
 from deploy import cli as deploy_cli
 from deploy.grafana import cli as grafana_cli
+from finetune import cli as finetune_cli
 from iotlm import demo
 from ingest import cli as ingest_cli
 from models import cli as models_cli
@@ -42,7 +43,7 @@ def _root(ctx: typer.Context) -> None:
     ctx.obj = Composition()
 
 
-for part in (deploy_cli, ingest_cli, models_cli, storage_cli, workers_cli, admin_cli, grafana_cli):
+for part in (deploy_cli, ingest_cli, models_cli, storage_cli, workers_cli, admin_cli, grafana_cli, finetune_cli):
     part.register(app)
 app.command("demo")(demo.demo)
 
