@@ -132,10 +132,10 @@ def finish(conn: Connection, job_id: int, runner: str, status: str, *, error: st
     """Close the job (only while `runner` holds it); False when it is no longer ours."""
     row = conn.execute(text(
         "UPDATE finetune_jobs SET status = :status, stage = :status, finished_at = now(), heartbeat_at = now(), "
-        "percent = CASE WHEN :status = 'succeeded' THEN 100 ELSE percent END, error = :error, "
+        "percent = CASE WHEN CAST(:succeeded AS boolean) THEN 100 ELSE percent END, error = :error, "
         "result = CAST(:result AS jsonb), result_model_version_id = :version, "
         f"{_append(line, keep)} WHERE id = :id AND runner = :runner AND status = 'running' RETURNING id"),
-        {"id": job_id, "runner": runner, "status": status, "error": error,
+        {"id": job_id, "runner": runner, "status": status, "succeeded": status == "succeeded", "error": error,
          "result": json.dumps(result or {}, default=str), "version": result_version_id, "line": line}).first()
     return row is not None
 

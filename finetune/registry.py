@@ -111,8 +111,8 @@ def register(conn: Connection, *, version: str, path: Path, files: dict, content
         "INSERT INTO model_versions (name, version, path, status, parent_id, job_id, labels, training, metrics, "
         "files, content_hash, reason, promoted_at) VALUES (:name, :version, :path, :status, :parent_id, :job_id, "
         ":labels, CAST(:training AS jsonb), CAST(:metrics AS jsonb), CAST(:files AS jsonb), :content_hash, :reason, "
-        f"CASE WHEN :status = 'promoted' THEN now() END) RETURNING {COLUMNS}"),
-        {"name": MODEL_NAME, "version": version, "path": str(path), "status": status, "parent_id": parent_id,
+        f"CASE WHEN CAST(:promoted AS boolean) THEN now() END) RETURNING {COLUMNS}"),
+        {"name": MODEL_NAME, "version": version, "path": str(path), "status": status, "promoted": status == "promoted", "parent_id": parent_id,
          "job_id": job_id, "labels": list(labels), "training": json.dumps(training, default=str),
          "metrics": json.dumps(metrics, default=str), "files": json.dumps(files), "content_hash": content_hash,
          "reason": reason}).one()
