@@ -327,6 +327,10 @@ def demo(
     speed: float = typer.Option(2.0, "--speed", help="Replay speed-up over real time."),
     workers: int = typer.Option(2, "--workers", help="Stream workers sharing the consumer group."),
     as_json: bool = typer.Option(False, "--json", help="End with one JSON object (for machines)."),
+    scenario: str = typer.Option("live", "--scenario", help="live: the pipeline; finetune: labels -> fine-tune "
+                                 "job -> promotion -> live accuracy before/after (iotlm/finetune_demo.py)."),
+    epochs: int = typer.Option(6, "--epochs", help="finetune scenario: epochs of the fine-tune job."),
+    phase: float = typer.Option(300.0, "--phase", help="finetune scenario: seconds of signal per device per phase."),
 ) -> None:
     """Whole pipeline live: stack, devices registered through the API, HAPT replay, workers, live accuracy."""
     import json
@@ -341,6 +345,18 @@ def demo(
     logging.getLogger("aiokafka").setLevel(logging.CRITICAL)
     logging.getLogger("kafka").setLevel(logging.ERROR)
     console = Console(stderr=True)
+    if scenario == "finetune":
+        from iotlm.finetune_demo import run_finetune_scenario
+
+        report = run_finetune_scenario(Settings(), console, phase_s=phase, epochs=epochs, workers=workers,
+                                       progress=not as_json)
+        if as_json:
+            print(json.dumps(report.to_dict()))
+        else:
+            console.print(report.to_dict())
+        return
+    if scenario != "live":
+        raise typer.BadParameter(f"unknown scenario {scenario!r}: live or finetune", param_hint="--scenario")
     report = run_demo(Settings(), duration_s=duration, devices=devices, speed=speed, workers=workers,
                       console=console, live=not as_json)
     if as_json:

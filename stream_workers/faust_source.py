@@ -60,6 +60,7 @@ class FaustSource:
         kafka = settings.kafka
         self.worker = worker
         self.topic = kafka.frames_topic
+        (settings.state_dir / "faust").mkdir(parents=True, exist_ok=True)  # Faust makes only the last folder
         self.app = faust.App(
             config.consumer_group,
             broker=f"{faust_consumer.SCHEME}://{settings.kafka_bootstrap}",
