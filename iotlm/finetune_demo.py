@@ -76,6 +76,24 @@ def experiment_signal(signal, index: int):
                          signal.experiments[keep])
 
 
+class ContinuedSignal:
+    """A signal whose frames carry sequence numbers after `first_seq`: a device streaming on after a
+    pause (a repeated sequence number would be dropped as a duplicate by the workers)."""
+
+    def __init__(self, signal, first_seq: int):
+        self.signal, self.first_seq = signal, first_seq
+        self.origin = signal.origin
+
+    def frame(self, device_id: str, seq: int, t0: float, frame_s: float):
+        import dataclasses
+
+        cut = self.signal.frame(device_id, seq, t0, frame_s)
+        if cut is None:
+            return None
+        frame, truth = cut
+        return dataclasses.replace(frame, seq=frame.seq + self.first_seq), truth
+
+
 def label_runs(device_id: str, signal, start_time: float, duration_s: float, names: list[str]) -> list[dict]:
     """One label per run of one basic activity (HAPT ids 1-6 -> `names`) within the replayed stretch."""
     ids = signal.labels[: int(duration_s * signal.rate_hz)]
@@ -206,7 +224,7 @@ async def _scenario(settings, console, api, fleet, train, live, tally, phase_s, 
             swap_s = round(time.monotonic() - t, 2)
             console.print(f"every worker serves {candidate} ({swap_s:.1f} s after the job ended)")
         console.print(f"phase 2: the live devices replay their second experiment on {serving}")
-        devices2 = [(d, experiment_signal(s, 1)) for d, s in live.items()]
+        devices2 = [(d, ContinuedSignal(experiment_signal(s, 1), int(phase_s) + 1)) for d, s in live.items()]
         await asyncio.to_thread(replay, settings, devices2, "hapt", 0.0, phase_s, 1.0, start_time=phase2_start,
                                 progress=progress, console=console)
         await _settle(tally)
