@@ -331,6 +331,7 @@ def demo(
                                  "job -> promotion -> live accuracy before/after (iotlm/finetune_demo.py)."),
     epochs: int = typer.Option(6, "--epochs", help="finetune scenario: epochs of the fine-tune job."),
     phase: float = typer.Option(300.0, "--phase", help="finetune scenario: seconds of signal per device per phase."),
+    seed: int = typer.Option(0, "--seed", help="finetune scenario: seed of the fine-tune job (split and training)."),
 ) -> None:
     """Whole pipeline live: stack, devices registered through the API, HAPT replay, workers, live accuracy."""
     import json
@@ -349,7 +350,7 @@ def demo(
         from iotlm.finetune_demo import run_finetune_scenario
 
         report = run_finetune_scenario(Settings(), console, phase_s=phase, epochs=epochs, workers=workers,
-                                       progress=not as_json)
+                                       seed=seed, progress=not as_json)
         if as_json:
             print(json.dumps(report.to_dict()))
         else:

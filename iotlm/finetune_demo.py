@@ -54,6 +54,7 @@ class FinetuneReport:
     split: str  # how the job split train/validation/test (by device here)
     labels_posted: int
     job_id: int
+    seed: int
     job_status: str
     job_seconds: float | None
     swap_seconds: float | None  # promotion committed -> every worker serving it
@@ -124,7 +125,7 @@ async def _settle(tally: LiveTally, quiet_s: float = 4.0, timeout_s: float = 120
 
 
 def run_finetune_scenario(settings, console, *, phase_s: float = 300.0, epochs: int = 6, workers: int = 2,
-                          progress: bool = True) -> FinetuneReport:
+                          seed: int = 0, progress: bool = True) -> FinetuneReport:
     import httpx
 
     from admin.app import serve_in_thread
@@ -160,13 +161,24 @@ def run_finetune_scenario(settings, console, *, phase_s: float = 300.0, epochs: 
             if made.status_code == 409:
                 made = api.patch(f"/v1/devices/{device_id}", json={"active": True})
             made.raise_for_status()
-        # the event time of the whole run lies in the past: both phases replay as fast as possible
-        phase1_start = time.time() - 2 * phase_s - 120
+        # every run starts from the shipped checkpoint (an earlier run left its candidate promoted)
+        shipped = _shipped_version(settings)
+        if next(m for m in api.get("/v1/models").raise_for_status().json() if m["status"] == "promoted")["version"] != shipped:
+            api.post(f"/v1/models/{shipped}/promote").raise_for_status()
+        # both phases replay as fast as possible, in the past where possible, and after any earlier run's
+        # frames of these devices (an earlier run's labels and windows must not mix with this run's)
+        with engine.connect() as conn:
+            from sqlalchemy import text
+
+            last = conn.execute(text("SELECT max(t0) FROM raw_frames WHERE device_id = ANY(:ids)"),
+                                {"ids": [*train, *live]}).scalar()
+        phase1_start = max(time.time() - 2 * phase_s - 120, last.timestamp() + 60 if last else 0.0)
         phase2_start = phase1_start + phase_s + 30
         tally = LiveTally(since=phase1_start - 1)
         with FleetRegistry(settings) as fleet:
             report = asyncio.run(_scenario(settings, console, api, fleet, train, live, tally, phase_s, phase1_start,
-                                           phase2_start, epochs, workers, progress, StreamWorker, replay, watch_job))
+                                           phase2_start, epochs, workers, seed, progress, StreamWorker, replay,
+                                           watch_job))
     finally:
         api.close()
         runner.terminate()
@@ -183,8 +195,17 @@ def run_finetune_scenario(settings, console, *, phase_s: float = 300.0, epochs: 
     return report
 
 
+def _shipped_version(settings) -> str:
+    import json
+
+    from models.inference import resolve_checkpoint
+
+    path = resolve_checkpoint(settings.models.default_model, settings.models.checkpoint_dir)
+    return json.loads((path / "config.json").read_text())["version"]
+
+
 async def _scenario(settings, console, api, fleet, train, live, tally, phase_s, phase1_start, phase2_start, epochs,
-                    workers, progress, StreamWorker, replay, watch_job) -> FinetuneReport:
+                    workers, seed, progress, StreamWorker, replay, watch_job) -> FinetuneReport:
     stop = asyncio.Event()
     fleet_workers = [StreamWorker(settings, i, on_written=tally, fleet=fleet) for i in range(workers)]
     runs = [asyncio.create_task(w.run(stop)) for w in fleet_workers]
@@ -206,7 +227,9 @@ async def _scenario(settings, console, api, fleet, train, live, tally, phase_s, 
                   for row in label_runs(d, experiment_signal(s, 0), phase1_start, phase_s, settings.workers.labels)]
         api.post("/v1/labels:bulk", json={"labels": labels}).raise_for_status()
         console.print(f"{len(labels)} labels posted for {', '.join(train)}; fine-tuning")
-        job = api.post("/v1/finetune", json={"devices": list(train), "epochs": epochs, "split": "device"})
+        iso = lambda t: datetime.fromtimestamp(t, timezone.utc).isoformat()  # noqa: E731
+        job = api.post("/v1/finetune", json={"devices": list(train), "epochs": epochs, "split": "device", "seed": seed,
+                                             "start": iso(phase1_start), "end": iso(phase1_start + phase_s)})
         job.raise_for_status()
         job_id = job.json()["id"]
         job = await asyncio.to_thread(watch_job, lambda i: api.get(f"/v1/jobs/{i}").raise_for_status().json(), job_id,
@@ -250,6 +273,6 @@ async def _scenario(settings, console, api, fleet, train, live, tally, phase_s, 
         live_accuracy_before=before, live_accuracy_after=after, live_windows_before=n_before,
         live_windows_after=n_after, train_windows=result.get("train_windows", 0),
         validation_windows=result.get("validation_windows", 0), heldout_windows=result.get("heldout_windows", 0),
-        split=result.get("split") or "", labels_posted=len(labels), job_id=job_id, job_status=job["status"],
+        split=result.get("split") or "", labels_posted=len(labels), job_id=job_id, seed=seed, job_status=job["status"],
         job_seconds=result.get("job_seconds"), swap_seconds=swap_s, wall_s=0.0, train_devices=list(train),
         live_devices=list(live), model_versions=versions)
