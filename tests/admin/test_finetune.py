@@ -298,6 +298,12 @@ def test_cancel_a_queued_and_a_running_job(api, fleet, tmp_path):
         runner.close()
         job = admin.get(f"/v1/jobs/{running}").json()
         assert job["status"] == "cancelled" and job["candidate_version"] is None
+    # `iotlm jobs watch` follows it through the API to its end: a job that did not succeed exits 1
+    watched = subprocess.run([sys.executable, "-m", "iotlm", "jobs", "watch", str(running), "--json"],
+                             env=os.environ | {"IOTLM_API_KEY": api.keys["read"], "IOTLM_API__URL": api.url},
+                             capture_output=True, text=True, timeout=60)
+    assert watched.returncode == 1 and json.loads(watched.stdout.splitlines()[-1])["status"] == "cancelled"
+    assert "claimed by runner" in watched.stderr  # the log lines are shown under the bar
 
 
 # -- promotion and rollback reach a live worker -----------------------------------------------------
