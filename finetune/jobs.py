@@ -68,10 +68,10 @@ def cancel(conn: Connection, job_id: int, by: str) -> dict:
         raise JobError(f"job {job_id} already {job.status}")
     if job.status == "queued":
         conn.execute(text(f"UPDATE finetune_jobs SET status = 'cancelled', stage = 'cancelled', finished_at = now(), "
-                          f"error = :why, {_append('x', 1000)} WHERE id = :id"),
+                          f"error = :why, {_append('x', 50)} WHERE id = :id"),
                      {"id": job_id, "why": f"cancelled by {by} before it started", "line": f"cancelled by {by}"})
     else:
-        conn.execute(text(f"UPDATE finetune_jobs SET cancel_requested = true, {_append('x', 1000)} WHERE id = :id"),
+        conn.execute(text(f"UPDATE finetune_jobs SET cancel_requested = true, {_append('x', 50)} WHERE id = :id"),
                      {"id": job_id, "line": f"cancel requested by {by}"})
     return get(conn, job_id)
 
