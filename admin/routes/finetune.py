@@ -9,7 +9,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any, Literal
 
-from fastapi import HTTPException, Query, Request
+from fastapi import APIRouter, HTTPException, Query, Request
 from pydantic import Field
 
 from admin import audit
@@ -18,7 +18,6 @@ from admin.models import Body, Ident, Out, Time
 from admin.routes import CONFLICT, NOT_FOUND, PROBLEMS
 from admin.routes.params import LimitQ, RowId
 from admin.rules import ActivityName
-from fastapi import APIRouter
 from finetune import jobs, registry
 
 router = APIRouter(tags=["fine-tuning"], responses=PROBLEMS)

@@ -309,8 +309,6 @@ def test_cancel_a_queued_and_a_running_job(api, fleet, tmp_path):
 # -- promotion and rollback reach a live worker -----------------------------------------------------
 
 def test_promotion_and_rollback_reach_a_live_worker_and_results_name_their_version(api, live, tmp_path):
-    from models.inference import resolve_checkpoint
-
     settings = api.settings
     with api.client() as admin:
         current = [m for m in admin.get("/v1/models").json() if m["status"] == "promoted"][0]
