@@ -48,6 +48,11 @@ class FinetuneReport:
     live_accuracy_after: float | None  # test subjects' live windows, phase 2, promoted model
     live_windows_before: int
     live_windows_after: int
+    # the same phase-2 live windows (pure ones, re-cut from raw_frames) classified by both models offline:
+    # the paired version of live_accuracy_before/after, which are measured on different stretches
+    phase2_accuracy_base: float | None
+    phase2_accuracy_promoted: float | None
+    phase2_windows: int
     train_windows: int
     validation_windows: int
     heldout_windows: int
@@ -107,6 +112,33 @@ def label_runs(device_id: str, signal, start_time: float, duration_s: float, nam
                         "starts_at": datetime.fromtimestamp(start_time + i / signal.rate_hz, timezone.utc).isoformat(),
                         "ends_at": datetime.fromtimestamp(start_time + j / signal.rate_hz, timezone.utc).isoformat()})
     return out
+
+
+def paired_phase2(settings, live: dict, phase2_start: float, phase_s: float, base_path: str,
+                  promoted_path: str) -> tuple[float | None, float | None, int]:
+    """Both models on the same phase-2 windows of the live devices (the replay's truth as labels, in
+    memory only: nothing is posted), cut from raw_frames exactly as the job and the workers cut them."""
+    from finetune.dataset import assemble
+    from models.inference import MotionClassifier
+    from storage.lane import engine_from_settings
+
+    names = list(settings.workers.labels)
+    rows = [row | {"id": 0, "starts_at": datetime.fromisoformat(row["starts_at"]),
+                   "ends_at": datetime.fromisoformat(row["ends_at"])}
+            for d, s in live.items() for row in label_runs(d, experiment_signal(s, 1), phase2_start, phase_s, names)]
+    engine = engine_from_settings(settings)
+    try:
+        with engine.connect() as conn:
+            windows = assemble(conn, settings, rows, MotionClassifier.load(base_path, device="cpu").rate_hz,
+                               label_set=names)
+    finally:
+        engine.dispose()
+    scores = []
+    for path in (base_path, promoted_path):
+        model = MotionClassifier.load(path, device="cpu")
+        pred = model.predict_proba(windows.acc, windows.gyro, windows.rate_hz, names, windows.placement).argmax(1)
+        scores.append(float((pred == windows.y).mean()))
+    return scores[0], scores[1], len(windows)
 
 
 def _accuracy(results, devices: set[str], version: str) -> tuple[float | None, int]:
@@ -263,6 +295,9 @@ async def _scenario(settings, console, api, fleet, train, live, tally, phase_s, 
         for version, n in t.model_versions.items():
             versions[version] = versions.get(version, 0) + n
     decision = result.get("decision") or {}
+    models = {m["version"]: m["path"] for m in api.get("/v1/models").raise_for_status().json()}
+    paired = await asyncio.to_thread(paired_phase2, settings, live, phase2_start, phase_s, models[base["version"]],
+                                     models[serving])
     return FinetuneReport(
         base_version=base["version"], candidate_version=candidate, promoted=promoted,
         decision=decision.get("reason") or job.get("error") or "", p_value=decision.get("p_value"),
@@ -271,7 +306,8 @@ async def _scenario(settings, console, api, fleet, train, live, tally, phase_s, 
         heldout_macro_f1_before=(result.get("base") or {}).get("macro_f1"),
         heldout_macro_f1_after=(result.get("candidate") or {}).get("macro_f1"),
         live_accuracy_before=before, live_accuracy_after=after, live_windows_before=n_before,
-        live_windows_after=n_after, train_windows=result.get("train_windows", 0),
+        live_windows_after=n_after, phase2_accuracy_base=paired[0], phase2_accuracy_promoted=paired[1],
+        phase2_windows=paired[2], train_windows=result.get("train_windows", 0),
         validation_windows=result.get("validation_windows", 0), heldout_windows=result.get("heldout_windows", 0),
         split=result.get("split") or "", labels_posted=len(labels), job_id=job_id, seed=seed, job_status=job["status"],
         job_seconds=result.get("job_seconds"), swap_seconds=swap_s, wall_s=0.0, train_devices=list(train),
