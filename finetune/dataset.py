@@ -81,9 +81,11 @@ def class_order(names, known: list[str]) -> list[str]:
     return [n for n in known if n in names] + sorted(names - set(known))
 
 
-def assemble(conn: Connection, settings, label_rows: list[dict], rate_hz: float, progress=lambda done, total: None,
+def assemble(connect, settings, label_rows: list[dict], rate_hz: float, progress=lambda done, total: None,
              label_set: list[str] | None = None) -> LabeledWindows:
-    """Decode the labeled devices' raw frames and window them as a worker does (see module docstring)."""
+    """Decode the labeled devices' raw frames and window them as a worker does (see module docstring).
+    `connect()`: a context manager giving a connection, held only while one device's frames are read
+    (the runner's heartbeat and progress reports need the database meanwhile)."""
     from ingest.codec import decode
     from ingest.frame import FrameError, FrameLimits
     from stream_workers.app import segment_from_frame
@@ -101,10 +103,11 @@ def assemble(conn: Connection, settings, label_rows: list[dict], rate_hz: float,
     stats = Counter()
     for n_done, (device_id, rows) in enumerate(sorted(by_device.items())):
         lo, hi = min(_ts(r["starts_at"]) for r in rows), max(_ts(r["ends_at"]) for r in rows)
-        frames = conn.execute(text(
-            "SELECT seq, payload FROM raw_frames WHERE device_id = :d AND t0 >= :lo AND t0 < :hi ORDER BY t0, seq"),
-            {"d": device_id, "lo": datetime.fromtimestamp(lo - margin, timezone.utc),
-             "hi": datetime.fromtimestamp(hi, timezone.utc)})
+        with connect() as conn:
+            frames = conn.execute(text(
+                "SELECT seq, payload FROM raw_frames WHERE device_id = :d AND t0 >= :lo AND t0 < :hi ORDER BY t0, seq"),
+                {"d": device_id, "lo": datetime.fromtimestamp(lo - margin, timezone.utc),
+                 "hi": datetime.fromtimestamp(hi, timezone.utc)}).all()
         assembler = WindowAssembler.from_settings(settings.workers, rate_hz)
         windows = []
         for offset, frame_row in enumerate(frames):

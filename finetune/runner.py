@@ -15,6 +15,7 @@ fails it with the reason once `jobs.max_attempts` runs were started.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import shutil
@@ -83,12 +84,17 @@ class JobRunner:
 
         self.settings = settings
         self.name = name or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
+        from storage.lane import uses_timescale
+
         self.engine = engine_from_settings(settings, principal="api")
         self.redis = redis_client(settings, "api", decode_responses=False)
-        self._lock = threading.Lock()  # PGlite serves one connection at a time; harmless elsewhere
+        # PGlite serves one connection at a time: the job's thread and its heartbeat take turns
+        single = uses_timescale(settings) and settings.storage.timescale_single_connection
+        self._lock = threading.Lock() if single else contextlib.nullcontext()
 
     @contextmanager
     def db(self):
+        """One short transaction (never held across a step: the heartbeat needs the database too)."""
         with self._lock, self.engine.begin() as conn:
             yield conn
 
@@ -175,9 +181,9 @@ class JobRunner:
         with self.db() as conn:
             rows = select_labels(conn, params.get("devices"), params.get("start"), params.get("end"),
                                  params.get("labels"))
-            windows = assemble(conn, self.settings, rows, base_model.rate_hz,
-                               progress=lambda done, total: rep.step(None, 1 + 24 * done / total, throttle=True),
-                               label_set=params.get("labels"))
+        windows = assemble(self.db, self.settings, rows, base_model.rate_hz,
+                           progress=lambda done, total: rep.step(None, 1 + 24 * done / total, throttle=True),
+                           label_set=params.get("labels"))
         counts = {label: int((windows.y == i).sum()) for i, label in enumerate(windows.labels)}
         rep.step("split", 25, f"{len(windows)} labeled windows from {len(set(windows.device.tolist()))} device(s), "
                               f"{len(rows)} labels: {counts}")

@@ -128,9 +128,8 @@ def paired_phase2(settings, live: dict, phase2_start: float, phase_s: float, bas
             for d, s in live.items() for row in label_runs(d, experiment_signal(s, 1), phase2_start, phase_s, names)]
     engine = engine_from_settings(settings)
     try:
-        with engine.connect() as conn:
-            windows = assemble(conn, settings, rows, MotionClassifier.load(base_path, device="cpu").rate_hz,
-                               label_set=names)
+        windows = assemble(engine.connect, settings, rows, MotionClassifier.load(base_path, device="cpu").rate_hz,
+                           label_set=names)
     finally:
         engine.dispose()
     scores = []
