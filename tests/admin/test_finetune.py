@@ -308,7 +308,7 @@ def test_cancel_a_queued_and_a_running_job(api, fleet, tmp_path):
 
 # -- promotion and rollback reach a live worker -----------------------------------------------------
 
-def test_promotion_and_rollback_reach_a_live_worker_and_results_name_their_version(api, live, tmp_path):
+def test_promotion_and_rollback_reach_a_live_worker_and_the_job_windows_its_stream_as_it_did(api, live, tmp_path):
     settings = api.settings
     with api.client() as admin:
         current = [m for m in admin.get("/v1/models").json() if m["status"] == "promoted"][0]
@@ -355,6 +355,23 @@ def test_promotion_and_rollback_reach_a_live_worker_and_results_name_their_versi
             back = admin.post("/v1/models/rollback")
             assert back.status_code == 200 and back.json()["promoted"]["version"] == current["version"]
             serve_and_check(2, current["version"])
+            live.wait_until(lambda: sum(versions_since(t0).values()) >= 24, 30, "the stream's windows")
+            # the job's windows of this stream, cut from raw_frames, are exactly the worker's windows
+            import psycopg
+
+            from finetune.dataset import assemble
+            from iotlm.credentials import postgres_connect_kwargs
+
+            with psycopg.connect(**postgres_connect_kwargs(settings)) as conn:
+                stored = {round(r[0].timestamp(), 3) for r in conn.execute(
+                    "SELECT window_start FROM window_predictions WHERE device_id = %s", (device,))}
+            label = {"id": 0, "device_id": device, "label": "standing",
+                     "starts_at": datetime.fromtimestamp(t0, timezone.utc),
+                     "ends_at": datetime.fromtimestamp(t0 + 36, timezone.utc)}
+            engine = engine_from_settings(settings)
+            windows = assemble(engine.connect, settings, [label], worker.classifier.model.rate_hz)
+            engine.dispose()
+            assert {round(float(x), 3) for x in windows.start} == stored
         # a version whose files changed after registration is refused, the serving one stays
         (path / "config.json").write_text("{}")
         refused = admin.post(f"/v1/models/{config['version']}/promote")
