@@ -16,11 +16,12 @@ import threading
 from fastapi import FastAPI
 
 from admin import errors
-from admin.routes import (alarms, audit, buildings, devices, frames, health, keys, label_sets, labels, queries, rooms,
-                          rules, sites)
+from admin.routes import (alarms, audit, buildings, devices, finetune, frames, health, keys, label_sets, labels,
+                          model_versions, queries, rooms, rules, sites)
 
 log = logging.getLogger(__name__)
-ROUTERS = [health, keys, sites, buildings, rooms, devices, label_sets, labels, rules, alarms, queries, frames, audit]
+ROUTERS = [health, keys, sites, buildings, rooms, devices, label_sets, labels, rules, alarms, queries, frames, audit,
+           model_versions, finetune]
 
 
 class _Lazy:

@@ -15,6 +15,7 @@ from admin import cli as admin_cli
 from benchmarks import cli as bench_cli
 from deploy import cli as deploy_cli
 from deploy.grafana import cli as grafana_cli
+from finetune import cli as finetune_cli
 from iotlm import demo
 from ingest import cli as ingest_cli
 from models import cli as models_cli
@@ -43,7 +44,8 @@ def _root(ctx: typer.Context) -> None:
     ctx.obj = Composition()
 
 
-for part in (deploy_cli, ingest_cli, models_cli, storage_cli, workers_cli, admin_cli, grafana_cli, bench_cli):
+for part in (deploy_cli, ingest_cli, models_cli, storage_cli, workers_cli, admin_cli, grafana_cli, finetune_cli,
+             bench_cli):
     part.register(app)
 app.command("demo")(demo.demo)
 

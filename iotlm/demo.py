@@ -387,6 +387,11 @@ def demo(
     rooms: int = typer.Option(3, "--rooms", help="Simulated room devices beside the wearables, one per demo room "
                               "(their last day replayed; 0: none)."),
     as_json: bool = typer.Option(False, "--json", help="End with one JSON object (for machines)."),
+    scenario: str = typer.Option("live", "--scenario", help="live: the pipeline; finetune: labels -> fine-tune "
+                                 "job -> promotion -> live accuracy before/after (iotlm/finetune_demo.py)."),
+    epochs: int = typer.Option(6, "--epochs", help="finetune scenario: epochs of the fine-tune job."),
+    phase: float = typer.Option(300.0, "--phase", help="finetune scenario: seconds of signal per device per phase."),
+    seed: int = typer.Option(0, "--seed", help="finetune scenario: seed of the fine-tune job (split and training)."),
 ) -> None:
     """Whole pipeline live: stack, devices registered through the API, HAPT replay, workers, live accuracy."""
     import json
@@ -401,6 +406,18 @@ def demo(
     logging.getLogger("aiokafka").setLevel(logging.CRITICAL)
     logging.getLogger("kafka").setLevel(logging.ERROR)
     console = Console(stderr=True)
+    if scenario == "finetune":
+        from iotlm.finetune_demo import run_finetune_scenario
+
+        report = run_finetune_scenario(Settings(), console, phase_s=phase, epochs=epochs, workers=workers,
+                                       seed=seed, progress=not as_json)
+        if as_json:
+            print(json.dumps(report.to_dict()))
+        else:
+            console.print(report.to_dict())
+        return
+    if scenario != "live":
+        raise typer.BadParameter(f"unknown scenario {scenario!r}: live or finetune", param_hint="--scenario")
     report = run_demo(Settings(), duration_s=duration, devices=devices, speed=speed, workers=workers,
                       console=console, live=not as_json, rooms=rooms)
     if as_json:

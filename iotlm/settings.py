@@ -241,6 +241,36 @@ class ApiSettings(BaseModel):
     alarm_keeper: bool = Field(True, description="The API process turns alerts (Redis alert stream) into alarms.")
 
 
+class JobSettings(BaseModel):
+    """Fine-tuning jobs (`iotlm jobs run`, finetune/): where versions' files go, how runners share the
+    queue, when a job is refused, and the rule that promotes a candidate (docs/finetune.md)."""
+
+    models_dir: str = Field("", description="Where fine-tuned versions' files are written; empty: {state_dir}/models. "
+                            "Every worker must be able to read it (a shared volume in a deployment).")
+    poll_s: float = Field(1.0, description="How often an idle runner looks for a queued job.")
+    heartbeat_s: float = Field(2.0, description="How often a runner stamps the job it holds.")
+    stale_after_s: float = Field(
+        30.0, description="A running job whose heartbeat is older than this lost its runner: it is queued again "
+        "(resumed from its first step) or, after max_attempts, failed with the reason.")
+    max_attempts: int = Field(2, ge=1, description="Runs a job may start before a lost runner fails it.")
+    min_windows_total: int = Field(60, description="Fewer labeled windows than this: the job is refused.")
+    min_windows_per_class: int = Field(10, description="Fewer labeled windows of any class than this: refused.")
+    min_heldout_windows: int = Field(20, description="A held-out set smaller than this cannot justify a promotion.")
+    split: Literal["auto", "device", "time"] = Field(
+        "auto", description="Train/validation/test split: by device, by time block, or 'auto' (by device when "
+        "at least three devices are labeled, else by time block).")
+    block_s: float = Field(60.0, description="Length of the time blocks of a time split.")
+    epochs: int = 10
+    batch_size: int = 64
+    lr: float = 3e-4
+    seed: int = 0
+    alpha: float = Field(0.05, description="Significance level of the one-sided exact McNemar test that decides "
+                         "automatic promotion.")
+    auto_promote: bool = True
+    threads: int = Field(0, description="torch threads of a runner; 0: torch's default.")
+    log_lines: int = Field(50, description="Lines of a job's log kept for GET /v1/jobs/{id}.")
+
+
 class SecuritySettings(BaseModel):
     """Where each component's service credentials come from (iotlm/credentials.py reads them).
 
@@ -269,6 +299,7 @@ class Settings(BaseSettings):
     workers: WorkerSettings = Field(default_factory=WorkerSettings)
     grafana: GrafanaSettings = Field(default_factory=GrafanaSettings)
     api: ApiSettings = Field(default_factory=ApiSettings)
+    jobs: JobSettings = Field(default_factory=JobSettings)
     security: SecuritySettings = Field(default_factory=SecuritySettings)
     api_key: SecretStr | None = Field(None, description="IOTLM_API_KEY: the key `iotlm devices|labels|alarms` send.")
 
@@ -308,6 +339,11 @@ class Settings(BaseSettings):
     @property
     def api_url(self) -> str:
         return self.api.url or f"http://{self.api.host}:{self.api.port}"
+
+    @property
+    def models_dir(self) -> Path:
+        """Where fine-tuned model versions' files live (settings.jobs.models_dir)."""
+        return Path(self.jobs.models_dir) if self.jobs.models_dir else self.state_dir / "models"
 
     @property
     def mqtt_address(self) -> tuple[str, int]:

@@ -310,11 +310,13 @@ def finetune(
     label_smoothing: float = 0.05,
     max_angle_deg: float = 10.0,
     eval_every: int | None = None,
+    on_step=None,
 ) -> tuple[ContrastiveMotionModel, list[dict]]:
     """Cross-entropy fine-tuning of the encoder and a label-prototype head initialised from the
     labels' text vectors; keeps the checkpoint (about ten are checked, or one every `eval_every`
     steps) with the best validation macro-F1 (validation = held-out TRAIN subjects). Small few-shot
-    sets get at least `min_steps` steps. `max_angle_deg` bounds the partial-rotation augmentation."""
+    sets get at least `min_steps` steps. `max_angle_deg` bounds the partial-rotation augmentation.
+    `on_step(step, total_steps)` is called after every step (progress; raising from it stops training)."""
     import copy
 
     from tqdm import tqdm
@@ -371,6 +373,8 @@ def finetune(
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         optimizer.step()
         schedule.step()
+        if on_step is not None:
+            on_step(step + 1, total_steps)
         if (step + 1) % eval_every == 0 or step + 1 == total_steps:
             metrics = validate()
             history.append({"step": step + 1, "loss": loss.item(), "val_accuracy": metrics["accuracy"],

@@ -184,8 +184,20 @@ class ModelVersion(Base):
     status: Mapped[str] = mapped_column(String(16), default="candidate")
     created_at: Mapped[datetime] = mapped_column(Timestamp, server_default=func.now())
     promoted_at: Mapped[datetime | None] = mapped_column(Timestamp)
+    # lineage, training data, files and the promotion decision (revision 0005; finetune/registry.py)
+    parent_id: Mapped[int | None] = mapped_column(ForeignKey("model_versions.id"))
+    job_id: Mapped[int | None] = mapped_column(Integer)
+    labels: Mapped[list[str]] = mapped_column(ARRAY(Text), server_default="{}")
+    training: Mapped[dict] = mapped_column(JSONB, default=dict)
+    files: Mapped[dict] = mapped_column(JSONB, default=dict)
+    content_hash: Mapped[str | None] = mapped_column(String(64))
+    reason: Mapped[str | None] = mapped_column(Text)
+    previous_id: Mapped[int | None] = mapped_column(ForeignKey("model_versions.id"))
+    retired_at: Mapped[datetime | None] = mapped_column(Timestamp)
     __table_args__ = (UniqueConstraint("name", "version", name="model_versions_name_version"),
-                      CheckConstraint(f"status IN {MODEL_STATUSES}", name="model_versions_status_known"))
+                      CheckConstraint(f"status IN {MODEL_STATUSES}", name="model_versions_status_known"),
+                      Index("model_versions_one_promoted", "name", unique=True,
+                            postgresql_where=text("status = 'promoted'")))
 
 
 class FinetuneJob(Base):
@@ -200,7 +212,18 @@ class FinetuneJob(Base):
     started_at: Mapped[datetime | None] = mapped_column(Timestamp)
     finished_at: Mapped[datetime | None] = mapped_column(Timestamp)
     error: Mapped[str | None] = mapped_column(Text)
-    __table_args__ = (CheckConstraint(f"status IN {JOB_STATUSES}", name="finetune_jobs_status_known"),)
+    # progress, ownership and the outcome (revision 0005; finetune/jobs.py)
+    stage: Mapped[str] = mapped_column(String(32), server_default="queued")
+    percent: Mapped[float] = mapped_column(Float, server_default="0")
+    log: Mapped[list[str]] = mapped_column(ARRAY(Text), server_default="{}")
+    runner: Mapped[str | None] = mapped_column(Text)
+    heartbeat_at: Mapped[datetime | None] = mapped_column(Timestamp)
+    attempts: Mapped[int] = mapped_column(Integer, server_default="0")
+    cancel_requested: Mapped[bool] = mapped_column(Boolean, server_default=text("false"))
+    result: Mapped[dict] = mapped_column(JSONB, default=dict)
+    __table_args__ = (CheckConstraint(f"status IN {JOB_STATUSES}", name="finetune_jobs_status_known"),
+                      Index("finetune_jobs_open", "status", "id",
+                            postgresql_where=text("status IN ('queued', 'running')")))
 
 
 class ApiKey(Base):

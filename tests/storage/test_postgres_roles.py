@@ -74,3 +74,18 @@ def test_reader_only_reads_and_api_cannot_change_the_schema(database):
                           "DELETE FROM alembic_version"):
             with pytest.raises(psycopg.errors.InsufficientPrivilege):
                 conn.execute(statement)
+
+
+def test_the_model_registry_and_job_queue_are_the_api_roles_to_change(database):
+    """The workers read which versions exist; only the API's role (the API and its job runners) registers,
+    promotes and runs jobs."""
+    with connect(database, "api") as conn:
+        version = conn.execute("INSERT INTO model_versions (name, version, path) VALUES ('motion', 'v-roles', '/m') "
+                               "RETURNING id").fetchone()[0]
+        conn.execute("INSERT INTO finetune_jobs (base_model_version_id) VALUES (%s)", (version,))
+    with connect(database, "worker") as conn:
+        assert conn.execute("SELECT count(*) FROM model_versions").fetchone() == (1,)
+        for statement in ("UPDATE model_versions SET status = 'promoted'", "UPDATE finetune_jobs SET status = 'running'",
+                          "INSERT INTO model_versions (name, version, path) VALUES ('motion', 'forged', '/tmp')"):
+            with pytest.raises(psycopg.errors.InsufficientPrivilege):
+                conn.execute(statement)

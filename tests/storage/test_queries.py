@@ -71,7 +71,8 @@ def queries(migrated, dataset) -> StorageQueries:
     AlertWriter(engine, lane).write(dataset.alerts)
     with Session(engine) as session, session.begin():
         session.add_all([
-            ModelVersion(name="motion", version="v1", path="/m/v1", status="promoted",
+            # promoted, then replaced by v2 (one promoted version per name: model_versions_one_promoted)
+            ModelVersion(name="motion", version="v1", path="/m/v1", status="retired",
                          promoted_at=dataset.start - timedelta(days=2), metrics={"f1": 0.81}),
             ModelVersion(name="motion", version="v2", path="/m/v2", status="promoted",
                          promoted_at=dataset.start - timedelta(days=1), metrics={"f1": 0.86}),

@@ -5,8 +5,8 @@
 refreshed by `iotlm db maintain`), retention like the predictions'. The room alert rules join the
 rule kinds an alert rule may have.
 
-Revision ID: 0005
-Revises: 0004
+Revision ID: 0006
+Revises: 0005
 """
 
 from alembic import context, op
@@ -16,8 +16,8 @@ from sqlalchemy.dialects.postgresql import JSONB
 from iotlm.settings import StorageSettings
 from storage.lane import Lane, recorded_lane, time_bucket_sql
 
-revision = "0005"
-down_revision = "0004"
+revision = "0006"
+down_revision = "0005"
 branch_labels = None
 depends_on = None
 
