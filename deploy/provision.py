@@ -41,6 +41,8 @@ COMPONENT_PASSWORDS: dict[str, tuple[str, ...]] = {
     "api": ("kafka.api", "redis.api", "postgres.api"),
     # the MQTT bridge: publishes as ingest, reads the registry as the reader role, subscribes as the bridge
     "bridge": ("kafka.ingest", "postgres.reader", f"mqtt.{MQTT_BRIDGE}"),
+    # fine-tune job runners act as the API (finetune/runner.py): registry rows, the promotion key
+    "jobs": ("redis.api", "postgres.api"),
 }
 
 

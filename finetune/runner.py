@@ -133,18 +133,18 @@ class JobRunner:
         reporter = _Reporter(self, job["id"])
         began = time.monotonic()
         try:
-            result, version_id, line = self._steps(job, reporter, began)
+            result, _version_id, line = self._steps(job, reporter, began)
             status, error = "succeeded", None
         except Stop as stop:
             if stop.why == "lost":
                 log.warning("job %d is no longer held by %s; stopped", job["id"], self.name)
                 return
-            status, error, result, version_id, line = "cancelled", "cancelled on request", {}, None, "cancelled"
+            status, error, result, line = "cancelled", "cancelled on request", {}, "cancelled"
         except Refused as refused:
-            status, error, result, version_id, line = "failed", f"refused: {refused}", {}, None, f"refused: {refused}"
+            status, error, result, line = "failed", f"refused: {refused}", {}, f"refused: {refused}"
         except Exception as exc:  # the job fails with the reason; the runner goes on
             log.exception("job %d failed", job["id"])
-            status, error, result, version_id = "failed", f"{type(exc).__name__}: {exc}", {}, None
+            status, error, result = "failed", f"{type(exc).__name__}: {exc}", {}
             line = f"failed: {error}"
         finally:
             reporter.close()

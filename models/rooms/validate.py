@@ -17,7 +17,7 @@ import json
 
 import numpy as np
 
-from models.rooms.real import RealSeries, appliances_house, uci_occupancy
+from models.rooms.real import appliances_house, uci_occupancy
 from models.rooms.simulator import DAY_S, simulate_buildings
 
 LIT_LUX = 100.0
