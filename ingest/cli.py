@@ -145,7 +145,8 @@ def simulate(
     devices: int = typer.Option(9, help="Number of devices; with hapt the 9 test subjects come first; with rooms "
                                 "the number of simulated buildings (each has several room devices)."),
     speed: float = typer.Option(None, help="Times real time; 0 sends as fast as possible (default: 1; rooms: 0)."),
-    duration: float = typer.Option(None, help="Seconds of signal per device (default: 60; rooms: one day)."),
+    duration: float = typer.Option(None, help="Seconds of signal per device (default: 60; rooms: one day; real "
+                                   "room series: all of it)."),
     frame_s: float = typer.Option(1.0, "--frame-s", help="Seconds of signal per frame."),
     fmt: str = typer.Option("msgpack", "--format", help="msgpack (compact) or json."),
     seed: int = typer.Option(0, help="Random seed of the synthetic people (rooms: of the simulated buildings)."),
@@ -164,7 +165,8 @@ def simulate(
         raise typer.Exit(2)
     rooms = source in ROOM_SOURCES
     speed = (0.0 if rooms else 1.0) if speed is None else speed
-    duration = (86_400.0 if rooms else 60.0) if duration is None else duration
+    if duration is None:  # simulated rooms: a day; real room series: the whole recording
+        duration = (86_400.0 if source == "rooms" else float("inf")) if rooms else 60.0
     if fmt not in ("msgpack", "json"):
         raise typer.BadParameter("--format must be msgpack or json")
     settings = _settings()

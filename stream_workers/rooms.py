@@ -241,7 +241,8 @@ class MixedInference:
             return self.windows(items)
         if self.rooms is None:
             raise RuntimeError("room windows but no room model loaded")
-        other = [i for i in range(len(items)) if i not in set(room_index)]
+        rooms = set(room_index)
+        other = [i for i in range(len(items)) if i not in rooms]
         out: list = [None] * len(items)
         for i, r in zip(other, self.windows([items[i] for i in other]) if other else []):
             out[i] = r

@@ -121,3 +121,25 @@ def test_room_rules_are_configured_per_room_through_the_admin_rules():
                for a in rules.on_room_state(state(co2=3000, t=T0 + 40_000 + 300 * k)))  # disabled fleet-wide
     with pytest.raises(Exception):
         checked_params("room_co2", {"room_co2_max_ppm": -5})
+
+
+def test_one_micro_batch_serves_both_models_in_its_order():
+    from stream_workers.rooms import MixedInference, RoomWindow
+
+    room = RoomWindow("env-1", "r1", 0.0, 1800.0, np.zeros((18, 30), np.float32), {}, 0, 0)
+    seen = []
+
+    def motion(items):
+        seen.append(("motion", len(items)))
+        return [("imu", x) for x in items]
+
+    def rooms(items):
+        seen.append(("rooms", len(items)))
+        return [("room", w.device_id) for w in items]
+
+    out = MixedInference(motion, rooms)(["a", room, "b", room])
+    assert out == [("imu", "a"), ("room", "env-1"), ("imu", "b"), ("room", "env-1")]
+    assert seen == [("motion", 2), ("rooms", 2)]  # each model once per batch
+    assert MixedInference(motion, None)(["c"]) == [("imu", "c")]
+    with pytest.raises(RuntimeError, match="no room model"):
+        MixedInference(motion, None)([room])
