@@ -52,7 +52,7 @@ class OnnxEncoder:
         batch = torch.export.Dim("batch", min=1, max=65536)
         # torch.export's exporter: the legacy TorchScript one got this encoder wrong (probabilities off by
         # up to 0.28, measured), this one matches torch to 1e-7
-        torch.onnx.export(Embed(), example, str(path), dynamo=True, input_names=list(self.INPUTS),
+        torch.onnx.export(Embed().eval(), example, str(path), dynamo=True, input_names=list(self.INPUTS),
                           output_names=["motion_unit"], dynamic_shapes=tuple({0: batch} for _ in self.INPUTS))
         options = ort.SessionOptions()
         options.intra_op_num_threads = threads
