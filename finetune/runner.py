@@ -156,7 +156,7 @@ class JobRunner:
     def _steps(self, job: dict, rep: _Reporter, began: float) -> tuple[dict, int, str]:
         import torch
 
-        from models.evaluate import classification_metrics
+        from models.metrics import classification_metrics
         from models.inference import MotionClassifier, resolve_device
         from models.train import finetune
 

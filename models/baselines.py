@@ -90,7 +90,7 @@ def fit_feature_svm(fit, validation, seed: int = 0) -> FeatureBaseline:
     from sklearn.preprocessing import StandardScaler
     from sklearn.svm import SVC
 
-    from models.evaluate import classification_metrics
+    from models.metrics import classification_metrics
 
     x_fit = window_features(fit.acc, fit.gyro, fit.rate_hz)
     x_val = window_features(validation.acc, validation.gyro, validation.rate_hz)

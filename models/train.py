@@ -323,7 +323,7 @@ def finetune(
 
     from models.augment import augment
     from models.encoder import placement_index, prepare_motion
-    from models.evaluate import classification_metrics
+    from models.metrics import classification_metrics
 
     generator = torch.Generator().manual_seed(seed)
     cfg = model.encoder.config
@@ -403,7 +403,7 @@ def train_finetune(
     or one per epoch with eval_every_epoch), then measure once on the test subjects and save. With
     measure_test=False the test subjects are not touched (for comparing configurations on validation)."""
     from models.datasets import HAPT_TEST_SUBJECTS, hapt_windows
-    from models.evaluate import classification_metrics, predict_windows
+    from models.metrics import classification_metrics, predict_windows
 
     assert not set(validation_subjects) & set(HAPT_TEST_SUBJECTS), "validation must use train subjects"
     _setup_torch(seed, threads)

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from models.evaluate import classification_metrics
+from models.metrics import classification_metrics
 from models.rooms.model import DEFAULT_USES, ZERO_SHOT_PHRASES, RoomStateModel
 from models.rooms.train import DAYS, SIM_SEED, TEST_FIRST, TRAIN_FIRST, building_windows, default_cache, fit_baseline
 from models.rooms.windows import (

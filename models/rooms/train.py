@@ -155,7 +155,7 @@ def nn_ce(logits, target):
 
 
 def score(model, data: RoomWindows) -> dict:
-    from models.evaluate import classification_metrics
+    from models.metrics import classification_metrics
     from models.rooms.model import DEFAULT_USES
     from models.rooms.windows import OCCUPANCY_BINS
 

@@ -24,7 +24,7 @@ def test_features_are_finite_and_tell_posture_by_the_gravity_angles():
 def test_the_svm_picks_c_on_validation_subjects_and_generalizes_to_another_subject():
     from models.baselines import C_GRID, fit_feature_svm
     from models.datasets import hapt_windows
-    from models.evaluate import classification_metrics
+    from models.metrics import classification_metrics
 
     fit, validation, other = hapt_windows([3, 5, 6]), hapt_windows([7]), hapt_windows([8])
     baseline = fit_feature_svm(fit, validation)
