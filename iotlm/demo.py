@@ -129,6 +129,22 @@ def count_raw_frames(settings, device_ids: list[str], since: float, until: float
     return _count_rows(settings, "raw_frames", "t0", "seq", device_ids, since, until)
 
 
+def latest_window_end(settings, device_ids: list[str]) -> float:
+    """End (event time, epoch s) of the newest stored window of these devices; 0 when none."""
+    from sqlalchemy import text
+
+    from storage.lane import engine_from_settings
+
+    engine = engine_from_settings(settings)
+    try:
+        with engine.connect() as conn:
+            latest = conn.execute(text("SELECT extract(epoch FROM max(window_start)) FROM window_predictions "
+                                       "WHERE device_id = ANY(:ids)"), {"ids": device_ids}).scalar()
+    finally:
+        engine.dispose()
+    return float(latest) + settings.workers.window_s if latest is not None else 0.0
+
+
 def _count_rows(settings, table: str, time_column: str, unique_column: str, device_ids: list[str],
                 since: float, until: float) -> tuple[int, int]:
     from datetime import datetime, timezone
@@ -298,6 +314,13 @@ def run_demo(settings, duration_s: float, devices: int, speed: float, workers: i
     with console.status("registering the demo's site, rooms and devices through the admin API"):
         room_devices = room_devices_for(rooms)
         registered, rooms = register_fleet(settings, devices, [d for d, _ in room_devices])
+    if start_time is None:
+        # A replay faster than real time runs ahead of the clock: a run right after another would send
+        # frames the workers already decided windows for (dead-lettered as late). Wait until it is past.
+        wait = latest_window_end(settings, registered) + settings.workers.lateness_s - time.time()
+        if wait > 0:
+            with console.status(f"waiting {wait:.0f} s for the previous run's event time to pass"):
+                time.sleep(wait)
     start_time = time.time() if start_time is None else start_time
     tally = LiveTally(since=start_time - 0.5)  # margin: window starts are rounded onto the hop grid
 
