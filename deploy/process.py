@@ -40,6 +40,24 @@ def free_ports(count: int = 1, host: str = "127.0.0.1") -> list[int]:
             s.close()
 
 
+def free_port_block(count: int, host: str = "0.0.0.0", tries: int = 50) -> int:
+    """The first of `count` consecutive ports that are all free right now (workers listen on
+    `metrics_port + index`: a port one above a free one may be any connection's ephemeral port)."""
+    for _ in range(tries):
+        first = free_ports(1, host)[0]
+        sockets = [socket.socket() for _ in range(count)]
+        try:
+            for offset, s in enumerate(sockets):
+                s.bind((host, first + offset))
+            return first
+        except OSError:
+            continue
+        finally:
+            for s in sockets:
+                s.close()
+    raise OSError(f"no {count} consecutive free ports on {host} after {tries} tries")
+
+
 def log_tail(path: Path, lines: int = 30) -> str:
     """The last lines of a log file, for error messages ('' when there is none)."""
     try:

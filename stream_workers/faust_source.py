@@ -79,6 +79,7 @@ class FaustSource:
             consumer_max_fetch_size=max(1_048_576, kafka.max_frame_bytes + 65_536),
             producer_max_request_size=kafka.max_frame_bytes + 65_536,
             web_enabled=serve_metrics,
+            web_bind=config.metrics_host,  # Faust's default binds every interface
             web_host=config.metrics_host,
             web_port=config.metrics_port + worker.index,
             web_in_thread=False,

@@ -15,7 +15,7 @@ import httpx
 import numpy as np
 import pytest
 
-from deploy.process import free_ports
+from deploy.process import free_port_block, free_ports
 from iotlm.credentials import postgres_connect_kwargs, redis_client
 
 
@@ -46,7 +46,7 @@ def private_settings(settings, tag: str, **api):
             "alerts_topic": f"test.{tag}.alerts", "control_topic": f"test.{tag}.control", "partitions": 2,
         }),
         "workers": settings.workers.model_copy(update={
-            "consumer_group": f"test-{tag}", "metrics_port": free_ports()[0], "model_key": f"test:{tag}:model",
+            "consumer_group": f"test-{tag}", "metrics_port": free_port_block(4), "model_key": f"test:{tag}:model",
             "commit_interval_s": 0.5,
         }),
         "stack": settings.stack.model_copy(update={"postgres_db": db}),

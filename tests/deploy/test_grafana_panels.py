@@ -81,7 +81,7 @@ def _truth_ranges(frames, labels: list[str]):
 @pytest.fixture(scope="module", params=["postgresql", pytest.param("timescaledb", marks=pytest.mark.timescale)])
 def replayed(request, settings, stack):
     """(settings, engine, timescaledb flag, replay start, replay end) with a replayed run stored."""
-    from deploy.process import free_ports
+    from deploy.process import free_port_block
     from deploy.topics import admin_client, ensure_topics, topic_partitions
     from ingest.producer import DeviceProducer
     from ingest.simulate import hapt_devices
@@ -109,7 +109,7 @@ def replayed(request, settings, stack):
             "frames_topic": f"test.{tag}.frames", "dlq_topic": f"test.{tag}.dlq", "alerts_topic": f"test.{tag}.alerts",
             "control_topic": f"test.{tag}.control", "partitions": 2}),
         "workers": settings.workers.model_copy(update={
-            "consumer_group": f"test-{tag}", "metrics_port": free_ports()[0], "model_key": f"test:{tag}:model",
+            "consumer_group": f"test-{tag}", "metrics_port": free_port_block(4), "model_key": f"test:{tag}:model",
             "commit_interval_s": 0.5, "device_rooms": rooms,
             # walking is never allowed in the kitchen: the worker's room_hours rule fires there
             "room_hours": [{"room": "kitchen", "activity": "walking", "start_hour": 0, "end_hour": 0}]}),

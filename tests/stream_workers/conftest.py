@@ -6,7 +6,7 @@ from __future__ import annotations
 import uuid
 import pytest
 
-from deploy.process import free_ports
+from deploy.process import free_port_block
 from stream_workers.app import segment_from_frame
 from stream_workers.windows import WindowAssembler
 from iotlm.credentials import postgres_connect_kwargs
@@ -30,7 +30,7 @@ def isolated(settings, stack):
             "alerts_topic": f"test.{tag}.alerts", "control_topic": f"test.{tag}.control", "partitions": 4,
         }),
         "workers": settings.workers.model_copy(update={
-            "consumer_group": f"test-{tag}", "metrics_port": free_ports()[0], "model_key": f"test:{tag}:model",
+            "consumer_group": f"test-{tag}", "metrics_port": free_port_block(4), "model_key": f"test:{tag}:model",
             "commit_interval_s": 0.5,
         }),
         "stack": settings.stack.model_copy(update={"postgres_db": db}),
