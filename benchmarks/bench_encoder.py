@@ -125,7 +125,6 @@ def run(model: str | None = None, batch_size: int = 256, repeats: int = 5, threa
         return classifier.predict_proba(acc[:n], gyro[:n], 50.0, labels)
 
     difference = float(np.abs(probabilities("torch", 512) - probabilities("onnxruntime", 512)).max())
-    peak_rss_before = _peak_rss_mib()
     cases = [("torch", batch_size), ("torch", 1), ("onnxruntime", batch_size), ("onnxruntime", 1)]
     rates: dict[tuple[str, int], list[float]] = {case: [] for case in cases}
     for repeat in range(repeats):
@@ -166,7 +165,7 @@ def run(model: str | None = None, batch_size: int = 256, repeats: int = 5, threa
         "peak_estimate": peak_how,
         "share_of_peak": round(batched * flops / peak, 4) if peak else None,
         "parameters": sum(p.numel() for p in classifier.model.parameters()),
-        "peak_rss_mib": max(peak_rss_before, _peak_rss_mib()),
+        "peak_rss_mib": _peak_rss_mib(),  # ru_maxrss: the high-water mark so far
         "versions": _versions(),
     }
 

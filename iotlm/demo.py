@@ -131,17 +131,8 @@ def count_raw_frames(settings, device_ids: list[str], since: float, until: float
 
 def latest_window_end(settings, device_ids: list[str]) -> float:
     """End (event time, epoch s) of the newest stored window of these devices; 0 when none."""
-    from sqlalchemy import text
-
-    from storage.lane import engine_from_settings
-
-    engine = engine_from_settings(settings)
-    try:
-        with engine.connect() as conn:
-            latest = conn.execute(text("SELECT extract(epoch FROM max(window_start)) FROM window_predictions "
-                                       "WHERE device_id = ANY(:ids)"), {"ids": device_ids}).scalar()
-    finally:
-        engine.dispose()
+    (latest,) = _one_row(settings, "SELECT extract(epoch FROM max(window_start)) FROM window_predictions "
+                                   "WHERE device_id = ANY(:ids)", {"ids": device_ids})
     return float(latest) + settings.workers.window_s if latest is not None else 0.0
 
 
@@ -149,6 +140,18 @@ def _count_rows(settings, table: str, time_column: str, unique_column: str, devi
                 since: float, until: float) -> tuple[int, int]:
     from datetime import datetime, timezone
 
+    rows, distinct = _one_row(
+        settings,
+        f"SELECT count(*), count(DISTINCT (device_id, {unique_column})) FROM {table} "
+        f"WHERE device_id = ANY(:ids) AND {time_column} >= :since AND {time_column} < :until",
+        {"ids": device_ids, "since": datetime.fromtimestamp(since, timezone.utc),
+         "until": datetime.fromtimestamp(until, timezone.utc)},
+    )
+    return int(rows), int(rows - distinct)
+
+
+def _one_row(settings, sql: str, params: dict) -> tuple:
+    """One row of a query on the storage lane, on an engine of its own (disposed after)."""
     from sqlalchemy import text
 
     from storage.lane import engine_from_settings
@@ -156,17 +159,9 @@ def _count_rows(settings, table: str, time_column: str, unique_column: str, devi
     engine = engine_from_settings(settings)
     try:
         with engine.connect() as conn:
-            rows, distinct = conn.execute(
-                text(
-                    f"SELECT count(*), count(DISTINCT (device_id, {unique_column})) FROM {table} "
-                    f"WHERE device_id = ANY(:ids) AND {time_column} >= :since AND {time_column} < :until"
-                ),
-                {"ids": device_ids, "since": datetime.fromtimestamp(since, timezone.utc),
-                 "until": datetime.fromtimestamp(until, timezone.utc)},
-            ).one()
+            return tuple(conn.execute(text(sql), params).one())
     finally:
         engine.dispose()
-    return int(rows), int(rows - distinct)
 
 
 DEMO_SITE, DEMO_BUILDING, DEVICES_PER_ROOM = "demo-site", "demo-house", 3
