@@ -157,6 +157,10 @@ class WorkerSettings(BaseModel):
     lateness_s: float = 5.0
     batch_max: int = 256
     batch_wait_ms: float = 50.0
+    torch_threads: int = Field(
+        0, description="torch threads of a worker process (`iotlm worker`); 0: torch's default (one per core). "
+        "With several workers on one machine, cores / workers: more threads than cores thrash.",
+    )
     labels: list[str] = Field(
         default_factory=lambda: [
             "walking", "walking upstairs", "walking downstairs", "sitting", "standing", "lying",

@@ -67,6 +67,18 @@ def redis_client(settings, principal: str) -> Redis:
     return credentials.redis_client(settings, principal, socket_timeout=timeout, socket_connect_timeout=timeout)
 
 
+@dataclass(frozen=True)
+class DeviceUpdate:
+    """One device's latest classification, for `LiveState.update_many`."""
+
+    device_id: str
+    activity: str
+    confidence: float
+    model_version: str
+    at: datetime
+    room_id: str | None = None
+
+
 class LiveState:
     """Latest activity per device and room, and room occupancy, with TTLs so dead devices fade."""
 
@@ -86,16 +98,23 @@ class LiveState:
     def update(self, device_id: str, activity: str, confidence: float, model_version: str,
                at: datetime, room_id: str | None = None) -> None:
         """Record the latest classification of a device (and of its room, and its presence there)."""
-        ts = at.timestamp()
-        args = [activity, confidence, model_version, ts, self.ttl_s, room_id or ""]
-        pipe = self.redis.pipeline()
-        self._update(keys=[self._key("device", device_id)], args=args, client=pipe)
-        if room_id:
-            self._update(keys=[self._key("room", room_id)], args=args, client=pipe)
-            occupancy = self._key("occupancy", room_id)
-            pipe.zadd(occupancy, {device_id: ts})
-            pipe.expire(occupancy, self.ttl_s)
-        pipe.execute()
+        self.update_many([DeviceUpdate(device_id, activity, confidence, model_version, at, room_id)])
+
+    def update_many(self, updates: list[DeviceUpdate], per_round_trip: int = 500) -> None:
+        """`update` for many devices in few round trips (a pipeline per `per_round_trip` devices): a
+        worker's batch holds a window of every device it owns, and one round trip each would cap the sink."""
+        for first in range(0, len(updates), per_round_trip):
+            pipe = self.redis.pipeline(transaction=False)  # each device's script is atomic on its own
+            for u in updates[first:first + per_round_trip]:
+                ts = u.at.timestamp()
+                args = [u.activity, u.confidence, u.model_version, ts, self.ttl_s, u.room_id or ""]
+                self._update(keys=[self._key("device", u.device_id)], args=args, client=pipe)
+                if u.room_id:
+                    self._update(keys=[self._key("room", u.room_id)], args=args, client=pipe)
+                    occupancy = self._key("occupancy", u.room_id)
+                    pipe.zadd(occupancy, {u.device_id: ts})
+                    pipe.expire(occupancy, self.ttl_s)
+            pipe.execute()
 
     def device(self, device_id: str) -> ActivityState | None:
         fields = self.redis.hgetall(self._key("device", device_id))

@@ -127,6 +127,13 @@ class WorkerTotals:
     room_correct_windows: int = 0  # ... whose occupancy bin matched it
     room_occupied_correct: int = 0  # ... whose occupied/empty matched it
     model_versions: Counter = field(default_factory=Counter)
+    # CPU seconds of each stage, in the thread that runs it (decode_assemble: the consume loop handling
+    # records, on the event loop; inference: the model's batches; sink: durable writes; results: episodes,
+    # alert rules and per-device state around each write, on the event loop): what the pipeline benchmark
+    # splits a worker's CPU by. Thread CPU, not wall time: a stage waiting for the interpreter lock (held
+    # by another stage) is not busy.
+    cpu_s: dict[str, float] = field(default_factory=lambda: dict.fromkeys(
+        ("decode_assemble", "inference", "sink", "results"), 0.0))
 
 
 @dataclass
@@ -261,7 +268,8 @@ class StreamWorker:
         )
         writer_executor = _single_thread("sink")
         batcher = MicroBatcher(
-            MixedInference(self.classifier, self.room_classifier), max_size=self.config.batch_max, max_wait_s=self.config.batch_wait_ms / 1000,
+            self._timed(MixedInference(self.classifier, self.room_classifier), "inference"),
+            max_size=self.config.batch_max, max_wait_s=self.config.batch_wait_ms / 1000,
             max_pending=self.config.max_pending_windows, on_batch=self._observe_batch,
         )
         self._batcher = batcher
@@ -333,12 +341,14 @@ class StreamWorker:
         while True:
             records = await self._consumer.getmany(timeout_ms=200, max_records=500)
             generation = self._generation
+            began = time.thread_time()
             for tp, batch in records.items():
                 for record in batch:
                     if generation != self._generation:
                         break  # a rebalance came while handling this fetch: re-read from the commit
                     await self._guarded(record, batcher)
                     self._next_offset[tp.partition] = record.offset + 1
+            self.totals.cpu_s["decode_assemble"] += time.thread_time() - began
             limit = self.config.max_pending_windows
             while len(self._pending) > limit or len(self._raw_out) > limit:
                 await asyncio.sleep(0.01)  # results are waiting on the sink: stop reading more
@@ -542,6 +552,16 @@ class StreamWorker:
                 lag += max(0, end - self._next_offset[tp.partition])
         self.metrics.consumer_lag.set(lag)
 
+    def _timed(self, call, stage: str):
+        """`call`, adding the CPU time of the thread that runs it to totals.cpu_s[stage]."""
+        def timed(*args):
+            began = time.thread_time()
+            try:
+                return call(*args)
+            finally:
+                self.totals.cpu_s[stage] += time.thread_time() - began
+        return timed
+
     def _observe_batch(self, size: int, seconds: float) -> None:
         self.metrics.batch_size.observe(size)
         self.metrics.inference_seconds.observe(seconds)
@@ -580,7 +600,9 @@ class StreamWorker:
                 for r in rooms:
                     fuse(r, present.get(r.room_id, {}))
             done = [(w, r) for w, r in done if not isinstance(r, RoomStateResult)]
+            began = time.thread_time()
             batch = self._sink_batch([r for _, r in done], rooms)
+            self.totals.cpu_s["results"] += time.thread_time() - began
             if not batch:
                 if getattr(self._sink, "redis_backlog", 0):  # live state held back by a Redis outage
                     await loop.run_in_executor(executor, self._sink.write, batch)
@@ -600,8 +622,10 @@ class StreamWorker:
             for result in written:
                 self._account(result, written_at)
             await self._publish_alerts([a for a in batch.alerts if id(a) not in refused_ids])
+            began = time.thread_time()
             self._persist_devices({r.device_id for r in written} | {a.device_id for a in batch.alerts}
                                   | {r.device_id for r in batch.room_states})
+            self.totals.cpu_s["results"] += time.thread_time() - began
             if self.on_written is not None and written:
                 self.on_written(written)
 
@@ -623,7 +647,7 @@ class StreamWorker:
         a batch that fails is retried record by record, so one unstorable record cannot stop the worker."""
         while True:
             try:
-                await loop.run_in_executor(executor, self._sink.write, batch)
+                await loop.run_in_executor(executor, self._timed(self._sink.write, "sink"), batch)
                 return SinkBatch()
             except SinkBackpressure as exc:
                 paused = self._consumer.assignment()

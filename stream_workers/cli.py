@@ -35,6 +35,10 @@ def worker(
     for noisy in ("aiokafka", "kafka"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
     settings = Settings()
+    if settings.workers.torch_threads > 0:  # process-wide in torch, so set here and not per StreamWorker
+        import torch
+
+        torch.set_num_threads(settings.workers.torch_threads)
     root = ctx.find_root().obj  # the composition root offers the fleet registry (settings.ingest.admission)
     fleet = root.open_fleet(settings, "worker") if root is not None else None
     stream_worker = StreamWorker(settings, index, fleet=fleet)

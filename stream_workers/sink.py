@@ -140,6 +140,8 @@ class StorageSink:
         from redis.exceptions import ConnectionError as RedisConnectionError
         from redis.exceptions import TimeoutError as RedisTimeoutError
 
+        from storage.live_state import DeviceUpdate
+
         for r in batch.results:
             known = self._live_backlog.get(r.device_id)
             if known is None or r.window_end >= known.window_end:
@@ -157,10 +159,11 @@ class StorageSink:
         if time.monotonic() < self._redis_retry_at:
             return
         try:
-            for device_id, r in list(self._live_backlog.items()):
-                self.live_state.update(r.device_id, r.activity, r.probability, r.model_version,
-                                       _utc(r.window_end), self.rooms.get(r.device_id))
-                del self._live_backlog[device_id]
+            if self._live_backlog:
+                self.live_state.update_many([
+                    DeviceUpdate(r.device_id, r.activity, r.probability, r.model_version, _utc(r.window_end),
+                                 self.rooms.get(r.device_id)) for r in self._live_backlog.values()])
+                self._live_backlog.clear()
             for key, state in list(self._room_backlog.items()):
                 from storage.rooms import publish_room_state
 

@@ -70,6 +70,7 @@ class ImuSegment:
     offset: int = -1
     produced_at: float = 0.0  # epoch seconds the frame reached Kafka (its record timestamp)
     source: object = None  # the caller's handle on where the frame came from (the worker: its RawFrame)
+    _times: np.ndarray | None = field(default=None, repr=False, compare=False)
 
     @property
     def n(self) -> int:
@@ -80,7 +81,10 @@ class ImuSegment:
         return self.t0 + (self.n - 1) / self.rate_hz
 
     def times(self) -> np.ndarray:
-        return self.t0 + np.arange(self.n) / self.rate_hz
+        """Sample times; computed once (each segment serves about two overlapping windows)."""
+        if self._times is None:
+            self._times = self.t0 + np.arange(self.n) / self.rate_hz
+        return self._times
 
 
 @dataclass
@@ -410,10 +414,12 @@ class WindowAssembler:
         # equals what the model would make of the raw window itself.
         targets = start + (np.arange(self.samples_per_window) + 0.5) / self.rate_hz - 0.5 / source_rate
         decimation = round(source_rate / self.rate_hz)
-        acc = _interp(targets, times, _low_pass(np.concatenate([s.acc for s in used]), decimation))
-        gyro = None
-        if all(s.gyro is not None for s in used):
-            gyro = _interp(targets, times, _low_pass(np.concatenate([s.gyro for s in used]), decimation))
+        with_gyro = all(s.gyro is not None for s in used)
+        # acc and gyro side by side: one filter and one pass per window (this runs per window on the
+        # worker's event loop, so its cost is the consume path's)
+        channels = [np.hstack([s.acc, s.gyro]) if with_gyro else s.acc for s in used]
+        resampled = _interp(targets, times, _low_pass(np.concatenate(channels), decimation))
+        acc, gyro = (resampled[:, :3], resampled[:, 3:]) if with_gyro else (resampled, None)
         truth = None
         if all(s.labels is not None for s in used):
             labels = np.concatenate([s.labels for s in used])
@@ -447,9 +453,16 @@ def _low_pass(values: np.ndarray, width: int) -> np.ndarray:
     sees a signal unlike the one it was trained on."""
     if width <= 1:
         return values
-    # float64: the running sum of a float32 stream loses precision (and, unchecked, could overflow)
-    padded = np.pad(values.astype(np.float64), (((width - 1) // 2, width // 2), (0, 0)), mode="edge")
-    cumulative = np.cumsum(np.pad(padded, ((1, 0), (0, 0))), axis=0)
+    # float64: the running sum of a float32 stream loses precision (and, unchecked, could overflow).
+    # The edges repeat the first and last sample (np.pad's "edge", built by hand: np.pad costs more than
+    # the filter at these sizes); the leading zero row starts the running sum.
+    before, after = (width - 1) // 2, width // 2
+    padded = np.empty((len(values) + before + after + 1, values.shape[1]))
+    padded[0] = 0.0
+    padded[1:before + 1] = values[0]
+    padded[before + 1:before + 1 + len(values)] = values
+    padded[before + 1 + len(values):] = values[-1]
+    cumulative = np.cumsum(padded, axis=0)
     return (cumulative[width:] - cumulative[:-width]) / width
 
 

@@ -10,7 +10,8 @@ import pytest
 from redis import Redis
 
 from iotlm.credentials import redis_auth
-from storage.live_state import AlertStream, LiveState
+from storage.live_state import AlertStream, DeviceUpdate, LiveState
+
 pytestmark = pytest.mark.services
 
 
@@ -46,6 +47,32 @@ class TestLiveState:
         assert (state.activity, state.since, state.model_version) == ("sitting", t + timedelta(seconds=9), "m2")
         assert live.room("kitchen").activity == "sitting"
         assert live.device("dev-unknown") is None
+
+    def test_many_devices_in_few_round_trips_end_as_one_update_each_would(self, redis, prefix):
+        """update_many (the sink's path: a whole batch's devices, pipelined) against update one by one, on
+        two prefixes of the same Redis; more devices than one round trip takes, some in rooms."""
+        one_by_one = LiveState(redis, ttl_s=60, prefix=prefix + "-single")
+        batched = LiveState(redis, ttl_s=60, prefix=prefix)
+        t = datetime(2026, 11, 25, 10, 0, tzinfo=timezone.utc)
+        rounds = [[DeviceUpdate(f"dev-{i}", activity, 0.5 + i / 2000, "m1", t + timedelta(seconds=k),
+                                f"room-{i % 3}" if i % 2 else None) for i in range(1200)]
+                  for k, activity in enumerate(["walking", "walking", "sitting"])]
+        try:
+            for updates in rounds:
+                batched.update_many(updates, per_round_trip=500)
+                for u in updates:
+                    one_by_one.update(u.device_id, u.activity, u.confidence, u.model_version, u.at, u.room_id)
+            for i in (0, 1, 499, 500, 1199):
+                assert batched.device(f"dev-{i}") == one_by_one.device(f"dev-{i}")
+            state = batched.device("dev-7")
+            assert (state.activity, state.since, state.room_id) == ("sitting", t + timedelta(seconds=2), "room-1")
+            assert batched.room("room-1") == one_by_one.room("room-1")
+            assert batched.present_devices("room-0", now=t) == one_by_one.present_devices("room-0", now=t)
+            assert len(batched.present_devices("room-0", now=t)) == 200  # odd ids 3, 9, 15, ... below 1200
+        finally:
+            keys = list(redis.scan_iter(f"{prefix}-single:*"))
+            if keys:
+                redis.delete(*keys)
 
     def test_dead_devices_fade(self, redis, prefix):
         live = LiveState(redis, ttl_s=1, prefix=prefix)

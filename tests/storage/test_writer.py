@@ -42,7 +42,9 @@ class TestIdempotentWrites:
         assert writer.write(rows) == 600
         assert writer.write(rows) == 0  # the whole batch again: a consumer restarted before committing
         assert writer.write(rows[100:200] + rows[100:200] + predictions(1, model_version="m2")) == 1
-        assert count(engine, "window_predictions") == 601
+        # stored rows ahead of new ones in one batch (a re-read that runs past the last write): only the new
+        assert writer.write(rows[500:] + predictions(700)[600:]) == 100
+        assert count(engine, "window_predictions") == 701
         with engine.connect() as conn:
             dist = conn.execute(text("SELECT distribution FROM window_predictions WHERE embedding_ref = 'emb/7'"))
             assert dist.scalar_one() == {"walking": 0.9, "sitting": 0.1}
