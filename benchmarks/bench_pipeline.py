@@ -167,7 +167,8 @@ class WorkerProcesses:
         self.procs = [subprocess.Popen([sys.executable, "-m", "iotlm", "worker", "--index", str(i), "--json"],
                                        env=env, stdout=self.outputs[i], stderr=self.logs[i]) for i in range(count)]
 
-    def assigned_partitions(self) -> float:
+    def metric(self, name: str) -> float:
+        """`name` summed over the workers' /metrics; -1 while one of them does not answer."""
         import urllib.request
 
         total = 0.0
@@ -177,9 +178,14 @@ class WorkerProcesses:
                                               timeout=2).read().decode()
             except OSError:
                 return -1.0
-            total += sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
-                         if line.startswith("iotlm_worker_assigned_partitions{"))
+            total += sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines() if line.startswith(name + "{"))
         return total
+
+    def assigned_partitions(self) -> float:
+        return self.metric("iotlm_worker_assigned_partitions")
+
+    def frames_consumed(self) -> float:
+        return self.metric("iotlm_worker_frames_total")
 
     def wait_ready(self, partitions: int, timeout_s: float = 180.0) -> None:
         deadline = time.monotonic() + timeout_s
@@ -295,14 +301,18 @@ def raw_frame_duplicates(settings) -> tuple[int, int]:
     return rows, rows - unique
 
 
-def wait_drained(settings, expected: int) -> float:
-    """Until every expected row is stored, or none has come for SETTLE_S; returns when the last came."""
+def wait_drained(settings, fleet: WorkerProcesses, frames_sent: int, expected: int) -> float:
+    """Until every expected row is stored, or the workers have read every frame sent and no row has come
+    for SETTLE_S (a busy machine can stall a worker longer than that mid-backlog); returns when the last
+    row came."""
     last, last_change, deadline = -1, time.time(), time.time() + DRAIN_TIMEOUT_S
     while time.time() < deadline:
         n = count_windows(settings)
         if n != last:
             last, last_change = n, time.time()
-        if n >= expected or time.time() - last_change >= SETTLE_S:
+        if n >= expected:
+            break
+        if time.time() - last_change >= SETTLE_S and fleet.frames_consumed() >= frames_sent:
             break
         time.sleep(0.5)
     return last_change
@@ -330,7 +340,7 @@ def run_load(settings, load: Load, workers: int, logs_dir, console=None) -> dict
             wall_before = time.time()
             sent = send_at_real_time(run, load)
             expected_total = sum(map(len, load.expected.values()))
-            drained_at = wait_drained(run, expected_total)
+            drained_at = wait_drained(run, fleet, load.n_frames, expected_total)
             cpu = {name: cpu_used(cpu_before[name], cpu_seconds(procs)) for name, procs in (stack_processes() | own).items()}
             wall = time.time() - wall_before
         finally:
