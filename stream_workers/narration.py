@@ -42,8 +42,7 @@ def episode_item(episode, room_id: str | None = None) -> NarrationItem:
     t0 = datetime.fromtimestamp(episode.start, timezone.utc)
     facts = (f"Device {episode.device_id} was {episode.activity} for {seconds} s from {t0:%H:%M:%S} UTC "
              f"({episode.windows} windows).")
-    allowed = {float(seconds), float(episode.windows), float(t0.hour), float(t0.minute), float(t0.second),
-               float(seconds // 60), float(seconds % 60)}
+    allowed = set(numbers_in(facts)) | {float(seconds // 60), float(seconds % 60), round(seconds / 60, 1)}
     return NarrationItem("episode", episode.device_id, room_id, episode.start, episode.end, facts, allowed,
                          {"activity": episode.activity, "windows": episode.windows,
                           "model_version": episode.model_version, "confidence": round(episode.confidence, 4)})
@@ -54,7 +53,7 @@ def room_state_item(state, previous: tuple[str, str] | None) -> NarrationItem:
     was = f" (was {previous[0]}, {previous[1]})" if previous else ""
     facts = f"Room {state.room_id or state.device_id} became {state.occupancy}, used for {state.room_use}, at {t:%H:%M} UTC{was}."
     return NarrationItem("room_state", state.device_id, state.room_id, state.window_end, None, facts,
-                         {float(t.hour), float(t.minute)},
+                         set(numbers_in(facts)),
                          {"occupancy": state.occupancy, "room_use": state.room_use,
                           "model_version": state.model_version})
 

@@ -12,6 +12,7 @@ from fastapi import APIRouter, HTTPException, Request
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
 from admin.deps import ReadKey, Store
+from admin.routes.params import IdFilter
 from admin.models import Ident, Time
 from admin.routes import NOT_FOUND, PROBLEMS
 
@@ -67,3 +68,15 @@ def ask_route(body: AskRequest, request: Request, store: Store, _: ReadKey) -> d
                        history=[t.model_dump() for t in body.history], llm=llm, narrate=body.narrate)
     except AskError as exc:
         raise HTTPException(exc.status, exc.reason) from None
+
+
+@router.get("/narratives")
+def narratives(request: Request, store: Store, _: ReadKey, start: Time | None = None, end: Time | None = None,
+               subject_id: IdFilter = None, room_id: IdFilter = None) -> list[dict]:
+    """The narration stage's one-line descriptions of closed episodes and room-state changes, newest first."""
+    from admin.routes.queries import _span
+
+    start, end = _span(start, end)
+    with store.serialized():
+        return request.app.state.queries().narratives(start, end, subject_id, room_id,
+                                                      request.app.state.settings.api.max_rows)

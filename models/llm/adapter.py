@@ -167,6 +167,12 @@ class IoTLMAdapter(nn.Module):
             for name, value in tensors.items():
                 own[name].copy_(value)
 
+    def use_lora(self, enabled: bool) -> None:
+        """LoRA on or off (off: with no prompts set, the model is the plain LLM again, e.g. for text-only phrasing)."""
+        for module in self.llm.modules():
+            if hasattr(module, "lora_A") and hasattr(module, "enable_adapters"):
+                module.enable_adapters(enabled)
+
     # -- forward pieces ------------------------------------------------------------------------------------
     def sensor_tokens(self, features: dict[str, torch.Tensor], task_ids: torch.Tensor) -> torch.Tensor:
         """(B, n_all, width): every modality's projected tokens, in config order, plus the task token."""

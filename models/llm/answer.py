@@ -3,7 +3,9 @@
 - `choose`: classification-type questions (activity, yes/no, transition) pick one of the allowed answers by
   the LLM's likelihood of each answer given the sensor tokens (the sum of its tokens' log-probabilities, the
   end-of-turn token included, so "walking" does not win as a prefix of "walking upstairs").
-- `generate`: free text (captions, narration, dialog), greedy, batched, bounded length.
+- `generate`: free text (captions, narration, dialog), greedy, batched, bounded length. Without sensor features
+  (phrasing stored facts, narration) it runs the plain LLM: LoRA off, no prompts. The adapter was trained on
+  short answers only, and with LoRA on, text-only phrasing collapsed into activity names (docs/llm.md).
 Loaded once per process and per adapter directory (`SensorLLM.shared`): the backbone takes ~17-30 s to load.
 """
 
@@ -111,9 +113,12 @@ class SensorLLM:
             if features is not None:
                 feats = {"motion": torch.from_numpy(np.asarray(features, np.float32))}
                 self.adapter.set_prompts(feats, torch.full((len(prompts),), self.task_id(task), dtype=torch.long))
+            else:
+                self.adapter.use_lora(False)
             try:
                 out = self.adapter.llm.generate(input_ids=input_ids, attention_mask=mask, max_new_tokens=max_new_tokens,
                                                 do_sample=False, eos_token_id=self.end_id, pad_token_id=self.end_id)
             finally:
                 self.adapter.set_prompts(None, None)
+                self.adapter.use_lora(True)
         return [self.tokenizer.decode(row[longest:], skip_special_tokens=True).strip() for row in out]

@@ -173,5 +173,9 @@ def test_narration_writes_the_narratives_table_as_the_worker(api):
         assert len(rows) == 3 and all(r.kind == "episode" and 0 < len(r.text) <= 500 for r in rows)
         assert rows[0].text == "again"
         assert all("llm_line_kept" in r.source for r in rows)
+        with api.client("read") as client:
+            shown = client.get("/v1/narratives", params={"subject_id": "narrated-1",
+                                                         "end": datetime.fromtimestamp(t + 3600, timezone.utc).isoformat()})
+        assert shown.status_code == 200 and [r["text"] for r in shown.json()][-1] == "again"
     finally:
         worker.dispose()
