@@ -136,8 +136,14 @@ def test_bad_questions_get_bounded_answers_never_5xx(api, replayed):
 
 
 def test_the_adapter_llm_reads_the_stored_sensor_window_and_cites_its_versions(api, replayed):
-    r = _ask(api, question="What is it doing right now?", device_id=DEVICE, since_s=300,
-             end=replayed["end"].isoformat(), narrate=True)
+    import httpx
+
+    from models.llm.answer import SensorLLM
+
+    SensorLLM.shared()  # the API serves in this process: its first ask would otherwise wait for the load
+    with httpx.Client(base_url=api.url, headers={"Authorization": f"Bearer {api.keys['read']}"}, timeout=120) as client:
+        r = client.post("/v1/ask", json={"question": "What is it doing right now?", "device_id": DEVICE, "since_s": 300,
+                                         "end": replayed["end"].isoformat(), "narrate": True})
     assert r.status_code == 200, r.text
     body = r.json()
     from models.datasets import HAPT_LABELS
