@@ -80,7 +80,8 @@ def recent_window(engine, device_id: str, end: datetime) -> tuple[np.ndarray, np
 def ask(engine, queries, question: str, *, device_id: str | None = None, room_id: str | None = None,
         since_s: float = 600.0, end: datetime | None = None, history: list[dict] | None = None,
         llm=None, narrate: bool = False) -> dict:
-    """The grounded answer as a JSON-able dict. `llm`: a models.llm.answer.SensorLLM, or None (facts only)."""
+    """The grounded answer as a JSON-able dict. `llm`: a models.llm.answer.SensorLLM, a function giving one
+    (called only once the question is known to be answerable: loading takes 20-30 s), or None (facts only)."""
     started = time.perf_counter()
     question = (question or "").strip()
     if not question:
@@ -124,6 +125,8 @@ def ask(engine, queries, question: str, *, device_id: str | None = None, room_id
     }
     if answer["ignored_instructions"]:
         answer["answer"] += " (Answered from stored data only; instructions in the question were not followed.)"
+    if callable(llm):
+        llm = llm()
     if llm is not None:
         answer["llm"] = dict(llm.versions)
         if device_id and result["kind"] in ("current", "summary"):

@@ -60,7 +60,7 @@ def ask_route(body: AskRequest, request: Request, store: Store, _: ReadKey) -> d
 
     if (body.device_id is None) == (body.room_id is None):
         raise HTTPException(422, "give exactly one of device_id or room_id")
-    llm = _sensor_llm(request) if body.use_llm else None
+    llm = (lambda: _sensor_llm(request)) if body.use_llm else None
     try:
         with store.serialized():
             return ask(store.engine, request.app.state.queries(), body.question, device_id=body.device_id,
