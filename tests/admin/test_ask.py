@@ -185,3 +185,33 @@ def test_narration_writes_the_narratives_table_as_the_worker(api):
         assert shown.status_code == 200 and [r["text"] for r in shown.json()][-1] == "again"
     finally:
         worker.dispose()
+
+
+def test_a_live_worker_narrates_its_closed_episodes(api, live):
+    """The worker hook: IOTLM_WORKERS__NARRATION on, two bursts of frames, the first burst's episode closed by the
+    gap, narrated off the write path and stored."""
+    import time
+
+    from admin.registry import FleetRegistry
+
+    with api.client() as c:
+        c.post("/v1/sites", json={"id": "nar", "name": "N"})
+        c.post("/v1/buildings", json={"id": "nar-b", "site_id": "nar", "name": "B"})
+        c.post("/v1/rooms", json={"id": "nar-1", "building_id": "nar-b", "name": "1"})
+        c.post("/v1/devices", json={"id": "dev-nar", "placement": "wrist", "room_id": "nar-1"})
+    settings = api.settings.model_copy(update={"workers": api.settings.workers.model_copy(
+        update={"narration": True, "narration_batch": 4})})
+    t0 = time.time() - 900
+    with FleetRegistry(settings) as fleet, live.live_worker(settings, fleet) as worker:
+        assert worker.narration is not None
+        import dataclasses
+
+        live.send(settings, live.frames("dev-nar", 8, t0) + [
+            dataclasses.replace(f, seq=f.seq + 8) for f in live.frames("dev-nar", 8, t0 + 40, seed=1)])
+        live.wait_until(lambda: worker.narration.written >= 1, 180, "a narrated episode")
+        stats = worker.narration.stats()
+    assert stats["dropped"] == 0 and stats["failed"] == 0
+    with api.client("read") as client:
+        shown = client.get("/v1/narratives", params={"subject_id": "dev-nar"}).json()
+    assert shown and shown[-1]["kind"] == "episode" and shown[-1]["text"]
+    assert abs(datetime.fromisoformat(shown[-1]["at"]).timestamp() - t0) < 3  # the first burst's episode
