@@ -118,7 +118,7 @@ def grounded_answer(question: str, facts: dict, alerts: list[dict] | None = None
     else:
         answer = f"{subject} {span}: {facts_text(facts, alerts)}."
         numbers += [round(v["seconds"]) for v in acts.values()] + [v["episodes"] for v in acts.values()]
-    return {"answer": answer, "kind": kind, "activity": activity, "numbers": numbers}
+    return {"answer": answer[:1].upper() + answer[1:], "kind": kind, "activity": activity, "numbers": numbers}
 
 
 def numbers_in(text: str) -> list[float]:
