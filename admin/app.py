@@ -16,12 +16,12 @@ import threading
 from fastapi import FastAPI
 
 from admin import errors
-from admin.routes import (alarms, audit, buildings, devices, finetune, frames, health, keys, label_sets, labels,
+from admin.routes import (alarms, ask, audit, buildings, devices, finetune, frames, health, keys, label_sets, labels,
                           model_versions, queries, rooms, rules, sites)
 
 log = logging.getLogger(__name__)
 ROUTERS = [health, keys, sites, buildings, rooms, devices, label_sets, labels, rules, alarms, queries, frames, audit,
-           model_versions, finetune]
+           model_versions, finetune, ask]
 
 
 class _Lazy:

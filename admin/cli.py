@@ -196,9 +196,66 @@ def alarms_clear(alarm_id: int, comment: str = typer.Option(None), as_json: bool
     _show(_client()("POST", f"/v1/alarms/{alarm_id}/clear", json=body).json(), as_json, ALARM_COLUMNS)
 
 
+def _since_seconds(value: str) -> float:
+    """'90s', '10m', '2h', '1d' or plain seconds -> seconds."""
+    units = {"s": 1, "m": 60, "h": 3600, "d": 86_400}
+    try:
+        return float(value[:-1]) * units[value[-1]] if value and value[-1] in units else float(value)
+    except ValueError:
+        raise typer.BadParameter(f"{value!r}: give e.g. 90s, 10m, 2h or 1d", param_hint="--since") from None
+
+
+def ask(question: str = typer.Argument(..., help="The question, in words (at most 2000 characters)."),
+        device: str = typer.Option(None, "--device", help="Ask about this device."),
+        room: str = typer.Option(None, "--room", help="Ask about this room."),
+        since: str = typer.Option("10m", help="How far back: 90s, 10m, 2h, 1d."),
+        end: str = typer.Option(None, help="End of the range, ISO time with zone (default: now)."),
+        no_llm: bool = typer.Option(False, "--no-llm", help="Answer from the stored facts alone (no LLM load)."),
+        narrate: bool = typer.Option(False, help="Let the LLM phrase the facts too (kept only when faithful)."),
+        as_json: bool = JsonOption) -> None:
+    """A grounded answer about a device or a room, from storage and the adapter-LLM (reader role)."""
+    from datetime import datetime
+
+    from admin.ask import AskError, ask as answer_question
+    from storage.lane import engine_from_settings
+    from storage.queries import StorageQueries
+
+    end_at = None
+    if end:
+        try:
+            end_at = datetime.fromisoformat(end)
+        except ValueError:
+            raise typer.BadParameter(f"{end!r} is not an ISO time", param_hint="--end") from None
+        if end_at.tzinfo is None:
+            raise typer.BadParameter("give the time zone, e.g. 2026-12-01T17:00:00+00:00", param_hint="--end")
+    settings = _settings()
+    engine = engine_from_settings(settings, principal="reader")
+    llm = None
+    if not no_llm:
+        from models.llm.answer import SensorLLM
+
+        llm = SensorLLM.shared()
+    try:
+        result = answer_question(engine, StorageQueries(engine), question, device_id=device, room_id=room,
+                                 since_s=_since_seconds(since), end=end_at, llm=llm, narrate=narrate)
+    except AskError as exc:
+        typer.echo(f"cannot answer: {exc.reason}", err=True)
+        raise typer.Exit(2) from None
+    finally:
+        engine.dispose()
+    if as_json:
+        typer.echo(json.dumps(result, default=str))
+    else:
+        typer.echo(result["answer"])
+        cites = result["cites"]
+        typer.echo(f"[{result['range']['start']} .. {result['range']['end']}; {cites['episodes']} episodes, "
+                   f"{cites['alerts']} alerts; models {', '.join(cites['model_versions']) or '-'}]")
+
+
 def register(app: typer.Typer) -> None:
     """Add this part's commands to the root app."""
     app.command("api")(api)
+    app.command("ask")(ask)
     app.add_typer(keys_app, name="keys")
     app.add_typer(devices_app, name="devices")
     app.add_typer(labels_app, name="labels")

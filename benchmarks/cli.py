@@ -148,5 +148,34 @@ def sweep(devices: str = typer.Option("10,100,300,1000,3000,5000", help="Device 
         typer.echo(f"{key}: {value}")
 
 
+@bench_app.command("llm")
+def llm(answers: int = typer.Option(20, min=2, help="Questions timed one at a time."),
+        narration_items: int = typer.Option(32, min=1, help="Closed episodes offered to the narration stage."),
+        batch_size: int = typer.Option(8, min=1, help="Narration lines per LLM call."),
+        threads: int = typer.Option(2, min=1, help="torch threads."),
+        as_json: bool = typer.Option(False, "--json", help="Print the result as one JSON object.")) -> None:
+    """The adapter-LLM's answer latency (p50/p95) and the narration stage's throughput (benchmarks/bench_llm.py)."""
+    from rich.progress import Progress
+
+    from benchmarks.bench_llm import run
+    from benchmarks.machine import append_results_md, write_result
+
+    with Progress(transient=True) as bar:
+        task = bar.add_task("answers", total=answers)
+        result = run(answers, narration_items, batch_size, threads,
+                     progress=lambda what, done, total: bar.update(task, completed=done, description=what))
+    write_result("llm", result)
+    append_results_md("Adapter-LLM: answer latency and narration throughput",
+                      f"iotlm bench llm --answers {answers} --narration-items {narration_items} "
+                      f"--batch-size {batch_size} --threads {threads}", result,
+                      ["answer_p50_s", "answer_p95_s", "phrase_p50_s", "phrase_p95_s", "narration_lines_per_s",
+                       "episodes_per_device_minute", "devices_kept_up_with", "kept_fraction_at_9_devices", "load_s"])
+    if as_json:
+        typer.echo(json.dumps(result))
+    else:
+        for key, value in result.items():
+            typer.echo(f"{key}: {value}")
+
+
 def register(app: typer.Typer) -> None:
     app.add_typer(bench_app, name="bench")

@@ -209,6 +209,10 @@ class WorkerSettings(BaseModel):
     room_temperature_min_c: float = 16.0
     room_temperature_max_c: float = 28.0
     room_temperature_for_s: float = Field(1800.0, description="Temperature out of band this long raises room_temperature.")
+    # the narration stage (stream_workers/narration.py): the adapter-LLM describes closed episodes and room changes
+    narration: bool = Field(False, description="Run the narration stage (loads the LLM, ~0.5 GB, ~20 s at start).")
+    narration_queue: int = Field(64, ge=1, description="Items waiting for the LLM; more are dropped and counted.")
+    narration_batch: int = Field(8, ge=1, description="Lines generated per LLM call.")
     room_stuck_s: float = Field(7200.0, description="CO2, temperature or humidity reading one value this long: "
                                 "room_sensor_stuck (real sensors always wander by a resolution step).")
 

@@ -42,7 +42,7 @@ def register(app: typer.Typer) -> None:
     @app.command("eval")
     def eval_command(
         dataset: str = typer.Option("hapt", help="hapt | basicmotions | rooms"),
-        setting: str = typer.Option("zero-shot", help="zero-shot | few-shot | full | baseline (the feature SVM alone; full reports it too)"),
+        setting: str = typer.Option("zero-shot", help="zero-shot | few-shot | full | baseline (the feature SVM alone; full reports it too) | llm-qa (the adapter-LLM vs the classifier, docs/llm.md)"),
         shots: int = typer.Option(10, help="windows per class for few-shot"),
         model: Optional[str] = typer.Option(None, help="checkpoint directory or name (default: settings)"),
         limit: Optional[int] = typer.Option(None, help="use about this many windows per split (quick checks)"),
@@ -60,6 +60,15 @@ def register(app: typer.Typer) -> None:
             from models.rooms.evaluate import run_room_evaluation
 
             report = run_room_evaluation(model, None, seed=seed, progress=not as_json)
+            print(json.dumps(report) if as_json else json.dumps(report, indent=1))
+            return
+        if setting == "llm-qa":
+            if dataset != "hapt":
+                raise typer.BadParameter("llm-qa runs on --dataset hapt", param_hint="--dataset")
+            from models.llm.evaluate import run_llm_qa
+
+            torch.set_num_threads(2)  # the LLM's matrix products; the eval is long enough to want both cores
+            report = run_llm_qa(model, per_class=limit or 50, seed=seed, progress=not as_json)
             print(json.dumps(report) if as_json else json.dumps(report, indent=1))
             return
         report = run_evaluation(dataset, setting, shots, model, limit, epochs, seed, _settings().models.checkpoint_dir)
@@ -159,6 +168,26 @@ def register(app: typer.Typer) -> None:
         torch.set_num_threads(1)
         train_rooms(out, buildings=buildings, epochs=epochs, seed=seed, cache=default_cache(), max_steps=max_steps)
         print(out)
+
+    @train_app.command("llm-adapter")
+    def train_llm_adapter_command(
+        out: Optional[Path] = typer.Option(None, help="output directory (default: checkpoints/iotlm-adapter-v1)"),
+        steps: int = typer.Option(160),
+        batch_size: int = typer.Option(12),
+        lr: float = typer.Option(2e-3),
+        motion: str = typer.Option("motion-v1-hapt", help="the frozen motion encoder (pinned by hash in the config)"),
+        llm: Optional[str] = typer.Option(None, "--llm", help="a Hugging Face causal-LM folder (default: SmolLM2-135M-Instruct)"),
+        layers: int = typer.Option(3, help="top decoder layers with adapter prompts and LoRA"),
+        threads: int = typer.Option(2, help="torch threads"),
+        seed: int = typer.Option(0),
+    ) -> None:
+        """The IoT-LM adapter on HAPT fit subjects (validation subjects choose the step; test subjects unseen)."""
+        import torch
+
+        from models.llm.train import train_llm_adapter
+
+        torch.set_num_threads(threads)
+        print(json.dumps(train_llm_adapter(out, steps, batch_size, lr, seed, motion, llm, layers)))
 
     app.add_typer(train_app, name="train")
 

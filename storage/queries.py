@@ -102,6 +102,16 @@ class StorageQueries:
             start=start, end=end, device_id=device_id, room_id=room_id, kind=kind, open_only=open_only,
         )
 
+    def narratives(self, start: datetime, end: datetime, subject_id: str | None = None, room_id: str | None = None,
+                   limit: int = 1000) -> list[dict]:
+        """The narration stage's lines about [start, end), newest first (Grafana: `at` and `text` as annotations)."""
+        return self._rows(
+            "SELECT subject_id, at, ends_at, kind, room_id, text, model_version, source FROM narratives "
+            "WHERE at >= :start AND at < :end AND (CAST(:subject_id AS text) IS NULL OR subject_id = :subject_id) "
+            "AND (CAST(:room_id AS text) IS NULL OR room_id = :room_id) ORDER BY at DESC LIMIT :limit",
+            start=start, end=end, subject_id=subject_id, room_id=room_id, limit=limit,
+        )
+
     def labeled_frames(self, labeled_since: datetime, device_id: str | None = None,
                        limit: int | None = None) -> list[dict]:
         """Raw frames inside label ranges given since `labeled_since`, with their label: fine-tuning input."""

@@ -158,6 +158,24 @@ class RoomState(Base):
     created_at: Mapped[datetime] = mapped_column(Timestamp, server_default=func.now())
 
 
+class Narrative(Base):
+    """The narration stage's one line about a closed episode or a room-state change (stream_workers/narration.py)."""
+
+    __tablename__ = "narratives"
+    subject_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    at: Mapped[datetime] = mapped_column(Timestamp, primary_key=True)
+    kind: Mapped[str] = mapped_column(String(16), primary_key=True)
+    model_version: Mapped[str] = mapped_column(String(64), primary_key=True)
+    ends_at: Mapped[datetime | None] = mapped_column(Timestamp)
+    room_id: Mapped[str | None] = mapped_column(String(64))
+    text: Mapped[str] = mapped_column(Text)
+    source: Mapped[dict] = mapped_column(JSONB, default=dict)
+    created_at: Mapped[datetime] = mapped_column(Timestamp, server_default=func.now())
+    __table_args__ = (CheckConstraint("kind IN ('episode', 'room_state')", name="narratives_kind_known"),
+                      CheckConstraint("length(text) <= 500", name="narratives_text_short"),
+                      Index("narratives_at", "at"), Index("narratives_room", "room_id", "at"))
+
+
 class Label(Base):
     """Ground truth for a time range of one device, from a person or another source."""
 

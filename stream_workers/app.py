@@ -201,6 +201,7 @@ class StreamWorker:
         self._consumer = None
         self._producer = None
         self.ready = asyncio.Event()  # set once partitions are assigned (tests and the demo wait on it)
+        self.narration = None  # stream_workers/narration.py, when settings.workers.narration
 
     # -- lifecycle ----------------------------------------------------------------------------
 
@@ -231,6 +232,10 @@ class StreamWorker:
             from stream_workers.sink import StorageSink
 
             self._sink = await loop.run_in_executor(None, StorageSink, self.settings, self.fleet)
+        if self.config.narration and self.narration is None:
+            from stream_workers.narration import start_narration
+
+            self.narration = await loop.run_in_executor(None, start_narration, self.settings)
         # the worker may not create topics: `stack up` (admin) does; a missing one is reported here
         await loop.run_in_executor(None, lambda: ensure_topics(self.settings, principal="worker"))
         self.classifier = WindowClassifier(self._model, self.config.labels,
@@ -303,6 +308,8 @@ class StreamWorker:
                 await self._consumer.stop()
             await self._producer.stop()
             writer_executor.shutdown(wait=True)
+            if self.narration is not None:
+                log.info("narration: %s", self.narration.close())
             self._sink.close()
             self.metrics.close()
         return self.totals
@@ -628,6 +635,9 @@ class StreamWorker:
             self.totals.cpu_s["results"] += time.thread_time() - began
             if self.on_written is not None and written:
                 self.on_written(written)
+            if self.narration is not None:  # never waits: a full narration queue drops and counts
+                self.narration.offer_episodes(batch.episodes)
+                self.narration.offer_room_states(batch.room_states)
 
     def _sink_batch(self, results: list[WindowResult], room_states: list[RoomStateResult] = ()) -> SinkBatch:
         episodes: dict[tuple[str, float], Episode] = {}

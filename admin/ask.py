@@ -1,0 +1,147 @@
+"""Grounded questions about a device or a room: what `POST /v1/ask` and `iotlm ask` answer.
+
+1. The time range asked (`since` seconds before `end`, default the last 10 minutes).
+2. Storage rows for it: episodes and alerts (StorageQueries); their numbers become the answer
+   (models.llm.grounding computes durations and counts in Python).
+3. The recent sensor window (the device's raw frames of the last 2.56 s) enters the adapter-LLM as sensor
+   tokens: it answers "what is it doing now" by constrained choice among the activity names.
+4. With `narrate`, the LLM also phrases the facts in one sentence; the sentence is kept only when every
+   number in it is one the stored facts support (`faithful`), else it is dropped and the answer says so.
+Every answer cites the range, the rows (count, model versions) and the LLM's versions. Instructions inside a
+question never change where the numbers come from; a question that tries is answered from data and flagged.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from datetime import datetime, timedelta, timezone
+
+import numpy as np
+from sqlalchemy import text
+
+from models.llm.grounding import episode_facts, faithful, facts_text, grounded_answer
+
+INJECTION = re.compile(r"\b(ignore|disregard|forget|override|pretend|instead of (your|the) data|system prompt|"
+                       r"jailbreak|you are now)\b", re.IGNORECASE)
+MAX_SINCE_S = 7 * 86_400
+RECENT_S = 2.56  # one motion window: what enters as sensor tokens
+
+
+class AskError(ValueError):
+    """A question that cannot be answered as asked (-> 4xx), with the reason in words."""
+
+    def __init__(self, status: int, reason: str):
+        super().__init__(reason)
+        self.status = status
+        self.reason = reason
+
+
+def subject_known(engine, device_id: str | None, room_id: str | None) -> bool:
+    """Registered, or has any stored result (a device replayed without registration still has rows)."""
+    with engine.connect() as conn:
+        if device_id:
+            return bool(conn.execute(text(
+                "SELECT EXISTS (SELECT 1 FROM devices WHERE id = :d) "
+                "OR EXISTS (SELECT 1 FROM activity_episodes WHERE device_id = :d)"), {"d": device_id}).scalar())
+        return bool(conn.execute(text(
+            "SELECT EXISTS (SELECT 1 FROM rooms WHERE id = :r) "
+            "OR EXISTS (SELECT 1 FROM activity_episodes WHERE room_id = :r)"), {"r": room_id}).scalar())
+
+
+def recent_window(engine, device_id: str, end: datetime) -> tuple[np.ndarray, np.ndarray | None, float, str] | None:
+    """The last 2.56 s of the device's stored raw frames before `end`: (acc, gyro, rate, placement), or None."""
+    from ingest.codec import decode
+
+    with engine.connect() as conn:
+        rows = conn.execute(text(
+            "SELECT payload FROM raw_frames WHERE device_id = :d AND t0 >= :lo AND t0 < :end ORDER BY t0, seq"),
+            {"d": device_id, "lo": end - timedelta(seconds=RECENT_S + 2.0), "end": end}).fetchall()
+    acc, gyro, rate, placement = [], [], None, "unknown"
+    for (payload,) in rows:
+        try:
+            frame = decode(bytes(payload))
+        except Exception:  # a stored frame that no longer decodes is skipped, not fatal
+            continue
+        if frame.imu is None or (rate is not None and frame.imu.rate_hz != rate):
+            continue
+        rate, placement = frame.imu.rate_hz, frame.placement or "unknown"
+        acc.append(frame.imu.acc)
+        gyro.append(frame.imu.gyro if frame.imu.gyro is not None else np.zeros_like(frame.imu.acc))
+    if not acc:
+        return None
+    need = int(round(RECENT_S * rate))
+    a, g = np.concatenate(acc)[-need:], np.concatenate(gyro)[-need:]
+    if len(a) < need // 2:
+        return None
+    return a[None], g[None], float(rate), placement
+
+
+def ask(engine, queries, question: str, *, device_id: str | None = None, room_id: str | None = None,
+        since_s: float = 600.0, end: datetime | None = None, history: list[dict] | None = None,
+        llm=None, narrate: bool = False) -> dict:
+    """The grounded answer as a JSON-able dict. `llm`: a models.llm.answer.SensorLLM, a function giving one
+    (called only once the question is known to be answerable: loading takes 20-30 s), or None (facts only)."""
+    started = time.perf_counter()
+    question = (question or "").strip()
+    if not question:
+        raise AskError(422, "the question is empty: ask something, e.g. 'how long was it walking?'")
+    if len(question) > 2000:
+        raise AskError(422, f"the question has {len(question)} characters; at most 2000")
+    if (device_id is None) == (room_id is None):
+        raise AskError(422, "give exactly one of device_id or room_id")
+    if not 0 < since_s <= MAX_SINCE_S:
+        raise AskError(422, f"since must be between 1 s and {MAX_SINCE_S // 86_400} days")
+    if not subject_known(engine, device_id, room_id):
+        what = f"device {device_id!r}" if device_id else f"room {room_id!r}"
+        raise AskError(404, f"unknown {what}: not registered and no stored results")
+    end = end or datetime.now(timezone.utc)
+    start = end - timedelta(seconds=since_s)
+    subject = f"device {device_id}" if device_id else f"room {room_id}"
+    episodes = queries.episodes(start, end, device_id=device_id, room_id=room_id)
+    alerts = queries.alerts(start, end, device_id=device_id, room_id=room_id)
+    # a follow-up ("and how many times?") keeps the activity of the turn before when it names none
+    asked = question
+    if history:
+        from models.llm.grounding import activity_in
+
+        if activity_in(question) is None:
+            earlier = [activity_in(turn.get("content", "")) for turn in history if turn.get("role") == "user"]
+            earlier = [a for a in earlier if a]
+            if earlier:
+                asked = f"{question} ({earlier[-1]})"
+    facts = episode_facts(episodes, start, end)
+    result = grounded_answer(asked, facts, alerts, subject)
+    answer = {
+        "question": question,
+        "answer": result["answer"],
+        "kind": result["kind"],
+        "activity": result["activity"],
+        "numbers": result["numbers"],
+        "range": {"start": start.isoformat(), "end": end.isoformat()},
+        "cites": {"episodes": facts["rows"], "alerts": len(alerts), "model_versions": facts["model_versions"],
+                  "facts": facts_text(facts, alerts)},
+        "ignored_instructions": bool(INJECTION.search(question)),
+    }
+    if answer["ignored_instructions"]:
+        answer["answer"] += " (Answered from stored data only; instructions in the question were not followed.)"
+    if callable(llm):
+        llm = llm()
+    if llm is not None:
+        answer["llm"] = dict(llm.versions)
+        if device_id and result["kind"] in ("current", "summary"):
+            window = recent_window(engine, device_id, end)
+            if window is not None:
+                acc, gyro, rate, placement = window
+                features = llm.features(acc, gyro, rate, placement)
+                picked, _ = llm.choose(features, "activity", ["What is the person doing?"], llm.activity_answers)
+                answer["sensor_now"] = picked[0]
+                answer["answer"] += f" The last {RECENT_S} s of its sensor data look like {picked[0]} (adapter-LLM)."
+        if narrate:
+            prompt = (f"Facts about {subject} between {start:%H:%M:%S} and {end:%H:%M:%S} UTC: "
+                      f"{facts_text(facts, alerts)}. Question: {question[:300]}\nAnswer in one sentence using only the facts.")
+            sentence = llm.generate([[{"role": "user", "content": prompt}]], "dialog", max_new_tokens=40)[0]
+            answer["llm_faithful"] = faithful(sentence, facts, alerts)
+            answer["llm_sentence"] = sentence if answer["llm_faithful"] else None
+    answer["seconds"] = round(time.perf_counter() - started, 3)
+    return answer

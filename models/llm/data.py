@@ -1,0 +1,115 @@
+"""Instruction data for the adapter, generated from labelled HAPT windows, split by subject.
+
+Windows follow the UCI-HAR grid (128 samples at 50 Hz, hop 64). A window is an *activity* window when every
+sample carries one basic label, a *transition* window when one postural transition (HAPT labels 7-12) covers
+at least half of it. Question kinds (each a task token):
+- activity: "what is the person doing?" in several wordings, answered with one of the six activities;
+- yes_no: "is the person <activity>?" (half true, half a wrong activity);
+- transition: which postural transition the window holds;
+- caption: one short sentence describing the window (free generation).
+Time-range questions ("how long", "how many times") are answered from storage, not from sensor tokens
+(models/llm/grounding.py); the dialog check replays a device and compares with the episodes table.
+
+Splits: the adapter is fitted on HAPT train subjects minus six validation subjects (the same six that chose
+motion-v1-hapt's epoch); choices (step, prompt wording) use the validation subjects; the test subjects 2, 4,
+9, 10, 12, 13, 18, 20, 24 are only read by `iotlm eval --setting llm-qa`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from ingest.hapt import HAPT_TEST_SUBJECTS, load_hapt
+from models.datasets import HAPT_LABELS, HAPT_TRAIN_SUBJECTS
+
+VALIDATION_SUBJECTS = (1, 6, 11, 16, 21, 26)
+FIT_SUBJECTS = tuple(s for s in HAPT_TRAIN_SUBJECTS if s not in VALIDATION_SUBJECTS)
+TEST_SUBJECTS = tuple(HAPT_TEST_SUBJECTS)
+TRANSITIONS = ["sitting down", "standing up", "lying down from sitting", "sitting up from lying",
+               "lying down from standing", "getting up from lying"]  # HAPT labels 7..12, in order
+YES_NO = ["yes", "no"]
+SYSTEM = "You are IoT-LM, reading a waist-worn motion sensor."  # short: every token costs in the adapted layers
+ACTIVITY_QUESTIONS = ("What is the person doing?", "Which activity is this?", "What activity do the sensor readings show?",
+                      "What is the wearer doing right now?")
+TRANSITION_QUESTIONS = ("Which postural transition happens here?", "How does the person change posture?")
+CAPTION_QUESTION = "Describe the sensor window in one short sentence."
+
+
+@dataclass
+class SensorWindows:
+    acc: np.ndarray  # (N, 128, 3) m/s^2
+    gyro: np.ndarray
+    subjects: np.ndarray
+    activity: np.ndarray  # index into HAPT_LABELS, -1 when not an activity window
+    transition: np.ndarray  # index into TRANSITIONS, -1 when not a transition window
+    rate_hz: float = 50.0
+
+    def __len__(self) -> int:
+        return len(self.subjects)
+
+
+def sensor_windows(subjects, window: int = 128, hop: int = 64) -> SensorWindows:
+    acc, gyro, subj, act, tra = [], [], [], [], []
+    for rec in load_hapt(subjects):
+        starts = np.arange(0, len(rec.labels) - window + 1, hop)
+        idx = starts[:, None] + np.arange(window)
+        lab = rec.labels[idx].astype(np.int64)
+        pure = (lab == lab[:, :1]).all(1) & (lab[:, 0] >= 1) & (lab[:, 0] <= 6)
+        share = np.stack([(lab == c).mean(1) for c in range(7, 13)], 1)  # (W, 6)
+        is_transition = ~pure & (share.max(1) >= 0.5)
+        keep = pure | is_transition
+        acc.append(rec.acc[idx[keep]])
+        gyro.append(rec.gyro[idx[keep]])
+        subj.append(np.full(keep.sum(), rec.subject))
+        act.append(np.where(pure[keep], lab[keep, 0] - 1, -1))
+        tra.append(np.where(is_transition[keep], share[keep].argmax(1), -1))
+    return SensorWindows(np.concatenate(acc), np.concatenate(gyro), np.concatenate(subj), np.concatenate(act),
+                         np.concatenate(tra))
+
+
+@dataclass
+class Example:
+    window: int  # row in the SensorWindows
+    task: str
+    question: str
+    answer: str
+    choices: list[str] | None = None  # None: free generation
+
+
+def examples(windows: SensorWindows, seed: int = 0, kinds=("activity", "yes_no", "transition", "caption")) -> list[Example]:
+    """Every window once per applicable kind (a random wording each), shuffled."""
+    rng = np.random.default_rng(seed)
+    out: list[Example] = []
+    for i in range(len(windows)):
+        a, t = int(windows.activity[i]), int(windows.transition[i])
+        if a >= 0:
+            label = HAPT_LABELS[a]
+            if "activity" in kinds:
+                out.append(Example(i, "activity", str(rng.choice(ACTIVITY_QUESTIONS)), label, list(HAPT_LABELS)))
+            if "yes_no" in kinds:
+                asked = label if rng.random() < 0.5 else HAPT_LABELS[int(rng.choice([c for c in range(6) if c != a]))]
+                out.append(Example(i, "yes_no", f"Is the person {asked}?", "yes" if asked == label else "no", YES_NO))
+            if "caption" in kinds:
+                out.append(Example(i, "caption", CAPTION_QUESTION, f"The person is {label}."))
+        if t >= 0:
+            if "transition" in kinds:
+                out.append(Example(i, "transition", str(rng.choice(TRANSITION_QUESTIONS)), TRANSITIONS[t],
+                                   list(TRANSITIONS)))
+            if "caption" in kinds:
+                out.append(Example(i, "caption", CAPTION_QUESTION, f"The person is {TRANSITIONS[t]}."))
+    order = rng.permutation(len(out))
+    return [out[j] for j in order]
+
+
+def prompt_ids(tokenizer, question: str, system: str = SYSTEM) -> list[int]:
+    """The chat prompt up to the assistant's turn, as token ids."""
+    ids = tokenizer.apply_chat_template([{"role": "system", "content": system}, {"role": "user", "content": question}],
+                                        add_generation_prompt=True)
+    ids = ids["input_ids"] if hasattr(ids, "keys") else ids
+    return [int(i) for i in ids]
+
+
+def answer_ids(tokenizer, answer: str, end_id: int) -> list[int]:
+    return [int(i) for i in tokenizer(answer, add_special_tokens=False)["input_ids"]] + [end_id]

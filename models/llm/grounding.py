@@ -1,0 +1,145 @@
+"""Grounded answers: the numbers come from stored rows, computed here in Python, never from the LLM.
+
+Input is plain rows (dicts) as `storage.queries.StorageQueries` returns them (this module does not import
+storage: models sit below it); output is the answer text plus what it rests on (time range, row counts,
+model versions) and the numbers it states, so `faithful()` can check any text against them.
+
+Question kinds, recognised by their words (a 135M model routes them worse than a few keywords do):
+duration ("how long", "how much time"), count ("how many times", "how often"), current ("now", "right now",
+"currently"), alerts ("alert", "fall"), otherwise a summary of the range.
+"""
+
+from __future__ import annotations
+
+import re
+from collections import defaultdict
+from datetime import datetime
+
+ACTIVITY_WORDS = {  # words a question may use -> the stored label; longest first when matching
+    "walking upstairs": "walking upstairs", "upstairs": "walking upstairs", "climbing": "walking upstairs",
+    "walking downstairs": "walking downstairs", "downstairs": "walking downstairs",
+    "walking": "walking", "walk": "walking", "sitting": "sitting", "sit": "sitting", "seated": "sitting",
+    "standing": "standing", "stand": "standing", "lying down": "lying down", "lying": "lying down",
+    "lie": "lying down", "laying": "lying down",
+}
+MAX_QUESTION_CHARS = 2000
+_NUMBER = re.compile(r"(?<![\w.])-?\d+(?:\.\d+)?")
+
+
+def question_kind(question: str) -> str:
+    q = question.lower()
+    if "how long" in q or "how much time" in q or "minutes" in q or "duration" in q:
+        return "duration"
+    if "how many" in q or "how often" in q or "times" in q or "count" in q:
+        return "count"
+    if "alert" in q or "fall" in q or "alarm" in q:
+        return "alerts"
+    if re.search(r"\b(now|right now|currently|at the moment|doing)\b", q):
+        return "current"
+    return "summary"
+
+
+def activity_in(question: str) -> str | None:
+    q = question.lower()
+    for word in sorted(ACTIVITY_WORDS, key=len, reverse=True):
+        if re.search(rf"\b{re.escape(word)}\b", q):
+            return ACTIVITY_WORDS[word]
+    return None
+
+
+def _seconds(row: dict, start: datetime, end: datetime) -> float:
+    """The part of an episode inside [start, end)."""
+    return max(0.0, (min(row["ended_at"], end) - max(row["started_at"], start)).total_seconds())
+
+
+def episode_facts(episodes: list[dict], start: datetime, end: datetime) -> dict:
+    """Per activity: seconds inside the range and number of episodes; the latest episode; what was used."""
+    per = defaultdict(lambda: {"seconds": 0.0, "episodes": 0})
+    for row in episodes:
+        s = _seconds(row, start, end)
+        if s <= 0:
+            continue
+        per[row["label"]]["seconds"] += s
+        per[row["label"]]["episodes"] += 1
+    latest = max(episodes, key=lambda r: r["ended_at"]) if episodes else None
+    return {
+        "start": start, "end": end, "activities": {k: dict(v) for k, v in per.items()},
+        "latest": latest, "rows": len(episodes),
+        "model_versions": sorted({r["model_version"] for r in episodes}),
+    }
+
+
+def fmt_duration(seconds: float) -> str:
+    seconds = round(seconds)
+    if seconds < 60:
+        return f"{seconds} s"
+    m, s = divmod(seconds, 60)
+    return f"{m} min {s} s" if s else f"{m} min"
+
+
+def facts_text(facts: dict, alerts: list[dict] | None = None, max_items: int = 6) -> str:
+    """Compact text of the facts for an LLM prompt (and for people): one clause per activity."""
+    parts = [f"{label}: {fmt_duration(v['seconds'])} in {v['episodes']} episodes"
+             for label, v in sorted(facts["activities"].items(), key=lambda kv: -kv[1]["seconds"])[:max_items]]
+    text = "; ".join(parts) if parts else "no episodes"
+    if alerts:
+        text += f"; alerts: {len(alerts)} ({', '.join(sorted({a['kind'] for a in alerts}))})"
+    return text
+
+
+def grounded_answer(question: str, facts: dict, alerts: list[dict] | None = None, subject: str = "the device") -> dict:
+    """{'answer', 'kind', 'activity', 'numbers'}: the answer to `question` from the facts alone."""
+    kind, activity = question_kind(question), activity_in(question)
+    acts = facts["activities"]
+    span = f"between {facts['start']:%H:%M:%S} and {facts['end']:%H:%M:%S} UTC"
+    numbers: list[float] = []
+    if facts["rows"] == 0 and kind != "alerts":
+        return {"answer": f"No activity was recorded for {subject} {span}, so I cannot answer from data.",
+                "kind": kind, "activity": activity, "numbers": numbers}
+    if kind in ("duration", "count") and activity is None:
+        kind = "summary"
+    if kind == "duration":
+        seconds = acts.get(activity, {}).get("seconds", 0.0)
+        numbers.append(round(seconds))
+        answer = f"{subject} was {activity} for {fmt_duration(seconds)} {span}."
+    elif kind == "count":
+        count = acts.get(activity, {}).get("episodes", 0)
+        numbers.append(count)
+        answer = f"{subject} was {activity} {count} separate time{'s' if count != 1 else ''} {span}."
+    elif kind == "alerts":
+        alerts = alerts or []
+        numbers.append(len(alerts))
+        kinds = ", ".join(sorted({a["kind"] for a in alerts})) or "none"
+        answer = f"{len(alerts)} alert{'s' if len(alerts) != 1 else ''} for {subject} {span} (kinds: {kinds})."
+    elif kind == "current":
+        latest = facts["latest"]
+        answer = (f"The latest stored episode of {subject} is {latest['label']}, from {latest['started_at']:%H:%M:%S} "
+                  f"to {latest['ended_at']:%H:%M:%S} UTC.")
+    else:
+        answer = f"{subject} {span}: {facts_text(facts, alerts)}."
+        numbers += [round(v["seconds"]) for v in acts.values()] + [v["episodes"] for v in acts.values()]
+    return {"answer": answer[:1].upper() + answer[1:], "kind": kind, "activity": activity, "numbers": numbers}
+
+
+def numbers_in(text: str) -> list[float]:
+    return [float(x) for x in _NUMBER.findall(text)]
+
+
+def allowed_numbers(facts: dict, alerts: list[dict] | None = None) -> set[float]:
+    """Every number the facts support, in the forms answers write them (seconds, minutes, clock parts)."""
+    allowed: set[float] = {0.0, 1.0}
+    for v in facts["activities"].values():
+        s = round(v["seconds"])
+        allowed |= {float(s), float(v["episodes"]), float(s // 60), float(s % 60), round(s / 60, 1)}
+    allowed.add(float(len(alerts or [])))
+    allowed.add(float(facts["rows"]))
+    for t in [facts["start"], facts["end"]] + [facts["latest"][k] for k in ("started_at", "ended_at")
+                                               if facts.get("latest")]:
+        allowed |= {float(t.hour), float(t.minute), float(t.second)}
+    return allowed
+
+
+def faithful(text: str, facts: dict, alerts: list[dict] | None = None) -> bool:
+    """True when every number in `text` is one the stored facts support."""
+    allowed = allowed_numbers(facts, alerts)
+    return all(any(abs(n - a) < 1e-6 for a in allowed) for n in numbers_in(text))

@@ -1,0 +1,187 @@
+"""The IoT-LM adapter's mechanics on the real SmolLM2 backbone (loaded once for the module, ~20-30 s),
+its instruction data's subject splits, the grounding arithmetic and the narration stage's bounded queue."""
+
+from __future__ import annotations
+
+import threading
+import time
+from datetime import datetime, timedelta, timezone
+
+import numpy as np
+import pytest
+import torch
+
+from models.llm.data import FIT_SUBJECTS, TEST_SUBJECTS, VALIDATION_SUBJECTS, answer_ids, examples, prompt_ids
+
+
+@pytest.fixture(scope="module")
+def backbone():
+    from models.llm.backbone import load_backbone
+
+    torch.set_num_threads(1)
+    return load_backbone()
+
+
+@pytest.fixture(scope="module")
+def fresh(backbone):
+    from models.llm.adapter import AdapterConfig, IoTLMAdapter
+
+    torch.manual_seed(0)
+    return IoTLMAdapter(AdapterConfig(modalities={"motion": {"feature_dim": 384}}), backbone)
+
+
+def _sequence(backbone, answer="walking upstairs"):
+    prompt = prompt_ids(backbone.tokenizer, "What is the person doing?")
+    return prompt, prompt + answer_ids(backbone.tokenizer, answer, backbone.end_id)
+
+
+def _features(batch=1, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    return {"motion": torch.nn.functional.normalize(torch.randn(batch, 5, 384, generator=g), dim=-1)}
+
+
+def test_zero_gates_give_the_base_llms_logits(backbone, fresh):
+    prompt, ids = _sequence(backbone)
+    x = torch.tensor([ids])
+    with torch.no_grad():
+        base = backbone.model(x).logits
+        fresh.set_prompts(_features(), torch.tensor([0]))
+        adapted = fresh.llm(x).logits
+        fresh.set_prompts(None, None)
+    assert torch.equal(adapted, base)  # bit for bit: the gate multiplies the prompt's part by exactly 0
+
+
+def test_open_gates_change_the_answer_and_the_cached_path_matches_the_full_forward(backbone, fresh):
+    prompt, ids = _sequence(backbone)
+    x = torch.tensor([ids])
+    saved = [a.gate.detach().clone() for a in fresh.attentions]
+    try:
+        with torch.no_grad():
+            for a in fresh.attentions:
+                a.gate.fill_(0.7)
+            fresh.set_prompts(_features(), torch.tensor([0]))
+            full = torch.log_softmax(fresh.llm(x).logits[0], -1)
+            cached = fresh.token_logprobs([ids], [len(prompt)])[0]
+            base = torch.log_softmax(backbone.model(x).logits[0], -1)
+            fresh.set_prompts(None, None)
+        target = torch.tensor(ids[len(prompt):]).unsqueeze(1)
+        expected = full[len(prompt) - 1 : len(ids) - 1].gather(1, target)[:, 0]
+        assert torch.allclose(cached, expected, atol=1e-4)
+        assert (full - base).abs().max() > 1e-2  # the sensor tokens now reach the answer
+    finally:
+        with torch.no_grad():
+            for a, g in zip(fresh.attentions, saved):
+                a.gate.copy_(g)
+
+
+def test_trainable_parameters_are_the_adapter_alone(backbone, fresh, tmp_path):
+    cfg = backbone.model.config
+    width, layers = cfg.hidden_size, fresh.config.adapter_layers
+    kv = cfg.num_key_value_heads * (width // cfg.num_attention_heads)
+    r = fresh.config.lora_rank
+    expected = (
+        layers * fresh.config.prompt_tokens * width  # adapter prompts
+        + layers * cfg.num_attention_heads  # gates
+        + len(fresh.config.tasks) * width  # task tokens
+        + (384 * width + width) + (width * width + width) + 2 * width  # projection + its norm
+        + layers * (r * width + width * r + r * width + kv * r)  # LoRA on q and v
+    )
+    assert fresh.n_trainable() == expected
+    assert fresh.n_trainable() < 0.01 * sum(p.numel() for p in backbone.model.parameters())
+    path = fresh.save(tmp_path / "a", {"version": "test"})
+    from safetensors.torch import load_file
+
+    saved = load_file(str(path / "adapter.safetensors"))
+    assert sum(v.numel() for v in saved.values()) == expected  # only trainable weights ship
+
+
+def test_shipped_adapter_loads_on_its_pinned_encoder_and_answers_from_the_allowed_names(backbone):
+    from models.datasets import HAPT_LABELS
+    from models.llm.answer import SensorLLM
+
+    llm = SensorLLM.shared()
+    pin = llm.meta["adapter"]["modalities"]["motion"]
+    assert pin["checkpoint"] == "motion-v1-hapt" and len(pin["sha256"]) == 64
+    rng = np.random.default_rng(0)
+    acc = rng.normal([0, 0, 9.8], 0.05, (2, 128, 3)).astype(np.float32)
+    features = llm.features(acc, np.zeros_like(acc), 50.0, "waist")
+    assert features.shape == (2, 5, 384)
+    picked, scores = llm.choose(features, "activity", ["What is the person doing?"] * 2, list(HAPT_LABELS))
+    assert set(picked) <= set(HAPT_LABELS) and scores.shape == (2, 6) and np.isfinite(scores).all()
+    assert llm.generate([[{"role": "user", "content": "Say hello."}]], "dialog", max_new_tokens=5)[0]
+
+
+def test_a_changed_motion_checkpoint_is_refused(tmp_path):
+    from models.llm.modalities import MotionModality
+
+    with pytest.raises(ValueError, match="sha256"):
+        MotionModality("motion-v1-hapt", expect_sha256="0" * 64)
+
+
+def test_instruction_data_is_split_by_subject():
+    from models.datasets import HAPT_LABELS
+    from models.llm.data import TRANSITIONS, sensor_windows
+
+    assert not set(FIT_SUBJECTS) & set(TEST_SUBJECTS)
+    assert not set(VALIDATION_SUBJECTS) & set(TEST_SUBJECTS)
+    assert not set(FIT_SUBJECTS) & set(VALIDATION_SUBJECTS)
+    windows = sensor_windows(VALIDATION_SUBJECTS[:2])
+    assert set(np.unique(windows.subjects)) == set(VALIDATION_SUBJECTS[:2])
+    assert ((windows.activity >= 0) != (windows.transition >= 0)).all()  # each window is one kind
+    data = examples(windows, seed=0)
+    kinds = {e.task for e in data}
+    assert kinds == {"activity", "yes_no", "transition", "caption"}
+    for e in data:
+        if e.choices:
+            assert e.answer in e.choices
+        if e.task == "activity":
+            assert e.answer == HAPT_LABELS[windows.activity[e.window]]
+        if e.task == "transition":
+            assert e.answer == TRANSITIONS[windows.transition[e.window]]
+    yes = np.mean([e.answer == "yes" for e in data if e.task == "yes_no"])
+    assert 0.4 < yes < 0.6
+
+
+def _rows(t0):
+    spans = [("walking", 0, 30), ("sitting", 30, 90), ("walking", 90, 100), ("standing", 100, 200)]
+    return [{"label": l, "started_at": t0 + timedelta(seconds=a), "ended_at": t0 + timedelta(seconds=b),
+             "windows": int((b - a) / 1.28), "model_version": "m1", "device_id": "d"} for l, a, b in spans]
+
+
+def test_grounded_numbers_come_from_the_rows_and_invented_ones_are_caught():
+    from models.llm.grounding import episode_facts, faithful, grounded_answer
+
+    t0 = datetime(2026, 1, 1, 12, 0, 0, tzinfo=timezone.utc)
+    facts = episode_facts(_rows(t0), t0, t0 + timedelta(seconds=150))  # the last episode is cut at 150 s
+    duration = grounded_answer("How long was it walking?", facts)
+    assert duration["numbers"] == [40] and "40 s" in duration["answer"]
+    count = grounded_answer("how many times did it walk?", facts)
+    assert count["numbers"] == [2]
+    assert facts["activities"]["standing"]["seconds"] == 50
+    assert faithful(duration["answer"], facts)
+    assert not faithful("It was walking for 45 s.", facts)
+    assert faithful("It walked twice, no numbers invented.", facts)
+    empty = episode_facts([], t0, t0 + timedelta(seconds=60))
+    assert "No activity was recorded" in grounded_answer("How long was it walking?", empty)["answer"]
+
+
+def test_narration_queue_drops_and_counts_instead_of_blocking():
+    from stream_workers.narration import NarrationStage, episode_item
+    from stream_workers.records import Episode
+
+    release, written = threading.Event(), []
+
+    def slow_narrator(facts):
+        release.wait(10)
+        return [f"Line about {f[:10]} 99 s" for f in facts]  # 99 is in no episode: replaced by the template
+
+    stage = NarrationStage(slow_narrator, written.extend, "test", queue_size=3, batch_size=2)
+    episodes = [Episode("d", 1000.0 + 10 * i, 1008.0 + 10 * i, "walking", 0.9, 6, "m", closed=True) for i in range(10)]
+    started = time.perf_counter()
+    stage.offer_episodes(episodes)
+    assert time.perf_counter() - started < 0.1  # offering never waits on the LLM
+    release.set()
+    stats = stage.close()
+    assert stats["offered"] == 10 and stats["dropped"] >= 5 and stats["written"] == 10 - stats["dropped"]
+    assert len(written) == stats["written"] and stats["unfaithful_replaced"] == stats["written"]
+    assert all(r["text"] == episode_item(e).facts for r, e in zip(written, episodes))
