@@ -26,9 +26,9 @@ from typing import Any, ClassVar, Mapping
 
 import numpy as np
 
-SCHEMA_VERSION = 1
+from ingest.placements import FRAME_PLACEMENTS as PLACEMENTS  # the one vocabulary (also the encoder's)
 
-PLACEMENTS = ("wrist", "waist", "pocket", "chest", "ankle", "room", "unknown")
+SCHEMA_VERSION = 1
 
 # Scalar room channels and the one unit each is sent in; a sensor reporting another unit converts.
 ENV_UNITS: dict[str, str] = {

@@ -41,7 +41,7 @@ def register(app: typer.Typer) -> None:
 
     @app.command("eval")
     def eval_command(
-        dataset: str = typer.Option("hapt", help="hapt | basicmotions | rooms"),
+        dataset: str = typer.Option("hapt", help="hapt | basicmotions | rooms | all (the conditions table over every offline dataset)"),
         setting: str = typer.Option("zero-shot", help="zero-shot | few-shot | full | baseline (the feature SVM alone; full reports it too)"),
         shots: int = typer.Option(10, help="windows per class for few-shot"),
         model: Optional[str] = typer.Option(None, help="checkpoint directory or name (default: settings)"),
@@ -49,6 +49,9 @@ def register(app: typer.Typer) -> None:
         epochs: int = typer.Option(15, help="fine-tuning epochs (few-shot, full)"),
         seed: int = typer.Option(0),
         as_json: bool = typer.Option(False, "--json", help="print one JSON object"),
+        condition: Optional[list[str]] = typer.Option(None, help="--dataset all: only these rows (e.g. told, rate_10hz)"),
+        out: Optional[Path] = typer.Option(None, help="--dataset all: write conditions-<version>.json/.md here "
+                                                       "(default benchmarks/results/eval; '-' writes nothing)"),
     ) -> None:
         """Evaluate on held-out test subjects (rooms: held-out simulated buildings): accuracy, macro-F1, confusion."""
         import torch
@@ -61,6 +64,17 @@ def register(app: typer.Typer) -> None:
 
             report = run_room_evaluation(model, None, seed=seed, progress=not as_json)
             print(json.dumps(report) if as_json else json.dumps(report, indent=1))
+            return
+        if dataset == "all":
+            from models.conditions import markdown, run_conditions
+
+            if setting != "zero-shot":
+                raise typer.BadParameter("--dataset all runs the zero-shot conditions table (--setting zero-shot)",
+                                         param_hint="--setting")
+            target = None if str(out) == "-" else (out or Path("benchmarks/results/eval"))
+            report = run_conditions(model, only=set(condition) if condition else None, limit=limit,
+                                    checkpoint_dir=_settings().models.checkpoint_dir, out_dir=target)
+            print(json.dumps(report) if as_json else markdown(report))
             return
         report = run_evaluation(dataset, setting, shots, model, limit, epochs, seed, _settings().models.checkpoint_dir)
         if as_json:

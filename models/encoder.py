@@ -17,12 +17,13 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from ingest.placements import ENCODER_PLACEMENTS, normalise_placement
+
 GRAVITY = 9.80665
 TOKEN_SAMPLES = 4  # input samples per transformer token (the stem's total stride)
 
-PLACEMENTS = (
-    "unknown", "waist", "wrist", "pocket", "thigh", "chest", "upper_arm", "ankle", "head", "back", "hand",
-)
+# the embedding rows, shared with the frame contract (ingest/placements.py: which ones are served)
+PLACEMENTS = ENCODER_PLACEMENTS
 
 
 @dataclass
@@ -53,7 +54,7 @@ class MotionEncoderConfig:
 
 
 def placement_index(placement: str, placements: tuple[str, ...] = PLACEMENTS) -> int:
-    name = placement.strip().lower().replace("-", "_").replace(" ", "_")
+    name = normalise_placement(placement)
     return placements.index(name) if name in placements else 0
 
 

@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from ingest.placements import SERVED_PLACEMENTS, unserved_reason
 from models.encoder import ContrastiveMotionModel, MotionEncoderConfig, placement_index, prepare_motion
 from models.text import label_to_phrase
 
@@ -68,6 +69,10 @@ def save_checkpoint(model: ContrastiveMotionModel, directory: Path, meta: dict, 
     return directory
 
 
+class UnservedPlacement(ValueError):
+    """A placement the checkpoint cannot answer for (its embedding was never trained)."""
+
+
 class MotionClassifier:
     def __init__(self, model: ContrastiveMotionModel, config: dict, text_vectors: dict[str, np.ndarray], device: str):
         self.model = model.to(device).eval()
@@ -78,6 +83,8 @@ class MotionClassifier:
         self.window_s: float = float(config["window_s"])
         self.default_labels: list[str] = list(config["default_labels"])
         self.text_vectors = dict(text_vectors)  # label phrase -> (384,) unit vector
+        # placements whose embedding was trained (older checkpoints: the simulator's six); others are refused
+        self.served_placements: tuple[str, ...] = tuple(config.get("served_placements", SERVED_PLACEMENTS))
         self._text_encoder = None
 
     @classmethod
@@ -112,10 +119,17 @@ class MotionClassifier:
         ]
         return torch.stack(rows).to(self.device)
 
+    def check_placement(self, placement: str) -> None:
+        """Raise UnservedPlacement (a ValueError, with the reason) for a placement this model never trained."""
+        reason = unserved_reason(placement, self.served_placements)
+        if reason is not None:
+            raise UnservedPlacement(reason)
+
     @torch.inference_mode()
     def embed(self, acc: np.ndarray, gyro: np.ndarray | None, rate_hz: float, placement: str = "unknown",
               batch_size: int = 1024) -> np.ndarray:
         """(B, T, 3) windows -> (B, 384) unit vectors in the text space."""
+        self.check_placement(placement)
         out = []
         p = placement_index(placement, self.model.encoder.config.placements)
         for start in range(0, len(acc), batch_size):
@@ -128,8 +142,14 @@ class MotionClassifier:
 
     @torch.inference_mode()
     def predict_proba(self, acc: np.ndarray, gyro: np.ndarray | None, rate_hz: float, labels: list[str],
-                      placement: str = "unknown") -> np.ndarray:
-        """(B, T, 3) acc in m/s^2 (gravity included), optional gyro rad/s -> (B, len(labels)) probabilities."""
+                      placement: str = "unknown", up: np.ndarray | None = None) -> np.ndarray:
+        """(B, T, 3) acc in m/s^2 (gravity included), optional gyro rad/s -> (B, len(labels)) probabilities.
+        `up`: the device's gravity reference ((3,) or (B, 3), models.gravity), when known: windows are
+        first turned so that it matches the "up" the encoder was trained with."""
+        if up is not None:
+            from models.gravity import align_to_reference
+
+            acc, gyro = align_to_reference(acc, gyro, up)
         motion = torch.from_numpy(self.embed(acc, gyro, rate_hz, placement)).to(self.device)
         logits = self.model.logits(motion, self.label_vectors(labels))
         return torch.softmax(logits, dim=-1).cpu().numpy()
