@@ -49,6 +49,9 @@ def register(app: typer.Typer) -> None:
         epochs: int = typer.Option(15, help="fine-tuning epochs (few-shot, full)"),
         seed: int = typer.Option(0),
         as_json: bool = typer.Option(False, "--json", help="print one JSON object"),
+        seeds: Optional[str] = typer.Option(None, help="--setting full: comma-separated seeds, e.g. 0,1,2: per-seed "
+                                            "fine-tunes, feature baseline, fusion and seed ensemble, mean and std"),
+        gyro_dropout: float = typer.Option(0.2, help="--setting full --seeds: share of fine-tuning windows without gyro"),
         condition: Optional[list[str]] = typer.Option(None, help="--dataset all: only these rows (e.g. told, rate_10hz)"),
         out: Optional[Path] = typer.Option(None, help="--dataset all: write conditions-<version>.json/.md here "
                                                        "(default benchmarks/results/eval; '-' writes nothing)"),
@@ -76,6 +79,18 @@ def register(app: typer.Typer) -> None:
                                     checkpoint_dir=_settings().models.checkpoint_dir, out_dir=target)
             print(json.dumps(report) if as_json else markdown(report))
             return
+        if seeds is not None:
+            from models.fullshot import run_full_shot
+
+            if (dataset, setting) != ("hapt", "full"):
+                raise typer.BadParameter("--seeds is for --dataset hapt --setting full", param_hint="--seeds")
+            try:
+                seed_list = tuple(int(x) for x in seeds.split(",") if x.strip())
+            except ValueError:
+                raise typer.BadParameter(f"{seeds!r}: give integers, e.g. 0,1,2", param_hint="--seeds") from None
+            report = run_full_shot(model, seed_list, epochs, gyro_dropout, _settings().models.checkpoint_dir, limit)
+            print(json.dumps(report) if as_json else json.dumps(report, indent=1))
+            return
         report = run_evaluation(dataset, setting, shots, model, limit, epochs, seed, _settings().models.checkpoint_dir)
         if as_json:
             print(json.dumps(report))
@@ -84,15 +99,21 @@ def register(app: typer.Typer) -> None:
 
     @app.command("classify")
     def classify_command(
-        input: Path = typer.Option(..., "--input", exists=True, help=".npz with acc (N,T,3) m/s^2, optional gyro, sample_rate"),
+        input: Path = typer.Option(..., "--input", exists=True, help=".npz with acc (N,T,3) m/s^2, optional gyro, sample_rate, "
+                                   "optional device (N,): one id per window, each device's windows in time order"),
         labels: str = typer.Option(..., help="comma-separated label words"),
         placement: str = typer.Option("unknown", help="body placement: waist, wrist, pocket, ..."),
         model: Optional[str] = typer.Option(None, help="checkpoint directory or name (default: settings)"),
         as_json: bool = typer.Option(False, "--json", help="print one JSON object"),
     ) -> None:
-        """Classify IMU windows against any label set given in words."""
+        """Classify IMU windows against any label set given in words.
+
+        With a `device` array, each device's gravity reference (where "up" is in its frame, estimated
+        label-free from its walking windows, models/gravity.py) turns its windows to the mounting the
+        model knows (placement waist; other placements have no known reference and are left as sent)."""
         from models.encoder import PLACEMENTS
-        from models.inference import MotionClassifier
+        from models.gravity import ADAPTIVE_PLACEMENTS, GravityReference
+        from models.inference import MotionClassifier, UnservedPlacement
 
         settings = _settings()
         names = [label.strip() for label in labels.split(",") if label.strip()]
@@ -100,15 +121,33 @@ def register(app: typer.Typer) -> None:
             raise typer.BadParameter("give at least one label, e.g. --labels 'walking,sitting'", param_hint="--labels")
         if placement not in PLACEMENTS:
             raise typer.BadParameter(f"{placement!r} is not one of {', '.join(PLACEMENTS)}", param_hint="--placement")
-        acc, gyro, rate = _read_windows(input)
+        acc, gyro, rate, devices = _read_windows(input)
         classifier = MotionClassifier.load(model, device=settings.models.device, checkpoint_dir=settings.models.checkpoint_dir)
-        probabilities = classifier.predict_proba(acc, gyro, rate, names, placement)
+        up, references = None, None
+        if devices is not None and placement in ADAPTIVE_PLACEMENTS:
+            import numpy as np
+
+            up, references = np.zeros((len(acc), 3)), {}
+            for device in dict.fromkeys(devices.tolist()):
+                rows = np.flatnonzero(devices == device)
+                ref = GravityReference()
+                ref.update(acc[rows])
+                up[rows] = ref.direction()
+                references[str(device)] = {"up": np.round(ref.direction(), 4).tolist(), "source": ref.source,
+                                           "gait_windows": ref.gait_count, "windows": ref.all_count}
+        try:
+            probabilities = classifier.predict_proba(acc, gyro, rate, names, placement, up=up)
+        except UnservedPlacement as exc:
+            raise typer.BadParameter(str(exc), param_hint="--placement") from None
         result = {
             "labels": names,
             "predictions": [names[i] for i in probabilities.argmax(1)],
             "probabilities": probabilities.astype(float).round(4).tolist(),
             "model_version": classifier.version,
         }
+        if devices is not None:
+            result["gravity_reference"] = references or (
+                f"not used: placement {placement!r} has no known trained reference (only {', '.join(ADAPTIVE_PLACEMENTS)})")
         if as_json:
             print(json.dumps(result))
         else:
@@ -178,7 +217,8 @@ def register(app: typer.Typer) -> None:
 
 
 def _read_windows(path: Path):
-    """acc (N,T,3), gyro (N,T,3) or None, and the rate from a user's .npz, or a BadParameter saying what is wrong."""
+    """acc (N,T,3), gyro (N,T,3) or None, the rate and the device ids (N,) or None from a user's .npz,
+    or a BadParameter saying what is wrong."""
     import numpy as np
 
     def bad(reason: str) -> typer.BadParameter:
@@ -194,6 +234,7 @@ def _read_windows(path: Path):
             raise bad(f"missing {', '.join(sorted(missing))} (it holds {', '.join(z.files) or 'nothing'})")
         arrays = {name: np.asarray(z[name], dtype=np.float32) for name in ("acc", "gyro") if name in z.files}
         rate = float(np.asarray(z["sample_rate"]).reshape(-1)[0])
+        devices = np.asarray(z["device"]) if "device" in z.files else None
     if not np.isfinite(rate) or rate <= 0:
         raise bad(f"sample_rate must be a positive number of Hz, got {rate}")
     for name, array in arrays.items():
@@ -205,4 +246,8 @@ def _read_windows(path: Path):
             raise bad(f"{name} holds NaN or infinite values")
     if "gyro" in arrays and arrays["gyro"].shape != arrays["acc"].shape:
         raise bad(f"gyro shape {tuple(arrays['gyro'].shape)} differs from acc shape {tuple(arrays['acc'].shape)}")
-    return arrays["acc"], arrays.get("gyro"), rate
+    if devices is not None:
+        if devices.dtype.kind not in "iuUS" or devices.shape != (len(arrays["acc"]),):
+            raise bad(f"device must be ({len(arrays['acc'])},) integer or string ids, one per window, "
+                      f"got {devices.dtype} of shape {tuple(devices.shape)}")
+    return arrays["acc"], arrays.get("gyro"), rate, devices

@@ -152,6 +152,9 @@ def dataset_rows(dataset: str, zero_shot, finetuned=None, only: set[str] | None 
 
     row("told", f"placement told ({w.placement}), the dataset's class names", zero_shot)
     row("unknown", "placement unknown", zero_shot, placement="unknown")
+    if dataset == "hapt":  # the reference must not hurt a device worn the usual way
+        row("told_adaptive", "placement told, per-device gravity reference (label-free)", zero_shot,
+            up=device_references(w.acc, w.subjects))
     # one rotation per subject (a device worn its own way); BasicMotions has no subject ids
     groups = w.subjects if dataset == "hapt" else np.arange(len(w))
     subject_ids = np.unique(groups)

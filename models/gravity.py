@@ -37,6 +37,11 @@ CANONICAL_UP = np.array([0.982, -0.177, -0.063])
 CANONICAL_UP = CANONICAL_UP / np.linalg.norm(CANONICAL_UP)
 
 
+# placements whose trained "up" is known; others are classified without a reference (the simulator
+# trains them with phones worn either way up, so no single canonical direction exists for them)
+ADAPTIVE_PLACEMENTS = ("waist",)
+
+
 def is_gait(acc: np.ndarray) -> np.ndarray:
     """(B, T, 3) m/s^2 -> (B,) bool: windows that look like walking/running/stairs (upright trunk)."""
     magnitude = np.linalg.norm(np.asarray(acc, dtype=np.float64), axis=-1)

@@ -311,12 +311,15 @@ def finetune(
     max_angle_deg: float = 10.0,
     eval_every: int | None = None,
     on_step=None,
+    gyro_dropout: float = 0.0,
 ) -> tuple[ContrastiveMotionModel, list[dict]]:
     """Cross-entropy fine-tuning of the encoder and a label-prototype head initialised from the
     labels' text vectors; keeps the checkpoint (about ten are checked, or one every `eval_every`
     steps) with the best validation macro-F1 (validation = held-out TRAIN subjects). Small few-shot
     sets get at least `min_steps` steps. `max_angle_deg` bounds the partial-rotation augmentation.
-    `on_step(step, total_steps)` is called after every step (progress; raising from it stops training)."""
+    `on_step(step, total_steps)` is called after every step (progress; raising from it stops training).
+    `gyro_dropout`: the fraction of training windows shown without their gyroscope (zeros + the
+    absent flag), so the model keeps working on accelerometer-only devices."""
     import copy
 
     from tqdm import tqdm
@@ -366,6 +369,10 @@ def finetune(
         rows = order[i * batch_size : (i + 1) * batch_size]
         signal, mask, has_gyro, place, y = (t[rows] for t in fit_t)
         signal = augment(signal, max_angle_deg=max_angle_deg, generator=generator)
+        if gyro_dropout > 0:
+            dropped = torch.rand(len(rows), generator=generator) < gyro_dropout
+            signal[dropped, :, 3:] = 0.0
+            has_gyro = has_gyro & ~dropped
         logits = model.logits(model.embed(signal.to(device), mask.to(device), has_gyro.to(device), place.to(device)), model.head)
         loss = torch.nn.functional.cross_entropy(logits, y.to(device), label_smoothing=label_smoothing)
         optimizer.zero_grad(set_to_none=True)
