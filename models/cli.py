@@ -112,7 +112,7 @@ def register(app: typer.Typer) -> None:
         label-free from its walking windows, models/gravity.py) turns its windows to the mounting the
         model knows (placement waist; other placements have no known reference and are left as sent)."""
         from models.encoder import PLACEMENTS
-        from models.gravity import ADAPTIVE_PLACEMENTS, GravityReference
+        from models.gravity import ADAPTIVE_PLACEMENTS, CANONICAL_UP, GravityReference
         from models.inference import MotionClassifier, UnservedPlacement
 
         settings = _settings()
@@ -132,8 +132,9 @@ def register(app: typer.Typer) -> None:
                 rows = np.flatnonzero(devices == device)
                 ref = GravityReference()
                 ref.update(acc[rows])
-                up[rows] = ref.direction()
-                references[str(device)] = {"up": np.round(ref.direction(), 4).tolist(), "source": ref.source,
+                direction = ref.direction()  # None before enough walking: that device's windows stay as sent
+                up[rows] = CANONICAL_UP if direction is None else direction
+                references[str(device)] = {"up": None if direction is None else np.round(direction, 4).tolist(),
                                            "gait_windows": ref.gait_count, "windows": ref.all_count}
         try:
             probabilities = classifier.predict_proba(acc, gyro, rate, names, placement, up=up)

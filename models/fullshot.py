@@ -11,6 +11,7 @@ the end, for every variant; nothing is chosen on them.
 
 from __future__ import annotations
 
+import sys
 import time
 
 import numpy as np
@@ -85,7 +86,7 @@ def run_full_shot(model: str | None = None, seeds=(0, 1, 2), epochs: int = 15, g
                      "deep": metrics(test.y, p_test), "deep_no_gyro": metrics(test.y, p_test_no_gyro),
                      "fusion": metrics(test.y, np.exp(w * _log(p_test) + (1 - w) * svm_test))})
         print(f"seed {seed}: deep {runs[-1]['deep']['accuracy']:.3f} fusion (w={w}) "
-              f"{runs[-1]['fusion']['accuracy']:.3f}  {time.time() - start:.0f} s", flush=True)
+              f"{runs[-1]['fusion']['accuracy']:.3f}  {time.time() - start:.0f} s", file=sys.stderr, flush=True)
 
     def spread(key: str) -> dict:
         out = {}

@@ -70,14 +70,12 @@ class GravityReference:
         self.all_sum = tuple(np.add(self.all_sum, means.sum(0)).tolist())
         self.all_count += len(means)
 
-    @property
-    def source(self) -> str:
-        if self.gait_count >= MIN_GAIT_WINDOWS:
-            return "gait"
-        return "long_span" if self.all_count else "none"
-
-    def direction(self) -> np.ndarray | None:
-        """Unit "up" in the device frame, or None before any window."""
+    def direction(self, long_span: bool = False) -> np.ndarray | None:
+        """Unit "up" in the device frame; None until MIN_GAIT_WINDOWS gait windows were seen, unless
+        `long_span` (the mean over all windows: right for a device that is mostly upright, wrong
+        for one that has only sat so far, which is why it is not the default)."""
+        if self.gait_count < MIN_GAIT_WINDOWS and not (long_span and self.all_count):
+            return None
         total = self.gait_sum if self.gait_count >= MIN_GAIT_WINDOWS else self.all_sum
         norm = float(np.linalg.norm(total))
         return None if norm < 1e-9 else np.asarray(total) / norm
@@ -126,7 +124,7 @@ def device_references(acc: np.ndarray, devices: np.ndarray) -> np.ndarray:
         ref = GravityReference()
         ref.update(acc[rows])
         direction = ref.direction()
-        out[rows] = direction if direction is not None else CANONICAL_UP
+        out[rows] = direction if direction is not None else CANONICAL_UP  # no walking seen: left as sent
     return out
 
 
