@@ -178,11 +178,14 @@ def register(app: typer.Typer) -> None:
         max_steps: Optional[int] = typer.Option(None, help="stop after this many steps (quick checks)"),
         seed: int = typer.Option(0),
         device: str = typer.Option("auto"),
+        recipe: str = typer.Option("v1", help="v1 (motion-v1) | v2 (motion-v2: gravity reference input, random "
+                                              "mountings, all placements, low rates, compositional captions)"),
     ) -> None:
         """Align the motion encoder with text on simulated clips (no HAPT labels)."""
         from models.train import train_zero_shot
 
-        path, _ = train_zero_shot(_settings(), out, init, clips, epochs, seed=seed, device=device, max_steps=max_steps)
+        path, _ = train_zero_shot(_settings(), out, init, clips, epochs, seed=seed, device=device, max_steps=max_steps,
+                                  recipe=recipe)
         print(path)
 
     @train_app.command("finetune")

@@ -61,12 +61,14 @@ def _content_words(text: str) -> set[str]:
 
 
 def training_vocabulary() -> set[str]:
-    """Content words of every text the encoder was aligned with or that ships as a default label."""
+    """Content words of every text the encoder was aligned with (motion-v1's sentences, motion-v2's
+    compositional captions) or that ships as a default label."""
+    from models.captions import caption_words
     from models.simulator import ACTIVITIES
     from models.text import PROMPT_TEMPLATES
     from models.train import DEFAULT_LABELS
 
-    texts = [d for spec in ACTIVITIES.values() for d in spec.descriptions] + list(ACTIVITIES)
+    texts = [d for spec in ACTIVITIES.values() for d in spec.descriptions] + list(ACTIVITIES) + caption_words()
     texts += [t.format("") for t in PROMPT_TEMPLATES] + list(DEFAULT_LABELS)
     return set().union(*map(_content_words, texts))
 

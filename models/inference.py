@@ -119,6 +119,11 @@ class MotionClassifier:
         ]
         return torch.stack(rows).to(self.device)
 
+    @property
+    def gravity_inputs(self) -> bool:
+        """True when the encoder takes the gravity reference as an input (motion-v2)."""
+        return self.model.encoder.config.gravity_inputs
+
     def check_placement(self, placement: str) -> None:
         """Raise UnservedPlacement (a ValueError, with the reason) for a placement this model never trained."""
         reason = unserved_reason(placement, self.served_placements)
@@ -127,14 +132,17 @@ class MotionClassifier:
 
     @torch.inference_mode()
     def embed(self, acc: np.ndarray, gyro: np.ndarray | None, rate_hz: float, placement: str = "unknown",
-              batch_size: int = 1024) -> np.ndarray:
-        """(B, T, 3) windows -> (B, 384) unit vectors in the text space."""
+              batch_size: int = 1024, up: np.ndarray | None = None) -> np.ndarray:
+        """(B, T, 3) windows -> (B, 384) unit vectors in the text space. `up` ((3,) or (B, 3)): the
+        device's gravity reference, an input of models with gravity inputs (ignored by others)."""
         self.check_placement(placement)
         out = []
         p = placement_index(placement, self.model.encoder.config.placements)
         for start in range(0, len(acc), batch_size):
             g = None if gyro is None else gyro[start : start + batch_size]
-            signal, mask, has_gyro = prepare_motion(acc[start : start + batch_size], g, rate_hz, self.model.encoder.config)
+            u = None if up is None or np.ndim(up) == 1 else up[start : start + batch_size]
+            signal, mask, has_gyro = prepare_motion(acc[start : start + batch_size], g, rate_hz, self.model.encoder.config,
+                                                    up=up if np.ndim(up) == 1 else u)
             place = torch.full((len(signal),), p, dtype=torch.long)
             emb = self.model.embed(signal.to(self.device), mask.to(self.device), has_gyro.to(self.device), place.to(self.device))
             out.append(emb.float().cpu().numpy())
@@ -144,12 +152,14 @@ class MotionClassifier:
     def predict_proba(self, acc: np.ndarray, gyro: np.ndarray | None, rate_hz: float, labels: list[str],
                       placement: str = "unknown", up: np.ndarray | None = None) -> np.ndarray:
         """(B, T, 3) acc in m/s^2 (gravity included), optional gyro rad/s -> (B, len(labels)) probabilities.
-        `up`: the device's gravity reference ((3,) or (B, 3), models.gravity), when known: windows are
-        first turned so that it matches the "up" the encoder was trained with."""
-        if up is not None:
+        `up`: the device's gravity reference ((3,) or (B, 3), models.gravity), when known: an input of
+        models with gravity inputs (motion-v2); older models get windows turned so that it matches the
+        "up" they were trained with."""
+        if up is not None and not self.gravity_inputs:
             from models.gravity import align_to_reference
 
             acc, gyro = align_to_reference(acc, gyro, up)
-        motion = torch.from_numpy(self.embed(acc, gyro, rate_hz, placement)).to(self.device)
+            up = None
+        motion = torch.from_numpy(self.embed(acc, gyro, rate_hz, placement, up=up)).to(self.device)
         logits = self.model.logits(motion, self.label_vectors(labels))
         return torch.softmax(logits, dim=-1).cpu().numpy()
