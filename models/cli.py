@@ -109,10 +109,10 @@ def register(app: typer.Typer) -> None:
         """Classify IMU windows against any label set given in words.
 
         With a `device` array, each device's gravity reference (where "up" is in its frame, estimated
-        label-free from its walking windows, models/gravity.py) turns its windows to the mounting the
-        model knows (placement waist; other placements have no known reference and are left as sent)."""
+        label-free from its walking windows, models/gravity.py) is an input of motion-v2; motion-v1 gets
+        the windows turned to the mounting it knows (placement waist only; others are left as sent)."""
         from models.encoder import PLACEMENTS
-        from models.gravity import ADAPTIVE_PLACEMENTS, CANONICAL_UP, GravityReference
+        from models.gravity import ADAPTIVE_PLACEMENTS, GravityReference
         from models.inference import MotionClassifier, UnservedPlacement
 
         settings = _settings()
@@ -124,7 +124,7 @@ def register(app: typer.Typer) -> None:
         acc, gyro, rate, devices = _read_windows(input)
         classifier = MotionClassifier.load(model, device=settings.models.device, checkpoint_dir=settings.models.checkpoint_dir)
         up, references = None, None
-        if devices is not None and placement in ADAPTIVE_PLACEMENTS:
+        if devices is not None and (placement in ADAPTIVE_PLACEMENTS or classifier.gravity_inputs):
             import numpy as np
 
             up, references = np.zeros((len(acc), 3)), {}
@@ -133,7 +133,7 @@ def register(app: typer.Typer) -> None:
                 ref = GravityReference()
                 ref.update(acc[rows])
                 direction = ref.direction()  # None before enough walking: that device's windows stay as sent
-                up[rows] = CANONICAL_UP if direction is None else direction
+                up[rows] = 0.0 if direction is None else direction
                 references[str(device)] = {"up": None if direction is None else np.round(direction, 4).tolist(),
                                            "gait_windows": ref.gait_count, "windows": ref.all_count}
         try:
@@ -148,7 +148,7 @@ def register(app: typer.Typer) -> None:
         }
         if devices is not None:
             result["gravity_reference"] = references or (
-                f"not used: placement {placement!r} has no known trained reference (only {', '.join(ADAPTIVE_PLACEMENTS)})")
+                f"not used: {classifier.version} knows the trained reference only for {', '.join(ADAPTIVE_PLACEMENTS)}")
         if as_json:
             print(json.dumps(result))
         else:
@@ -191,14 +191,15 @@ def register(app: typer.Typer) -> None:
     @train_app.command("finetune")
     def train_finetune_command(
         init: Optional[str] = typer.Option(None, help="checkpoint to start from (default: settings default)"),
-        out: Optional[Path] = typer.Option(None, help="output directory (default: checkpoints/motion-v1-hapt)"),
+        out: Optional[Path] = typer.Option(None, help="output directory (default: checkpoints/<init>-hapt)"),
         epochs: int = typer.Option(15),
         seed: int = typer.Option(0),
+        gyro_dropout: float = typer.Option(0.0, help="share of training windows without gyroscope (motion-v2-hapt: 0.2)"),
     ) -> None:
         """Full fine-tuning on HAPT train subjects (selection on validation subjects), then test."""
         from models.train import train_finetune
 
-        print(train_finetune(_settings(), init, out, epochs, seed))
+        print(train_finetune(_settings(), init, out, epochs, seed, gyro_dropout=gyro_dropout))
 
     @train_app.command("rooms")
     def train_rooms_command(

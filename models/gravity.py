@@ -37,8 +37,9 @@ CANONICAL_UP = np.array([0.982, -0.177, -0.063])
 CANONICAL_UP = CANONICAL_UP / np.linalg.norm(CANONICAL_UP)
 
 
-# placements whose trained "up" is known; others are classified without a reference (the simulator
-# trains them with phones worn either way up, so no single canonical direction exists for them)
+# placements whose trained "up" motion-v1 knows (it has no reference input: windows are turned to
+# CANONICAL_UP); others are classified without it (the simulator trains them with phones worn either
+# way up, so no single canonical direction exists). motion-v2 takes the reference as an input everywhere.
 ADAPTIVE_PLACEMENTS = ("waist",)
 
 
@@ -105,26 +106,28 @@ def rotation_between(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 def align_to_reference(acc: np.ndarray, gyro: np.ndarray | None, up: np.ndarray | None,
                        canonical: np.ndarray = CANONICAL_UP) -> tuple[np.ndarray, np.ndarray | None]:
     """Rotate (B, T, 3) windows so their device's estimated `up` ((3,) for all, or (B, 3) per
-    window) becomes `canonical`; gyro turns with the same rotation (one rigid device)."""
+    window; zeros: none) becomes `canonical`; gyro turns with the same rotation (one rigid device)."""
     if up is None:
         return acc, gyro
     up = np.asarray(up, dtype=np.float64)
     ups = np.broadcast_to(up, (len(acc), 3)) if up.ndim == 1 else up
-    r = np.stack([rotation_between(u, canonical) for u in ups]).astype(np.float32)  # (B, 3, 3)
+    # a zero vector means "no reference yet": that window stays as sent
+    r = np.stack([rotation_between(u, canonical) if np.linalg.norm(u) > 1e-6 else np.eye(3) for u in ups])
+    r = r.astype(np.float32)  # (B, 3, 3)
     turn = lambda x: np.einsum("btj,bij->bti", np.asarray(x, np.float32), r)  # noqa: E731
     return turn(acc), None if gyro is None else turn(gyro)
 
 
 def device_references(acc: np.ndarray, devices: np.ndarray) -> np.ndarray:
     """(N, 3) per window: its device's reference from ALL of that device's windows (offline use;
-    the workers update it as windows arrive). Windows of a device are taken in the given order."""
+    the workers update it as windows arrive), zeros for a device that never walked."""
     out = np.zeros((len(acc), 3))
     for device in dict.fromkeys(devices.tolist()):
         rows = np.flatnonzero(devices == device)
         ref = GravityReference()
         ref.update(acc[rows])
         direction = ref.direction()
-        out[rows] = direction if direction is not None else CANONICAL_UP  # no walking seen: left as sent
+        out[rows] = direction if direction is not None else 0.0  # no walking seen: no reference
     return out
 
 

@@ -154,11 +154,12 @@ class MotionClassifier:
         """(B, T, 3) acc in m/s^2 (gravity included), optional gyro rad/s -> (B, len(labels)) probabilities.
         `up`: the device's gravity reference ((3,) or (B, 3), models.gravity), when known: an input of
         models with gravity inputs (motion-v2); older models get windows turned so that it matches the
-        "up" they were trained with."""
+        "up" they were trained with (waist only: models.gravity.ADAPTIVE_PLACEMENTS)."""
         if up is not None and not self.gravity_inputs:
-            from models.gravity import align_to_reference
+            from models.gravity import ADAPTIVE_PLACEMENTS, align_to_reference
 
-            acc, gyro = align_to_reference(acc, gyro, up)
+            if placement in ADAPTIVE_PLACEMENTS:  # elsewhere an older model has no known trained "up"
+                acc, gyro = align_to_reference(acc, gyro, up)
             up = None
         motion = torch.from_numpy(self.embed(acc, gyro, rate_hz, placement, up=up)).to(self.device)
         logits = self.model.logits(motion, self.label_vectors(labels))

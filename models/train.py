@@ -409,7 +409,12 @@ def finetune(
     model.to(device)
 
     def prepared(windows):
-        signal, mask, has_gyro = prepare_motion(windows.acc, windows.gyro, windows.rate_hz, cfg)
+        up = None
+        if cfg.gravity_inputs:  # each subject's label-free gravity reference (a subject = one device)
+            from models.gravity import device_references
+
+            up = device_references(windows.acc, windows.subjects)
+        signal, mask, has_gyro = prepare_motion(windows.acc, windows.gyro, windows.rate_hz, cfg, up=up)
         place = torch.full((len(signal),), placement_index(windows.placement, cfg.placements), dtype=torch.long)
         return signal, mask, has_gyro, place, torch.from_numpy(windows.y)
 
@@ -445,8 +450,10 @@ def finetune(
         signal = augment(signal, max_angle_deg=max_angle_deg, generator=generator)
         if gyro_dropout > 0:
             dropped = torch.rand(len(rows), generator=generator) < gyro_dropout
-            signal[dropped, :, 3:] = 0.0
+            signal[dropped, :, 3:6] = 0.0
             has_gyro = has_gyro & ~dropped
+        if cfg.gravity_inputs:  # single windows (no device stream yet) must keep working: hide the reference
+            signal[torch.rand(len(rows), generator=generator) < 0.3, :, 6:9] = 0.0
         logits = model.logits(model.embed(signal.to(device), mask.to(device), has_gyro.to(device), place.to(device)), model.head)
         loss = torch.nn.functional.cross_entropy(logits, y.to(device), label_smoothing=label_smoothing)
         optimizer.zero_grad(set_to_none=True)
@@ -477,7 +484,7 @@ def train_finetune(
     settings: Settings, init: str | None = None, out_dir: Path | None = None, epochs: int = 15, seed: int = 0,
     threads: int | None = 1, lr: float = 3e-4, label_smoothing: float = 0.05, max_angle_deg: float = 10.0,
     validation_subjects: tuple[int, ...] = FINETUNE_VALIDATION_SUBJECTS, eval_every_epoch: bool = True,
-    measure_test: bool = True,
+    measure_test: bool = True, gyro_dropout: float = 0.0,
 ) -> Path:
     """Fine-tune `init` (default: the settings' default checkpoint) on the HAPT train subjects minus
     `validation_subjects`, keep the checkpoint with the best validation macro-F1 (about ten checks,
@@ -486,9 +493,12 @@ def train_finetune(
     from models.datasets import HAPT_TEST_SUBJECTS, hapt_windows
     from models.metrics import classification_metrics, predict_windows
 
+    from models.inference import resolve_checkpoint
+
     assert not set(validation_subjects) & set(HAPT_TEST_SUBJECTS), "validation must use train subjects"
     _setup_torch(seed, threads)
-    out_dir = out_dir or settings.models.checkpoint_dir / "motion-v1-hapt"
+    base = resolve_checkpoint(init, settings.models.checkpoint_dir).name  # motion-v1 -> motion-v1-hapt
+    out_dir = out_dir or settings.models.checkpoint_dir / f"{base}-hapt"
     classifier = MotionClassifier.load(init, device="cpu", checkpoint_dir=settings.models.checkpoint_dir)
     fit = hapt_windows([s for s in HAPT_TRAIN_SUBJECTS if s not in validation_subjects])
     val = hapt_windows(validation_subjects)
@@ -496,7 +506,8 @@ def train_finetune(
     label_vectors = classifier.label_vectors(fit.labels).cpu().numpy()
     classifier.model, history = finetune(
         classifier.model, fit, val, label_vectors, epochs=epochs, lr=lr, seed=seed, label_smoothing=label_smoothing,
-        max_angle_deg=max_angle_deg, eval_every=steps_per_epoch(fit) if eval_every_epoch else None)
+        max_angle_deg=max_angle_deg, eval_every=steps_per_epoch(fit) if eval_every_epoch else None,
+        gyro_dropout=gyro_dropout)
     seconds = round(time.time() - start, 1)
     best = max(history, key=lambda h: (h["val_macro_f1"], h["step"]))  # finetune's rule: ties -> later
     metrics = {"validation": {"accuracy": best["val_accuracy"], "macro_f1": best["val_macro_f1"],
@@ -508,14 +519,15 @@ def train_finetune(
                         "test_subjects": sorted({int(s) for s in test.subjects})})
         print(f"test accuracy {report['accuracy']:.3f} macro-F1 {report['macro_f1']:.3f}")
     meta = {
-        "version": f"motion-v1-hapt-{FINETUNE_VERSION}",
+        "version": f"{base}-hapt-{FINETUNE_VERSION if base == 'motion-v1' else '2.0.0'}",
         "default_labels": list(HAPT_LABELS),
+        "served_placements": list(classifier.served_placements),
         "training": {
             "kind": "supervised fine-tuning (cross-entropy, text-initialised label prototypes)",
             "init": classifier.version, "data": f"HAPT UCI-HAR windows, {len(fit)} fit / {len(val)} validation",
             "fit_subjects": sorted({int(s) for s in fit.subjects}), "validation_subjects": list(validation_subjects),
             "hyperparameters": {"epochs": epochs, "lr": lr, "batch_size": 128, "label_smoothing": label_smoothing,
-                                "max_rotation_deg": max_angle_deg, "seed": seed},
+                                "max_rotation_deg": max_angle_deg, "seed": seed, "gyro_dropout": gyro_dropout},
             "seconds": seconds, "history": history,
         },
         "metrics": metrics,

@@ -2,9 +2,9 @@
 
 Every window of a device updates that device's `models.gravity.GravityReference` (running sums over
 its gait windows), and the window carries the current estimate to the classifier, which turns it to
-the mounting the model was trained with. Only placements with a known trained reference are adapted
-(`ADAPTIVE_PLACEMENTS`), and only once the device has walked (`MIN_GAIT_WINDOWS` gait windows): a
-device that has only sat so far keeps its windows as sent. The state is a few numbers per device;
+the mounting the model was trained with (motion-v1: waist only) or takes it as an input (motion-v2).
+A reference exists only once the device has walked (`MIN_GAIT_WINDOWS` gait windows): a device that
+has only sat so far keeps its windows as sent; devices of unknown placement get none. The state is a few numbers per device;
 it travels with the episodes and alert rules in the durable per-device table (Faust engine), so it
 survives restarts and rebalances. Windows re-read after a crash may be counted twice: a running
 mean over hundreds of windows barely moves.
@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from models.gravity import ADAPTIVE_PLACEMENTS, GravityReference
+from models.gravity import GravityReference
 
 
 class DeviceGravity:
@@ -23,7 +23,7 @@ class DeviceGravity:
 
     def observe(self, device_id: str, placement: str, acc: np.ndarray) -> tuple[float, float, float] | None:
         """Update the device's reference with one window (T, 3); its "up" when usable, else None."""
-        if placement not in ADAPTIVE_PLACEMENTS:
+        if placement in ("unknown", "room"):  # "up" differs by placement; a room device has none
             return None
         reference = self._references.setdefault(device_id, GravityReference())
         reference.update(acc)

@@ -138,3 +138,35 @@ def test_classify_with_a_device_array(tmp_path):
     assert plain.exit_code == 0 and "gravity_reference" not in plain.output
     bad = runner.invoke(app, base + ["--input", str(_npz(acc, tmp_path / "b.npz", device=np.zeros(3)))])
     assert bad.exit_code == 2 and "device must be (8,)" in bad.output
+
+
+def test_gravity_inputs_are_config_driven_and_turn_with_the_device(tmp_path):
+    """motion-v2's architecture (gravity reference + gravity-removed flag as 4 more channels) is a config
+    switch: a checkpoint with it round-trips, and rotation augmentation turns the reference with acc."""
+    import torch
+
+    from models.augment import rotate
+    from models.encoder import ContrastiveMotionModel, MotionEncoderConfig, prepare_motion
+    from models.inference import save_checkpoint
+
+    config = MotionEncoderConfig(d_model=32, n_layers=1, n_heads=2, gravity_inputs=True)
+    acc = gait_windows([0, 0, 1], n=2)
+    linear = acc - acc.mean(1, keepdims=True)  # a device that removes gravity itself
+    signal, _, _ = prepare_motion(np.concatenate([acc, linear]), None, 50.0, config, up=np.array([0.0, 0.0, 2.0]))
+    assert signal.shape == (4, 64, 10)
+    assert torch.allclose(signal[:, 0, 6:9], torch.tensor([0.0, 0.0, 1.0]).expand(4, 3))  # unit reference
+    assert signal[:, 0, 9].tolist() == [0.0, 0.0, 1.0, 1.0]  # gravity-removed windows detected
+    unknown, _, _ = prepare_motion(acc, None, 50.0, config)
+    assert (unknown[..., 6:9] == 0).all()  # no reference: zeros
+    quarter = torch.tensor([[[0.0, -1.0, 0.0], [1.0, 0.0, 0.0], [0.0, 0.0, 1.0]]])
+    turned = rotate(signal[:1], quarter)
+    assert torch.allclose(turned[..., 6:9], signal[:1, :, 6:9] @ quarter[0].T) and torch.equal(turned[..., 9], signal[:1, :, 9])
+    model = ContrastiveMotionModel(config)
+    save_checkpoint(model, tmp_path / "v2", {"version": "tiny-v2", "default_labels": ["walking"],
+                                             "served_placements": ["waist", "hand"]}, {})
+    loaded = MotionClassifier.load(tmp_path / "v2", device="cpu")
+    assert loaded.gravity_inputs and loaded.model.encoder.stem.conv1.in_channels == 10
+    embedded = loaded.embed(acc, None, 50.0, "hand", up=np.array([0.0, 0.0, 1.0]))
+    assert embedded.shape == (2, 384) and not np.allclose(embedded, loaded.embed(acc, None, 50.0, "hand"))
+    with pytest.raises(UnservedPlacement):
+        loaded.embed(acc, None, 50.0, "wrist")  # served placements come from the checkpoint
