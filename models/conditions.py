@@ -16,7 +16,8 @@ Conditions (each on the dataset's held-out test windows; HAPT: test subjects 2,4
   a wrong hint: does the hint break the model?), placements the checkpoint refuses show the reason;
 - `rate_<hz>`: windows decimated to a lower rate with an anti-alias filter (scipy's resample_poly), and
   `rate_<hz>_unfiltered`: every k-th sample (a device without an anti-alias filter);
-- `finetuned`, `finetuned_no_gyro`: the fine-tuned checkpoint (HAPT only) with and without its gyroscope.
+- `finetuned`, `finetuned_no_gyro`: the fine-tuned checkpoint (HAPT only) with and without its gyroscope,
+  and `finetuned_adaptive`, `finetuned_no_gyro_adaptive` with each subject's gravity reference.
 
 Every choice here (wordings, rotation seeds, rates) was fixed before measuring and none was tuned on
 test subjects; wordings were written against the training captions' vocabulary only.
@@ -190,16 +191,23 @@ def dataset_rows(dataset: str, zero_shot, finetuned=None, only: set[str] | None 
     if finetuned is not None and dataset == "hapt":
         row("finetuned", "fine-tuned checkpoint, placement told", finetuned)
         row("finetuned_no_gyro", "fine-tuned checkpoint without its gyroscope", finetuned, gyro=None)
+        up = device_references(w.acc, w.subjects)
+        row("finetuned_adaptive", "fine-tuned checkpoint, per-device gravity reference", finetuned, up=up)
+        row("finetuned_no_gyro_adaptive", "fine-tuned, per-device gravity reference, without gyroscope", finetuned,
+            gyro=None, up=up)
     return rows
 
 
 def finetuned_name(zero_shot_name: str | None, checkpoint_dir) -> str | None:
-    """`<name>-hapt` beside the zero-shot checkpoint, if it exists."""
+    """`<name>-hapt` beside the zero-shot checkpoint (or in the checkpoint dir), if it exists."""
     from models.inference import resolve_checkpoint
 
-    base = Path(resolve_checkpoint(zero_shot_name, checkpoint_dir)).name
+    base = Path(resolve_checkpoint(zero_shot_name, checkpoint_dir))
+    sibling = base.parent / f"{base.name}-hapt"
+    if (sibling / "config.json").exists():
+        return str(sibling)
     try:
-        return str(resolve_checkpoint(f"{base}-hapt", checkpoint_dir))
+        return str(resolve_checkpoint(f"{base.name}-hapt", checkpoint_dir))
     except FileNotFoundError:
         return None
 
