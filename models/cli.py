@@ -52,6 +52,8 @@ def register(app: typer.Typer) -> None:
         seeds: Optional[str] = typer.Option(None, help="--setting full: comma-separated seeds, e.g. 0,1,2: per-seed "
                                             "fine-tunes, feature baseline, fusion and seed ensemble, mean and std"),
         gyro_dropout: float = typer.Option(0.2, help="--setting full --seeds: share of fine-tuning windows without gyro"),
+        reference: bool = typer.Option(False, help="--setting full --seeds: the deep model sees windows turned by each "
+                                                   "subject's label-free gravity reference (per-device-adaptive)"),
         condition: Optional[list[str]] = typer.Option(None, help="--dataset all: only these rows (e.g. told, rate_10hz)"),
         out: Optional[Path] = typer.Option(None, help="--dataset all: write conditions-<version>.json/.md here "
                                                        "(default benchmarks/results/eval; '-' writes nothing)"),
@@ -88,7 +90,8 @@ def register(app: typer.Typer) -> None:
                 seed_list = tuple(int(x) for x in seeds.split(",") if x.strip())
             except ValueError:
                 raise typer.BadParameter(f"{seeds!r}: give integers, e.g. 0,1,2", param_hint="--seeds") from None
-            report = run_full_shot(model, seed_list, epochs, gyro_dropout, _settings().models.checkpoint_dir, limit)
+            report = run_full_shot(model, seed_list, epochs, gyro_dropout, _settings().models.checkpoint_dir, limit,
+                                   reference)
             print(json.dumps(report) if as_json else json.dumps(report, indent=1))
             return
         report = run_evaluation(dataset, setting, shots, model, limit, epochs, seed, _settings().models.checkpoint_dir)
