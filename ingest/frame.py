@@ -26,9 +26,10 @@ from typing import Any, ClassVar, Mapping
 
 import numpy as np
 
-SCHEMA_VERSION = 1
+from ingest.placements import FRAME_PLACEMENTS as PLACEMENTS  # the one vocabulary (also the encoder's)
+from ingest.placements import UNSERVED_PLACEMENTS, normalise_placement, unserved_reason
 
-PLACEMENTS = ("wrist", "waist", "pocket", "chest", "ankle", "room", "unknown")
+SCHEMA_VERSION = 1
 
 # Scalar room channels and the one unit each is sent in; a sensor reporting another unit converts.
 ENV_UNITS: dict[str, str] = {
@@ -344,8 +345,10 @@ class Frame:
         object.__setattr__(self, "t0", self._check_t0())
         object.__setattr__(self, "duration_s", self._check_duration())
         if self.placement not in PLACEMENTS:
+            untrained = unserved_reason(self.placement) if isinstance(self.placement, str) else None
             raise FrameError(
-                f"placement {self.placement!r} is unknown (one of: {', '.join(PLACEMENTS)})",
+                untrained if untrained and normalise_placement(self.placement) in UNSERVED_PLACEMENTS
+                else f"placement {self.placement!r} is unknown (one of: {', '.join(PLACEMENTS)})",
                 "unknown_placement",
             )
         object.__setattr__(self, "streams", tuple(self.streams))

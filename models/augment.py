@@ -25,9 +25,13 @@ def random_rotations(n: int, max_angle_rad: float, generator: torch.Generator | 
 
 
 def rotate(signal: torch.Tensor, rotation: torch.Tensor) -> torch.Tensor:
-    """Rotate acc (channels 0-2) and gyro (3-5) of each window by its (3, 3) rotation."""
+    """Rotate acc (channels 0-2) and gyro (3-5) of each window by its (3, 3) rotation; with gravity
+    inputs (10 channels) the gravity reference (6-8) turns with them and the flag (9) stays."""
     r = rotation.to(signal.device, signal.dtype).transpose(1, 2)
-    return torch.cat([signal[..., :3] @ r, signal[..., 3:6] @ r], dim=-1)
+    parts = [signal[..., :3] @ r, signal[..., 3:6] @ r]
+    if signal.shape[-1] > 6:
+        parts += [signal[..., 6:9] @ r, signal[..., 9:]]
+    return torch.cat(parts, dim=-1)
 
 
 def augment(
@@ -40,8 +44,11 @@ def augment(
     """Partial rotation, per-window amplitude scaling of the dynamic part, additive jitter."""
     b = signal.shape[0]
     out = rotate(signal, random_rotations(b, math.radians(max_angle_deg), generator))
+    extra = out[..., 6:]  # gravity inputs (if any): rotated above, never scaled or jittered
+    out = out[..., :6]
     # scale motion around the window mean so gravity (the mean of acc) keeps its magnitude
     mean = out.mean(1, keepdim=True)
     factor = 1 + scale * (2 * torch.rand(b, 1, 1, generator=generator) - 1)
     out = mean + (out - mean) * factor.to(out.device)
-    return out + jitter * torch.randn(out.shape, generator=generator).to(out.device)
+    out = out + jitter * torch.randn(out.shape, generator=generator).to(out.device)
+    return torch.cat([out, extra], dim=-1) if extra.shape[-1] else out

@@ -41,7 +41,7 @@ def register(app: typer.Typer) -> None:
 
     @app.command("eval")
     def eval_command(
-        dataset: str = typer.Option("hapt", help="hapt | basicmotions | rooms"),
+        dataset: str = typer.Option("hapt", help="hapt | basicmotions | rooms | all (the conditions table over every offline dataset)"),
         setting: str = typer.Option("zero-shot", help="zero-shot | few-shot | full | baseline (the feature SVM alone; full reports it too) | llm-qa (the adapter-LLM vs the classifier, docs/llm.md)"),
         shots: int = typer.Option(10, help="windows per class for few-shot"),
         model: Optional[str] = typer.Option(None, help="checkpoint directory or name (default: settings)"),
@@ -49,6 +49,14 @@ def register(app: typer.Typer) -> None:
         epochs: int = typer.Option(15, help="fine-tuning epochs (few-shot, full)"),
         seed: int = typer.Option(0),
         as_json: bool = typer.Option(False, "--json", help="print one JSON object"),
+        seeds: Optional[str] = typer.Option(None, help="--setting full: comma-separated seeds, e.g. 0,1,2: per-seed "
+                                            "fine-tunes, feature baseline, fusion and seed ensemble, mean and std"),
+        gyro_dropout: float = typer.Option(0.2, help="--setting full --seeds: share of fine-tuning windows without gyro"),
+        reference: bool = typer.Option(False, help="--setting full --seeds: the deep model sees windows turned by each "
+                                                   "subject's label-free gravity reference (per-device-adaptive)"),
+        condition: Optional[list[str]] = typer.Option(None, help="--dataset all: only these rows (e.g. told, rate_10hz)"),
+        out: Optional[Path] = typer.Option(None, help="--dataset all: write conditions-<version>.json/.md here "
+                                                       "(default benchmarks/results/eval; '-' writes nothing)"),
     ) -> None:
         """Evaluate on held-out test subjects (rooms: held-out simulated buildings): accuracy, macro-F1, confusion."""
         import torch
@@ -71,6 +79,30 @@ def register(app: typer.Typer) -> None:
             report = run_llm_qa(model, per_class=limit or 50, seed=seed, progress=not as_json)
             print(json.dumps(report) if as_json else json.dumps(report, indent=1))
             return
+        if dataset == "all":
+            from models.conditions import markdown, run_conditions
+
+            if setting != "zero-shot":
+                raise typer.BadParameter("--dataset all runs the zero-shot conditions table (--setting zero-shot)",
+                                         param_hint="--setting")
+            target = None if str(out) == "-" else (out or Path("benchmarks/results/eval"))
+            report = run_conditions(model, only=set(condition) if condition else None, limit=limit,
+                                    checkpoint_dir=_settings().models.checkpoint_dir, out_dir=target)
+            print(json.dumps(report) if as_json else markdown(report))
+            return
+        if seeds is not None:
+            from models.fullshot import run_full_shot
+
+            if (dataset, setting) != ("hapt", "full"):
+                raise typer.BadParameter("--seeds is for --dataset hapt --setting full", param_hint="--seeds")
+            try:
+                seed_list = tuple(int(x) for x in seeds.split(",") if x.strip())
+            except ValueError:
+                raise typer.BadParameter(f"{seeds!r}: give integers, e.g. 0,1,2", param_hint="--seeds") from None
+            report = run_full_shot(model, seed_list, epochs, gyro_dropout, _settings().models.checkpoint_dir, limit,
+                                   reference)
+            print(json.dumps(report) if as_json else json.dumps(report, indent=1))
+            return
         report = run_evaluation(dataset, setting, shots, model, limit, epochs, seed, _settings().models.checkpoint_dir)
         if as_json:
             print(json.dumps(report))
@@ -79,15 +111,21 @@ def register(app: typer.Typer) -> None:
 
     @app.command("classify")
     def classify_command(
-        input: Path = typer.Option(..., "--input", exists=True, help=".npz with acc (N,T,3) m/s^2, optional gyro, sample_rate"),
+        input: Path = typer.Option(..., "--input", exists=True, help=".npz with acc (N,T,3) m/s^2, optional gyro, sample_rate, "
+                                   "optional device (N,): one id per window, each device's windows in time order"),
         labels: str = typer.Option(..., help="comma-separated label words"),
         placement: str = typer.Option("unknown", help="body placement: waist, wrist, pocket, ..."),
         model: Optional[str] = typer.Option(None, help="checkpoint directory or name (default: settings)"),
         as_json: bool = typer.Option(False, "--json", help="print one JSON object"),
     ) -> None:
-        """Classify IMU windows against any label set given in words."""
+        """Classify IMU windows against any label set given in words.
+
+        With a `device` array, each device's gravity reference (where "up" is in its frame, estimated
+        label-free from its walking windows, models/gravity.py) is an input of motion-v2; motion-v1 gets
+        the windows turned to the mounting it knows (placement waist only; others are left as sent)."""
         from models.encoder import PLACEMENTS
-        from models.inference import MotionClassifier
+        from models.gravity import ADAPTIVE_PLACEMENTS, GravityReference
+        from models.inference import MotionClassifier, UnservedPlacement
 
         settings = _settings()
         names = [label.strip() for label in labels.split(",") if label.strip()]
@@ -95,15 +133,34 @@ def register(app: typer.Typer) -> None:
             raise typer.BadParameter("give at least one label, e.g. --labels 'walking,sitting'", param_hint="--labels")
         if placement not in PLACEMENTS:
             raise typer.BadParameter(f"{placement!r} is not one of {', '.join(PLACEMENTS)}", param_hint="--placement")
-        acc, gyro, rate = _read_windows(input)
+        acc, gyro, rate, devices = _read_windows(input)
         classifier = MotionClassifier.load(model, device=settings.models.device, checkpoint_dir=settings.models.checkpoint_dir)
-        probabilities = classifier.predict_proba(acc, gyro, rate, names, placement)
+        up, references = None, None
+        if devices is not None and (placement in ADAPTIVE_PLACEMENTS or classifier.gravity_inputs):
+            import numpy as np
+
+            up, references = np.zeros((len(acc), 3)), {}
+            for device in dict.fromkeys(devices.tolist()):
+                rows = np.flatnonzero(devices == device)
+                ref = GravityReference()
+                ref.update(acc[rows])
+                direction = ref.direction()  # None before enough walking: that device's windows stay as sent
+                up[rows] = 0.0 if direction is None else direction
+                references[str(device)] = {"up": None if direction is None else np.round(direction, 4).tolist(),
+                                           "gait_windows": ref.gait_count, "windows": ref.all_count}
+        try:
+            probabilities = classifier.predict_proba(acc, gyro, rate, names, placement, up=up)
+        except UnservedPlacement as exc:
+            raise typer.BadParameter(str(exc), param_hint="--placement") from None
         result = {
             "labels": names,
             "predictions": [names[i] for i in probabilities.argmax(1)],
             "probabilities": probabilities.astype(float).round(4).tolist(),
             "model_version": classifier.version,
         }
+        if devices is not None:
+            result["gravity_reference"] = references or (
+                f"not used: {classifier.version} knows the trained reference only for {', '.join(ADAPTIVE_PLACEMENTS)}")
         if as_json:
             print(json.dumps(result))
         else:
@@ -133,24 +190,28 @@ def register(app: typer.Typer) -> None:
         max_steps: Optional[int] = typer.Option(None, help="stop after this many steps (quick checks)"),
         seed: int = typer.Option(0),
         device: str = typer.Option("auto"),
+        recipe: str = typer.Option("v1", help="v1 (motion-v1) | v2 (motion-v2: gravity reference input, random "
+                                              "mountings, all placements, low rates, compositional captions)"),
     ) -> None:
         """Align the motion encoder with text on simulated clips (no HAPT labels)."""
         from models.train import train_zero_shot
 
-        path, _ = train_zero_shot(_settings(), out, init, clips, epochs, seed=seed, device=device, max_steps=max_steps)
+        path, _ = train_zero_shot(_settings(), out, init, clips, epochs, seed=seed, device=device, max_steps=max_steps,
+                                  recipe=recipe)
         print(path)
 
     @train_app.command("finetune")
     def train_finetune_command(
         init: Optional[str] = typer.Option(None, help="checkpoint to start from (default: settings default)"),
-        out: Optional[Path] = typer.Option(None, help="output directory (default: checkpoints/motion-v1-hapt)"),
+        out: Optional[Path] = typer.Option(None, help="output directory (default: checkpoints/<init>-hapt)"),
         epochs: int = typer.Option(15),
         seed: int = typer.Option(0),
+        gyro_dropout: float = typer.Option(0.0, help="share of training windows without gyroscope (motion-v2-hapt: 0.2)"),
     ) -> None:
         """Full fine-tuning on HAPT train subjects (selection on validation subjects), then test."""
         from models.train import train_finetune
 
-        print(train_finetune(_settings(), init, out, epochs, seed))
+        print(train_finetune(_settings(), init, out, epochs, seed, gyro_dropout=gyro_dropout))
 
     @train_app.command("rooms")
     def train_rooms_command(
@@ -193,7 +254,8 @@ def register(app: typer.Typer) -> None:
 
 
 def _read_windows(path: Path):
-    """acc (N,T,3), gyro (N,T,3) or None, and the rate from a user's .npz, or a BadParameter saying what is wrong."""
+    """acc (N,T,3), gyro (N,T,3) or None, the rate and the device ids (N,) or None from a user's .npz,
+    or a BadParameter saying what is wrong."""
     import numpy as np
 
     def bad(reason: str) -> typer.BadParameter:
@@ -209,6 +271,7 @@ def _read_windows(path: Path):
             raise bad(f"missing {', '.join(sorted(missing))} (it holds {', '.join(z.files) or 'nothing'})")
         arrays = {name: np.asarray(z[name], dtype=np.float32) for name in ("acc", "gyro") if name in z.files}
         rate = float(np.asarray(z["sample_rate"]).reshape(-1)[0])
+        devices = np.asarray(z["device"]) if "device" in z.files else None
     if not np.isfinite(rate) or rate <= 0:
         raise bad(f"sample_rate must be a positive number of Hz, got {rate}")
     for name, array in arrays.items():
@@ -220,4 +283,8 @@ def _read_windows(path: Path):
             raise bad(f"{name} holds NaN or infinite values")
     if "gyro" in arrays and arrays["gyro"].shape != arrays["acc"].shape:
         raise bad(f"gyro shape {tuple(arrays['gyro'].shape)} differs from acc shape {tuple(arrays['acc'].shape)}")
-    return arrays["acc"], arrays.get("gyro"), rate
+    if devices is not None:
+        if devices.dtype.kind not in "iuUS" or devices.shape != (len(arrays["acc"]),):
+            raise bad(f"device must be ({len(arrays['acc'])},) integer or string ids, one per window, "
+                      f"got {devices.dtype} of shape {tuple(devices.shape)}")
+    return arrays["acc"], arrays.get("gyro"), rate, devices

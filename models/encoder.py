@@ -17,12 +17,13 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from ingest.placements import ENCODER_PLACEMENTS, normalise_placement
+
 GRAVITY = 9.80665
 TOKEN_SAMPLES = 4  # input samples per transformer token (the stem's total stride)
 
-PLACEMENTS = (
-    "unknown", "waist", "wrist", "pocket", "thigh", "chest", "upper_arm", "ankle", "head", "back", "hand",
-)
+# the embedding rows, shared with the frame contract (ingest/placements.py: which ones are served)
+PLACEMENTS = ENCODER_PLACEMENTS
 
 
 @dataclass
@@ -35,10 +36,18 @@ class MotionEncoderConfig:
     dropout: float = 0.1
     embed_dim: int = 384  # all-MiniLM-L6-v2
     placements: tuple[str, ...] = field(default_factory=lambda: PLACEMENTS)
+    # motion-v2: 4 more input channels, the device's gravity reference ("up" in the device frame, zeros
+    # when unknown; models/gravity.py) and a gravity-removed flag (1 when the window's mean specific
+    # force is far below 1 g: a device sending linear acceleration). False = the motion-v1 architecture.
+    gravity_inputs: bool = False
 
     @property
     def window_s(self) -> float:
         return self.n_samples / self.rate_hz
+
+    @property
+    def in_channels(self) -> int:
+        return 10 if self.gravity_inputs else 6
 
     def to_dict(self) -> dict:
         d = asdict(self)
@@ -53,7 +62,7 @@ class MotionEncoderConfig:
 
 
 def placement_index(placement: str, placements: tuple[str, ...] = PLACEMENTS) -> int:
-    name = placement.strip().lower().replace("-", "_").replace(" ", "_")
+    name = normalise_placement(placement)
     return placements.index(name) if name in placements else 0
 
 
@@ -70,13 +79,31 @@ def resample(x: torch.Tensor, rate_hz: float, target_hz: float) -> torch.Tensor:
     return y.transpose(1, 2)
 
 
+# below this mean specific force (in g) a window has no gravity in it: linear acceleration
+LINEAR_ACC_MAX_G = 0.35
+
+
+def gravity_channels(acc_g: torch.Tensor, up: np.ndarray | torch.Tensor | None) -> torch.Tensor:
+    """(B, N, 3) acc in g, (B, 3) or (3,) unit "up" or None -> (B, N, 4): up (zeros if unknown), linear flag."""
+    b, n, _ = acc_g.shape
+    if up is None:
+        ups = torch.zeros(b, 3)
+    else:
+        ups = torch.as_tensor(np.asarray(up, dtype=np.float32) if not torch.is_tensor(up) else up).float()
+        ups = F.normalize(ups.expand(b, 3) if ups.ndim == 1 else ups, dim=-1)
+    linear = (acc_g.mean(1).norm(dim=-1) < LINEAR_ACC_MAX_G).float()
+    return torch.cat([ups, linear[:, None]], dim=-1)[:, None, :].expand(b, n, 4).to(acc_g.dtype)
+
+
 def prepare_motion(
     acc: np.ndarray | torch.Tensor,
     gyro: np.ndarray | torch.Tensor | None,
     rate_hz: float,
     config: MotionEncoderConfig,
+    up: np.ndarray | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Raw windows -> model inputs: signal (B, N, 6), valid mask (B, N) bool, has_gyro (B,) bool."""
+    """Raw windows -> model inputs: signal (B, N, config.in_channels), valid mask (B, N) bool, has_gyro
+    (B,) bool. `up`: the device's gravity reference (config.gravity_inputs only)."""
     acc = torch.as_tensor(np.asarray(acc, dtype=np.float32) if not torch.is_tensor(acc) else acc).float()
     if acc.ndim == 2:
         acc = acc.unsqueeze(0)
@@ -88,6 +115,8 @@ def prepare_motion(
         gyro = torch.zeros_like(acc)
     # acc in g keeps both channels groups near unit scale
     signal = resample(torch.cat([acc / GRAVITY, gyro], dim=-1), rate_hz, config.rate_hz)
+    if config.gravity_inputs:
+        signal = torch.cat([signal, gravity_channels(signal[..., :3], up)], dim=-1)
     b, n, _ = signal.shape
     target = config.n_samples
     mask = torch.ones(b, min(n, target), dtype=torch.bool)
@@ -101,11 +130,11 @@ def prepare_motion(
 
 
 class ConvStem(nn.Module):
-    """(B, N, 6) -> (B, N/4, d): local motion features; one token per 4 samples (0.16 s at 25 Hz)."""
+    """(B, N, C) -> (B, N/4, d): local motion features; one token per 4 samples (0.16 s at 25 Hz)."""
 
-    def __init__(self, d_model: int):
+    def __init__(self, d_model: int, in_channels: int = 6):
         super().__init__()
-        self.conv1 = nn.Conv1d(6, d_model // 2, kernel_size=5, padding=2, stride=2)
+        self.conv1 = nn.Conv1d(in_channels, d_model // 2, kernel_size=5, padding=2, stride=2)
         self.conv2 = nn.Conv1d(d_model // 2, d_model, kernel_size=5, padding=2, stride=2)
         self.norm = nn.LayerNorm(d_model)
 
@@ -121,7 +150,7 @@ class MotionEncoder(nn.Module):
         self.config = config
         d = config.d_model
         n_tokens = math.ceil(config.n_samples / TOKEN_SAMPLES)
-        self.stem = ConvStem(d)
+        self.stem = ConvStem(d, config.in_channels)
         self.position = nn.Parameter(torch.zeros(1, n_tokens, d))
         self.placement = nn.Embedding(len(config.placements), d)
         self.gyro_flag = nn.Embedding(2, d)  # tells the model whether zeros mean "still" or "absent"
@@ -143,7 +172,7 @@ class MotionEncoder(nn.Module):
         return self.norm(x), token_mask
 
     def forward(self, signal, mask, has_gyro, placement) -> torch.Tensor:
-        """(B, N, 6), (B, N), (B,), (B,) long -> (B, embed_dim), not normalised."""
+        """(B, N, C), (B, N), (B,), (B,) long -> (B, embed_dim), not normalised."""
         x, token_mask = self.tokens(signal, mask, has_gyro, placement)
         weights = token_mask.unsqueeze(-1).float()
         pooled = (x * weights).sum(1) / weights.sum(1).clamp(min=1.0)

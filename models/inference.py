@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from ingest.placements import SERVED_PLACEMENTS, unserved_reason
 from models.encoder import ContrastiveMotionModel, MotionEncoderConfig, placement_index, prepare_motion
 from models.text import label_to_phrase
 
@@ -68,6 +69,10 @@ def save_checkpoint(model: ContrastiveMotionModel, directory: Path, meta: dict, 
     return directory
 
 
+class UnservedPlacement(ValueError):
+    """A placement the checkpoint cannot answer for (its embedding was never trained)."""
+
+
 class MotionClassifier:
     def __init__(self, model: ContrastiveMotionModel, config: dict, text_vectors: dict[str, np.ndarray], device: str):
         self.model = model.to(device).eval()
@@ -78,6 +83,8 @@ class MotionClassifier:
         self.window_s: float = float(config["window_s"])
         self.default_labels: list[str] = list(config["default_labels"])
         self.text_vectors = dict(text_vectors)  # label phrase -> (384,) unit vector
+        # placements whose embedding was trained (older checkpoints: the simulator's six); others are refused
+        self.served_placements: tuple[str, ...] = tuple(config.get("served_placements", SERVED_PLACEMENTS))
         self._text_encoder = None
 
     @classmethod
@@ -112,15 +119,30 @@ class MotionClassifier:
         ]
         return torch.stack(rows).to(self.device)
 
+    @property
+    def gravity_inputs(self) -> bool:
+        """True when the encoder takes the gravity reference as an input (motion-v2)."""
+        return self.model.encoder.config.gravity_inputs
+
+    def check_placement(self, placement: str) -> None:
+        """Raise UnservedPlacement (a ValueError, with the reason) for a placement this model never trained."""
+        reason = unserved_reason(placement, self.served_placements)
+        if reason is not None:
+            raise UnservedPlacement(reason)
+
     @torch.inference_mode()
     def embed(self, acc: np.ndarray, gyro: np.ndarray | None, rate_hz: float, placement: str = "unknown",
-              batch_size: int = 1024) -> np.ndarray:
-        """(B, T, 3) windows -> (B, 384) unit vectors in the text space."""
+              batch_size: int = 1024, up: np.ndarray | None = None) -> np.ndarray:
+        """(B, T, 3) windows -> (B, 384) unit vectors in the text space. `up` ((3,) or (B, 3)): the
+        device's gravity reference, an input of models with gravity inputs (ignored by others)."""
+        self.check_placement(placement)
         out = []
         p = placement_index(placement, self.model.encoder.config.placements)
         for start in range(0, len(acc), batch_size):
             g = None if gyro is None else gyro[start : start + batch_size]
-            signal, mask, has_gyro = prepare_motion(acc[start : start + batch_size], g, rate_hz, self.model.encoder.config)
+            u = None if up is None or np.ndim(up) == 1 else up[start : start + batch_size]
+            signal, mask, has_gyro = prepare_motion(acc[start : start + batch_size], g, rate_hz, self.model.encoder.config,
+                                                    up=up if np.ndim(up) == 1 else u)
             place = torch.full((len(signal),), p, dtype=torch.long)
             emb = self.model.embed(signal.to(self.device), mask.to(self.device), has_gyro.to(self.device), place.to(self.device))
             out.append(emb.float().cpu().numpy())
@@ -128,8 +150,17 @@ class MotionClassifier:
 
     @torch.inference_mode()
     def predict_proba(self, acc: np.ndarray, gyro: np.ndarray | None, rate_hz: float, labels: list[str],
-                      placement: str = "unknown") -> np.ndarray:
-        """(B, T, 3) acc in m/s^2 (gravity included), optional gyro rad/s -> (B, len(labels)) probabilities."""
-        motion = torch.from_numpy(self.embed(acc, gyro, rate_hz, placement)).to(self.device)
+                      placement: str = "unknown", up: np.ndarray | None = None) -> np.ndarray:
+        """(B, T, 3) acc in m/s^2 (gravity included), optional gyro rad/s -> (B, len(labels)) probabilities.
+        `up`: the device's gravity reference ((3,) or (B, 3), models.gravity), when known: an input of
+        models with gravity inputs (motion-v2); older models get windows turned so that it matches the
+        "up" they were trained with (waist only: models.gravity.ADAPTIVE_PLACEMENTS)."""
+        if up is not None and not self.gravity_inputs:
+            from models.gravity import ADAPTIVE_PLACEMENTS, align_to_reference
+
+            if placement in ADAPTIVE_PLACEMENTS:  # elsewhere an older model has no known trained "up"
+                acc, gyro = align_to_reference(acc, gyro, up)
+            up = None
+        motion = torch.from_numpy(self.embed(acc, gyro, rate_hz, placement, up=up)).to(self.device)
         logits = self.model.logits(motion, self.label_vectors(labels))
         return torch.softmax(logits, dim=-1).cpu().numpy()

@@ -54,7 +54,7 @@ def masked_reconstruction_loss(
     gyro = torch.ones(b, dtype=torch.bool, device=device)
     place = torch.full((b,), placement_id, dtype=torch.long, device=device)
     tokens, _ = encoder.tokens(batch.masked_fill(hidden.unsqueeze(-1), 0.0), visible, gyro, place)
-    return F.mse_loss(decoder(tokens, n)[hidden], batch[hidden])
+    return F.mse_loss(decoder(tokens, n)[hidden], batch[..., :6][hidden])  # the sensor channels
 
 
 def nt_xent(a: torch.Tensor, b: torch.Tensor, temperature: float = 0.1) -> torch.Tensor:
@@ -144,5 +144,10 @@ def prepared_hapt_unlabelled(subjects, config: MotionEncoderConfig) -> torch.Ten
     from models.datasets import hapt_windows
 
     windows = hapt_windows(subjects, basic_only=False)
-    signal, _, _ = prepare_motion(windows.acc, windows.gyro, windows.rate_hz, config)
+    up = None
+    if config.gravity_inputs:  # each subject's label-free gravity reference (models/gravity.py)
+        from models.gravity import device_references
+
+        up = device_references(windows.acc, windows.subjects)
+    signal, _, _ = prepare_motion(windows.acc, windows.gyro, windows.rate_hz, config, up=up)
     return signal

@@ -80,13 +80,19 @@ def train_ssl(
 # ---------------------------------------------------------------- simulated clips, text-aligned training
 
 SIM_PLACEMENTS = ("waist", "wrist", "pocket", "chest", "ankle", "head")
+# motion-v2 trains every encoder placement the simulator records (encoder name -> simulator name);
+# "thigh" stays refused: the simulator's only thigh device is the trouser-pocket phone ("pocket")
+SIM_PLACEMENTS_V2 = {"waist": "waist", "wrist": "wrist", "pocket": "pocket", "chest": "chest", "ankle": "ankle",
+                     "head": "head", "upper_arm": "upper arm", "back": "lower back", "hand": "hand"}
 
 
 def build_synthetic_dataset(
     n_clips: int, seed: int, cache_path: Path, rate_hz: float = 50.0, duration_s: float = 4.0,
-    placements: tuple[str, ...] = SIM_PLACEMENTS,
+    placements: tuple[str, ...] = SIM_PLACEMENTS, per_clip: int = 2,
 ) -> dict[str, np.ndarray]:
-    """Simulate clips once to an .npz: one row per (clip, placement) with its clip's descriptions."""
+    """Simulate clips once to an .npz: one row per (clip, placement) with its clip's descriptions and
+    the device's exact gravity reference (`rest_up`). Placements are encoder names (SIM_PLACEMENTS_V2
+    gives the simulator's name where they differ)."""
     if cache_path.exists():
         with np.load(cache_path, allow_pickle=False) as z:
             return {k: z[k] for k in z.files}
@@ -96,16 +102,18 @@ def build_synthetic_dataset(
 
     rng = np.random.default_rng(seed)
     activities = list(ACTIVITIES)
-    acc, gyro, place, activity, clip_of, descriptions, desc_clip = [], [], [], [], [], [], []
+    acc, gyro, place, activity, clip_of, descriptions, desc_clip, rest_up = [], [], [], [], [], [], [], []
     for i in tqdm(range(n_clips), desc=f"simulating {cache_path.name}"):
         name = activities[i % len(activities)]  # balanced classes
-        chosen = tuple(rng.choice(placements, size=2, replace=False))  # two devices per simulated person
+        chosen = tuple(rng.choice(placements, size=per_clip, replace=False))  # devices per simulated person
+        sim_names = [SIM_PLACEMENTS_V2.get(p, p) for p in chosen]
         # the simulator's realistic mounting (flipped, landscape, tilted, round the belt), NOT its
         # uniformly random rotation: that would erase the gravity direction that tells postures apart
-        clip = simulate_clip(name, rng, duration_s=duration_s, rate_hz=rate_hz, placements=chosen, random_mount=False)
-        for p in chosen:
-            acc.append(clip.imu[p].acc.astype(np.float32))
-            gyro.append(clip.imu[p].gyro.astype(np.float32))
+        clip = simulate_clip(name, rng, duration_s=duration_s, rate_hz=rate_hz, placements=sim_names, random_mount=False)
+        for p, sim_name in zip(chosen, sim_names):
+            acc.append(clip.imu[sim_name].acc.astype(np.float32))
+            gyro.append(clip.imu[sim_name].gyro.astype(np.float32))
+            rest_up.append(clip.imu[sim_name].rest_up.astype(np.float32))
             place.append(p)
             activity.append(activities.index(name))
             clip_of.append(i)
@@ -116,7 +124,7 @@ def build_synthetic_dataset(
         "acc": np.stack([a[:n] for a in acc]), "gyro": np.stack([g[:n] for g in gyro]),
         "placement": np.array(place), "activity": np.array(activity), "clip": np.array(clip_of),
         "activities": np.array(activities), "descriptions": np.array(descriptions), "desc_clip": np.array(desc_clip),
-        "rate_hz": np.array(rate_hz),
+        "rate_hz": np.array(rate_hz), "rest_up": np.stack(rest_up),
     }
     cache_path.parent.mkdir(parents=True, exist_ok=True)
     np.savez(cache_path, **data)
@@ -145,11 +153,20 @@ def train_zero_shot(
     threads: int | None = 1,
     device: str = "auto",
     max_steps: int | None = None,
+    recipe: str = "v1",
 ) -> tuple[Path, list[dict]]:
     """Align the motion encoder with text on simulated clips; returns (checkpoint dir, history).
 
     While aligning, masked reconstruction continues on unlabelled real HAPT train windows so the
-    encoder's features stay grounded in real sensor data (no HAPT label is used)."""
+    encoder's features stay grounded in real sensor data (no HAPT label is used).
+
+    recipe "v1" reproduces motion-v1. Recipe "v2" (motion-v2) adds: the gravity-reference input (the
+    simulator's exact `rest_up`, hidden for 40 % of windows, which keep the realistic mountings) with
+    uniformly random device mountings for 60 % of the windows that have it (the reference turns with
+    the device, so posture stays readable relative to it), every placement in SIM_PLACEMENTS_V2 (three
+    per clip), simulated 10-17 Hz devices (box anti-alias filter, decimation, interpolation back up)
+    for 20 %, gravity-removed windows
+    (linear acceleration) for 10 %, and compositional captions (models/captions.py)."""
     from tqdm import tqdm
 
     from models.augment import augment
@@ -157,23 +174,35 @@ def train_zero_shot(
     from models.pretrain import MaskedReconstruction, masked_reconstruction_loss, prepared_hapt_unlabelled
     from models.text import TextEncoder, label_to_phrase
 
+    if recipe not in ("v1", "v2"):
+        raise ValueError(f"unknown recipe {recipe!r}: v1 or v2")
+    v2 = recipe == "v2"
     _setup_torch(seed, threads)
     device = resolve_device(device)
-    out_dir = out_dir or settings.models.checkpoint_dir / "motion-v1"
+    out_dir = out_dir or settings.models.checkpoint_dir / ("motion-v2" if v2 else "motion-v1")
     from models.simulator import ACTIVITIES
 
     # the simulator grows; a cache made with another activity list must not be reused silently
     activity_key = zlib.crc32(",".join(ACTIVITIES).encode())
-    cache = Path.home() / ".cache" / "iotlm" / f"sim_clips_v2_{n_clips}_{seed}_{activity_key:08x}.npz"
-    data = build_synthetic_dataset(n_clips, seed, cache)
+    if v2:
+        cache = Path.home() / ".cache" / "iotlm" / f"sim_clips_v3_{n_clips}_{seed}_{activity_key:08x}.npz"
+        data = build_synthetic_dataset(n_clips, seed, cache, placements=tuple(SIM_PLACEMENTS_V2), per_clip=3)
+    else:
+        cache = Path.home() / ".cache" / "iotlm" / f"sim_clips_v2_{n_clips}_{seed}_{activity_key:08x}.npz"
+        data = build_synthetic_dataset(n_clips, seed, cache)
     activities = [str(a) for a in data["activities"]]
 
-    model = load_model(init, settings) if init else ContrastiveMotionModel(MotionEncoderConfig())
+    model = load_model(init, settings) if init else ContrastiveMotionModel(MotionEncoderConfig(gravity_inputs=v2))
     model.head_labels, model.head = [], torch.nn.Parameter(torch.zeros(0, model.encoder.config.embed_dim))
     cfg = model.encoder.config
 
     text = TextEncoder()
     descriptions = [str(d) for d in data["descriptions"]]
+    if v2:  # every clip's texts: its activity's compositional captions, stored contiguously per clip
+        from models.captions import activity_captions
+
+        pools = {a: activity_captions(a, seed=seed) for a in activities}
+        pool_vectors = {a: torch.from_numpy(text.embed(pools[a])) for a in tqdm(activities, desc="captions")}
     desc_vectors = torch.from_numpy(text.embed(descriptions))  # (D, 384)
     activity_vectors = torch.from_numpy(text.embed_labels(activities))  # (A, 384) prompt-ensembled names
     # each clip's descriptions are stored contiguously: first row + count, to draw one per window
@@ -186,6 +215,7 @@ def train_zero_shot(
     raw = torch.cat([torch.from_numpy(data["acc"]) / GRAVITY, torch.from_numpy(data["gyro"])], dim=-1)
     clips = resample(raw, float(data["rate_hz"]), cfg.rate_hz)  # (N, L, 6)
     activity = torch.from_numpy(data["activity"]).long()
+    rest_up = torch.from_numpy(data["rest_up"]).float() if v2 else None
     place = torch.tensor([placement_index(str(p), cfg.placements) for p in data["placement"]])
     held_out = torch.from_numpy(data["clip"] % 10 == 0)  # 10 % of simulated people, for monitoring
     fit_rows, val_rows = torch.nonzero(~held_out).squeeze(1), torch.nonzero(held_out).squeeze(1)
@@ -207,6 +237,8 @@ def train_zero_shot(
         return clips[rows.unsqueeze(1), starts.unsqueeze(1) + torch.arange(cfg.n_samples)]
 
     def motion_batch(rows: torch.Tensor, train: bool):
+        if v2:
+            return motion_batch_v2(rows, train)
         signal = crop(rows)
         b = len(rows)
         has_gyro = torch.ones(b, dtype=torch.bool)
@@ -219,7 +251,52 @@ def train_zero_shot(
         mask = torch.ones(b, cfg.n_samples, dtype=torch.bool)
         return [t.to(device) for t in (signal, mask, has_gyro, placement)]
 
+    def motion_batch_v2(rows: torch.Tensor, train: bool):
+        from models.augment import rotate
+        from models.conditions import random_rotations
+        from models.encoder import gravity_channels
+
+        signal = crop(rows)  # (B, N, 6) at the model rate
+        b, n = len(rows), cfg.n_samples
+        up = rest_up[rows].clone()
+        has_gyro = torch.ones(b, dtype=torch.bool)
+        placement = place[rows].clone()
+        if train:
+            pick = lambda p: torch.rand(b, generator=generator) < p  # noqa: E731
+            low = torch.nonzero(pick(0.2)).squeeze(1)  # a 10-17 Hz device: filter, decimate, interpolate
+            for group, rate in zip(low.chunk(3), (10.0, 12.5, 16.7)):
+                if len(group):
+                    slow = resample(signal[group], cfg.rate_hz, rate)
+                    signal[group] = resample(slow, rate, cfg.rate_hz)[:, :n] if slow.shape[1] else signal[group]
+            linear = pick(0.1)  # gravity removed on the device: the window's mean is (about) gravity
+            signal[linear, :, :3] -= signal[linear, :, :3].mean(1, keepdim=True)
+            # reference unknown (single window, no stream yet) for 40 %: those keep the realistic
+            # mountings, as in motion-v1 (without a reference a random mounting hides posture); of the
+            # windows with a reference, 60 % get any mounting, and the reference turns with the device
+            hidden = pick(0.4)
+            mounted = torch.nonzero(~hidden & pick(0.6)).squeeze(1)
+            turn = torch.from_numpy(random_rotations(len(mounted), np.random.default_rng(
+                int(torch.randint(0, 2**31, (1,), generator=generator))))).float()
+            signal[mounted] = rotate(signal[mounted], turn)
+            up[mounted] = (turn @ up[mounted].unsqueeze(-1)).squeeze(-1)
+            up = up + 0.1 * torch.randn(b, 3, generator=generator)  # a real estimate is a few degrees off
+            up[hidden] = 0.0
+            has_gyro = ~pick(0.2)
+            signal[~has_gyro, :, 3:] = 0.0
+            placement[pick(0.5)] = 0
+        signal = torch.cat([signal, gravity_channels(signal[..., :3], up)], dim=-1)
+        if train:
+            signal = augment(signal, max_angle_deg=15.0, generator=generator)
+        mask = torch.ones(b, n, dtype=torch.bool)
+        return [t.to(device) for t in (signal, mask, has_gyro, placement)]
+
     def text_batch(rows: torch.Tensor) -> torch.Tensor:
+        if v2:  # half a compositional caption of the activity, half the prompt-ensembled name
+            names = [activities[int(a)] for a in activity[rows]]
+            captions = torch.stack([pool_vectors[a][int(torch.randint(0, len(pool_vectors[a]), (1,), generator=generator))]
+                                    for a in names])
+            use_name = torch.rand(len(rows), generator=generator) < 0.5
+            return torch.where(use_name.unsqueeze(1), activity_vectors[activity[rows]], captions).to(device)
         # half the texts are the simulator's descriptions, half the prompt-ensembled activity name
         clip = clip_of_row[rows]
         picks = desc_first[clip] + (torch.rand(len(rows), generator=generator) * desc_count[clip]).long()
@@ -267,10 +344,12 @@ def train_zero_shot(
 
     default_phrases = [label_to_phrase(label) for label in DEFAULT_LABELS]
     meta = {
-        "version": f"motion-v1-{MODEL_VERSION}",
+        "version": "motion-v2-2.0.0" if v2 else f"motion-v1-{MODEL_VERSION}",
         "default_labels": list(HAPT_LABELS),
+        "served_placements": list(SIM_PLACEMENTS_V2 if v2 else SIM_PLACEMENTS),
         "training": {
             "kind": "text-aligned contrastive (multi-positive InfoNCE, learnable temperature)",
+            "recipe": recipe,
             "init": str(init) if init else None,
             "data": f"{len(clips)} simulated device recordings from {n_clips} clips (models.simulator), "
                     f"activities {activities}; masked reconstruction on unlabelled HAPT subjects {fit_subjects}",
@@ -311,12 +390,15 @@ def finetune(
     max_angle_deg: float = 10.0,
     eval_every: int | None = None,
     on_step=None,
+    gyro_dropout: float = 0.0,
 ) -> tuple[ContrastiveMotionModel, list[dict]]:
     """Cross-entropy fine-tuning of the encoder and a label-prototype head initialised from the
     labels' text vectors; keeps the checkpoint (about ten are checked, or one every `eval_every`
     steps) with the best validation macro-F1 (validation = held-out TRAIN subjects). Small few-shot
     sets get at least `min_steps` steps. `max_angle_deg` bounds the partial-rotation augmentation.
-    `on_step(step, total_steps)` is called after every step (progress; raising from it stops training)."""
+    `on_step(step, total_steps)` is called after every step (progress; raising from it stops training).
+    `gyro_dropout`: the fraction of training windows shown without their gyroscope (zeros + the
+    absent flag), so the model keeps working on accelerometer-only devices."""
     import copy
 
     from tqdm import tqdm
@@ -332,7 +414,12 @@ def finetune(
     model.to(device)
 
     def prepared(windows):
-        signal, mask, has_gyro = prepare_motion(windows.acc, windows.gyro, windows.rate_hz, cfg)
+        up = None
+        if cfg.gravity_inputs:  # each subject's label-free gravity reference (a subject = one device)
+            from models.gravity import device_references
+
+            up = device_references(windows.acc, windows.subjects)
+        signal, mask, has_gyro = prepare_motion(windows.acc, windows.gyro, windows.rate_hz, cfg, up=up)
         place = torch.full((len(signal),), placement_index(windows.placement, cfg.placements), dtype=torch.long)
         return signal, mask, has_gyro, place, torch.from_numpy(windows.y)
 
@@ -366,6 +453,12 @@ def finetune(
         rows = order[i * batch_size : (i + 1) * batch_size]
         signal, mask, has_gyro, place, y = (t[rows] for t in fit_t)
         signal = augment(signal, max_angle_deg=max_angle_deg, generator=generator)
+        if gyro_dropout > 0:
+            dropped = torch.rand(len(rows), generator=generator) < gyro_dropout
+            signal[dropped, :, 3:6] = 0.0
+            has_gyro = has_gyro & ~dropped
+        if cfg.gravity_inputs:  # single windows (no device stream yet) must keep working: hide the reference
+            signal[torch.rand(len(rows), generator=generator) < 0.3, :, 6:9] = 0.0
         logits = model.logits(model.embed(signal.to(device), mask.to(device), has_gyro.to(device), place.to(device)), model.head)
         loss = torch.nn.functional.cross_entropy(logits, y.to(device), label_smoothing=label_smoothing)
         optimizer.zero_grad(set_to_none=True)
@@ -396,7 +489,7 @@ def train_finetune(
     settings: Settings, init: str | None = None, out_dir: Path | None = None, epochs: int = 15, seed: int = 0,
     threads: int | None = 1, lr: float = 3e-4, label_smoothing: float = 0.05, max_angle_deg: float = 10.0,
     validation_subjects: tuple[int, ...] = FINETUNE_VALIDATION_SUBJECTS, eval_every_epoch: bool = True,
-    measure_test: bool = True,
+    measure_test: bool = True, gyro_dropout: float = 0.0,
 ) -> Path:
     """Fine-tune `init` (default: the settings' default checkpoint) on the HAPT train subjects minus
     `validation_subjects`, keep the checkpoint with the best validation macro-F1 (about ten checks,
@@ -405,9 +498,12 @@ def train_finetune(
     from models.datasets import HAPT_TEST_SUBJECTS, hapt_windows
     from models.metrics import classification_metrics, predict_windows
 
+    from models.inference import resolve_checkpoint
+
     assert not set(validation_subjects) & set(HAPT_TEST_SUBJECTS), "validation must use train subjects"
     _setup_torch(seed, threads)
-    out_dir = out_dir or settings.models.checkpoint_dir / "motion-v1-hapt"
+    base = resolve_checkpoint(init, settings.models.checkpoint_dir).name  # motion-v1 -> motion-v1-hapt
+    out_dir = out_dir or settings.models.checkpoint_dir / f"{base}-hapt"
     classifier = MotionClassifier.load(init, device="cpu", checkpoint_dir=settings.models.checkpoint_dir)
     fit = hapt_windows([s for s in HAPT_TRAIN_SUBJECTS if s not in validation_subjects])
     val = hapt_windows(validation_subjects)
@@ -415,7 +511,8 @@ def train_finetune(
     label_vectors = classifier.label_vectors(fit.labels).cpu().numpy()
     classifier.model, history = finetune(
         classifier.model, fit, val, label_vectors, epochs=epochs, lr=lr, seed=seed, label_smoothing=label_smoothing,
-        max_angle_deg=max_angle_deg, eval_every=steps_per_epoch(fit) if eval_every_epoch else None)
+        max_angle_deg=max_angle_deg, eval_every=steps_per_epoch(fit) if eval_every_epoch else None,
+        gyro_dropout=gyro_dropout)
     seconds = round(time.time() - start, 1)
     best = max(history, key=lambda h: (h["val_macro_f1"], h["step"]))  # finetune's rule: ties -> later
     metrics = {"validation": {"accuracy": best["val_accuracy"], "macro_f1": best["val_macro_f1"],
@@ -427,14 +524,15 @@ def train_finetune(
                         "test_subjects": sorted({int(s) for s in test.subjects})})
         print(f"test accuracy {report['accuracy']:.3f} macro-F1 {report['macro_f1']:.3f}")
     meta = {
-        "version": f"motion-v1-hapt-{FINETUNE_VERSION}",
+        "version": f"{base}-hapt-{FINETUNE_VERSION if base == 'motion-v1' else '2.0.0'}",
         "default_labels": list(HAPT_LABELS),
+        "served_placements": list(classifier.served_placements),
         "training": {
             "kind": "supervised fine-tuning (cross-entropy, text-initialised label prototypes)",
             "init": classifier.version, "data": f"HAPT UCI-HAR windows, {len(fit)} fit / {len(val)} validation",
             "fit_subjects": sorted({int(s) for s in fit.subjects}), "validation_subjects": list(validation_subjects),
             "hyperparameters": {"epochs": epochs, "lr": lr, "batch_size": 128, "label_smoothing": label_smoothing,
-                                "max_rotation_deg": max_angle_deg, "seed": seed},
+                                "max_rotation_deg": max_angle_deg, "seed": seed, "gyro_dropout": gyro_dropout},
             "seconds": seconds, "history": history,
         },
         "metrics": metrics,

@@ -56,6 +56,7 @@ from stream_workers.alerts import AlertRules
 from stream_workers.batching import MicroBatcher
 from stream_workers.episodes import EpisodeTracker
 from stream_workers.fleet import Fleet
+from stream_workers.gravity import DeviceGravity
 from stream_workers.inference import ActivityModel, WindowClassifier
 from stream_workers.metrics import WorkerMetrics
 from stream_workers.records import Alert, Episode, RawFrame, WindowResult
@@ -175,6 +176,7 @@ class StreamWorker:
         self.episodes = EpisodeTracker(self.config.episode_min_windows, max_gap_s=2 * self.config.window_s)
         self.fleet = fleet  # admission, rooms, label sets, rules from the registry (None: settings)
         self.rules = AlertRules(self.config, fleet)
+        self.gravity = DeviceGravity()  # per-device "up" (stream_workers.gravity), durable with the rules
         self.rooms = RoomWindower(self.rules.room_of)  # env devices' reports -> room windows
         self._room_model = room_model
         self.room_classifier: RoomClassifier | None = None
@@ -432,13 +434,15 @@ class StreamWorker:
         if state:
             self.episodes.restore(device_id, state.get("episodes"))
             self.rules.restore(device_id, state.get("rules", {}))
+            self.gravity.restore(device_id, state.get("gravity"))
 
     def _persist_devices(self, device_ids) -> None:
         if not hasattr(self._consumer, "save_device"):
             return
         for device_id in device_ids:
             self._consumer.save_device(device_id, {"episodes": self.episodes.export(device_id),
-                                                   "rules": self.rules.export(device_id)})
+                                                   "rules": self.rules.export(device_id),
+                                                   "gravity": self.gravity.export(device_id)})
 
     async def _take(self, outcome: FrameOutcome, batcher: MicroBatcher) -> None:
         """Windows of an assembler outcome to the batcher; held frames it decided, stored or dead-lettered."""
@@ -451,6 +455,7 @@ class StreamWorker:
         for held, reason in outcome.rejected:
             await self._dead_letter_raw(held.source, "clock_jump", reason)
         for window in outcome.windows:
+            window.up = self.gravity.observe(window.device_id, window.placement, window.acc)
             self._alerts_out.extend(self.rules.on_window(window))
             future = await batcher.submit(window)
             self._pending.append(_Pending(window, future))
@@ -788,6 +793,7 @@ class StreamWorker:
             self.episodes.forget(device)
             if in_table:
                 self.rules.forget(device)
+                self.gravity.forget(device)
 
     # -- time-driven work ---------------------------------------------------------------------
 

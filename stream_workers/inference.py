@@ -2,7 +2,8 @@
 
 `WindowClassifier` is what the MicroBatcher calls (on its inference thread). A batch can mix devices
 with and without a gyroscope and different placements; `predict_proba` takes one placement and one
-gyro choice per call, so the batch is split into those groups and the results put back in order.
+gyro choice per call, so the batch is split into those groups (and into windows with and without a
+device gravity reference, stream_workers.gravity) and the results put back in order.
 Hot reload: `swap` replaces the model between two batches (one attribute assignment, read once per
 batch), so every result names the version that produced it.
 """
@@ -28,7 +29,7 @@ class ActivityModel(Protocol):
     window_s: float
 
     def predict_proba(self, acc: np.ndarray, gyro: np.ndarray | None, rate_hz: float, labels: list[str],
-                      placement: str = "unknown") -> np.ndarray: ...
+                      placement: str = "unknown", up: np.ndarray | None = None) -> np.ndarray: ...
 
 
 class WindowClassifier:
@@ -53,15 +54,17 @@ class WindowClassifier:
 
     def __call__(self, windows: list[Window]) -> list[WindowResult]:
         model = self.model  # one model for the whole batch, even if a swap lands meanwhile
-        groups: dict[tuple[bool, str, tuple[str, ...]], list[int]] = defaultdict(list)
+        groups: dict[tuple[bool, str, tuple[str, ...], bool], list[int]] = defaultdict(list)
         for i, w in enumerate(windows):
-            groups[(w.gyro is not None, w.placement, self._labels(w.device_id))].append(i)
+            groups[(w.gyro is not None, w.placement, self._labels(w.device_id), w.up is not None)].append(i)
         probs: list[np.ndarray | None] = [None] * len(windows)
         labels_of: list[tuple[str, ...]] = [()] * len(windows)
-        for (has_gyro, placement, labels), rows in groups.items():
+        for (has_gyro, placement, labels, has_up), rows in groups.items():
             acc = np.stack([windows[i].acc for i in rows])
             gyro = np.stack([windows[i].gyro for i in rows]) if has_gyro else None
-            group_probs = model.predict_proba(acc, gyro, windows[rows[0]].rate_hz, list(labels), placement)
+            # the gravity reference only when there is one, so models without `up` keep working
+            up = {"up": np.array([windows[i].up for i in rows])} if has_up else {}
+            group_probs = model.predict_proba(acc, gyro, windows[rows[0]].rate_hz, list(labels), placement, **up)
             for i, p in zip(rows, group_probs):
                 probs[i], labels_of[i] = p, labels
         decided_at = time.time()

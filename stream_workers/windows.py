@@ -102,6 +102,7 @@ class Window:
     partition: int
     first_offset: int  # earliest Kafka offset among the frames used: held until the result is written
     completed_at: float  # record timestamp of the newest frame used: end-to-end latency starts here
+    up: tuple[float, float, float] | None = None  # the device's gravity reference (stream_workers.gravity)
 
 
 @dataclass

@@ -5,7 +5,6 @@ adapter-LLM reading the recent sensor window. Read scope. The LLM loads once per
 from __future__ import annotations
 
 import threading
-from datetime import datetime
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, HTTPException, Request

@@ -23,6 +23,7 @@ class SensorTrace:
     acc: np.ndarray  # (T, 3) float32 m/s^2, specific force in the device frame (reads +9.81 up at rest)
     gyro: np.ndarray  # (T, 3) float32 rad/s, device frame
     joint: str  # skeleton joint the device sits at
+    rest_up: np.ndarray | None = None  # (3,) world up in the device frame when standing upright
 
 
 @dataclass
@@ -96,7 +97,7 @@ def simulate_clip(
         acc, gyro = specific_force_and_rate(pose.rotation, pose.position, fs)
         errors = DeviceErrors.random(wearing) if realism else DeviceErrors.ideal()
         acc, gyro = sample_device(acc, gyro, fs, rate_hz, n_out, _MARGIN_S, errors, rng)
-        imu[placement] = SensorTrace(acc, gyro, pose.joint)
+        imu[placement] = SensorTrace(acc, gyro, pose.joint, pose.rest_up)
 
     joints = np.stack([np.interp(t_out, body.t, body.positions[:, j, k]) for j in range(body.positions.shape[1])
                        for k in range(3)], axis=1).reshape(n_out, -1, 3)

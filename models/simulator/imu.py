@@ -79,6 +79,9 @@ class SensorPose:
     joint: str  # the skeleton joint nearest the device
     rotation: np.ndarray  # (N, 3, 3) device axes -> world
     position: np.ndarray  # (N, 3) m
+    # world "up" in the device frame while the wearer stands upright (every joint frame at rest is
+    # aligned with the world): the exact gravity reference models/gravity.py estimates from gait
+    rest_up: np.ndarray | None = None
 
 
 def _mirror(v: tuple[float, float, float], side: str) -> np.ndarray:
@@ -159,7 +162,7 @@ def attach_sensor(
 
     along = np.mean(placement.along) if nominal else rng.uniform(*placement.along)
     position = positions[:, start] + along * (positions[:, end] - positions[:, start]) + R_frame @ surface
-    return SensorPose(name, placement.joint.format(side=side), R_frame @ mount, position)
+    return SensorPose(name, placement.joint.format(side=side), R_frame @ mount, position, mount.T @ np.array([0.0, 0.0, 1.0]))
 
 
 def _log_map(R: np.ndarray) -> np.ndarray:

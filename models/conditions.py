@@ -1,0 +1,249 @@
+"""The generalization table behind `iotlm eval --dataset all`: every offline dataset, scored under the
+conditions a new user meets (issue 12), one row per (dataset, condition), as JSON and markdown.
+
+Conditions (each on the dataset's held-out test windows; HAPT: test subjects 2,4,9,10,12,13,18,20,24):
+- `told`: placement told, the dataset's own class names (what `iotlm eval --setting zero-shot` does);
+- `unknown`: placement `unknown`;
+- `mount_subject`: every subject's device turned by one uniformly random rotation, placement unknown
+  (BasicMotions has no subject ids: one rotation per window);
+- `mount_subject_adaptive`: the same windows with each subject's gravity reference (models/gravity.py,
+  label-free, from that subject's own windows in time order) -- the per-device-adaptive setting,
+  reported separately from the single-window one above;
+- `rot90_window`: one random 90-degree turn about a device axis per window, placement unknown;
+- `wording_<set>`: class names in `UNSEEN_WORDINGS` (no content word shared with any training
+  caption, prompt template or default label; `unseen_wording_overlap` checks it), placement told;
+- `hint_<placement>`: every placement the encoder has a row for given as the hint (on HAPT's waist data
+  a wrong hint: does the hint break the model?), placements the checkpoint refuses show the reason;
+- `rate_<hz>`: windows decimated to a lower rate with an anti-alias filter (scipy's resample_poly), and
+  `rate_<hz>_unfiltered`: every k-th sample (a device without an anti-alias filter);
+- `finetuned`, `finetuned_no_gyro`: the fine-tuned checkpoint (HAPT only) with and without its gyroscope,
+  and `finetuned_adaptive`, `finetuned_no_gyro_adaptive` with each subject's gravity reference.
+
+Every choice here (wordings, rotation seeds, rates) was fixed before measuring and none was tuned on
+test subjects; wordings were written against the training captions' vocabulary only.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from pathlib import Path
+
+import numpy as np
+
+SEED = 0
+RATES_HZ = (10.0, 20.0)
+# Paraphrases that share no content word with the training text (checked by unseen_wording_overlap).
+UNSEEN_WORDINGS: dict[str, dict[str, dict[str, str]]] = {
+    "hapt": {
+        "a": {"walking": "ambling", "walking upstairs": "heading to the storey above",
+              "walking downstairs": "heading to the storey below", "sitting": "settled in an armchair",
+              "standing": "erect and motionless", "lying down": "dozing on a mattress"},
+        "b": {"walking": "trudging", "walking upstairs": "clambering toward the attic",
+              "walking downstairs": "treading toward the cellar", "sitting": "perched on a stool",
+              "standing": "loitering, immobile", "lying down": "sprawled supine"},
+    },
+    "basicmotions": {
+        "a": {"standing": "erect and motionless", "walking": "ambling", "running": "dashing",
+              "playing badminton": "smashing birdies over a net"},
+        "b": {"standing": "loitering, immobile", "walking": "trudging", "running": "hurrying at full tilt",
+              "playing badminton": "volleying with a feathered projectile"},
+    },
+}
+STOPWORDS = frozenset(
+    "a an the of to in on at by with for from and or is are its it their his her then while into onto over "
+    "toward towards via as".split())
+
+
+def _content_words(text: str) -> set[str]:
+    words = {w for w in re.findall(r"[a-z]+", text.lower()) if w not in STOPWORDS}
+    # crude stems, so "walks" / "walked" / "walking" count as one word
+    return words | {re.sub(r"(ing|ed|es|s)$", "", w) for w in words if len(w) > 4}
+
+
+def training_vocabulary() -> set[str]:
+    """Content words of every text the encoder was aligned with (motion-v1's sentences, motion-v2's
+    compositional captions) or that ships as a default label."""
+    from models.captions import caption_words
+    from models.simulator import ACTIVITIES
+    from models.text import PROMPT_TEMPLATES
+    from models.train import DEFAULT_LABELS
+
+    texts = [d for spec in ACTIVITIES.values() for d in spec.descriptions] + list(ACTIVITIES) + caption_words()
+    texts += [t.format("") for t in PROMPT_TEMPLATES] + list(DEFAULT_LABELS)
+    return set().union(*map(_content_words, texts))
+
+
+def unseen_wording_overlap() -> dict[str, set[str]]:
+    """wording -> the training content words it shares (all empty when the wordings are unseen)."""
+    vocabulary = training_vocabulary()
+    return {w: _content_words(w) & vocabulary for sets in UNSEEN_WORDINGS.values() for s in sets.values()
+            for w in s.values()}
+
+
+def random_rotations(n: int, rng: np.random.Generator) -> np.ndarray:
+    """(n, 3, 3) uniformly random rotations (QR of Gaussian matrices, sign-fixed)."""
+    q, r = np.linalg.qr(rng.normal(size=(n, 3, 3)))
+    q = q * np.sign(np.diagonal(r, axis1=1, axis2=2))[:, None, :]
+    q[np.linalg.det(q) < 0, :, 0] *= -1
+    return q
+
+
+def quarter_turns(n: int, rng: np.random.Generator) -> np.ndarray:
+    """(n, 3, 3): a 90-degree turn, either way, about a random device axis."""
+    out = np.zeros((n, 3, 3))
+    for i, (axis, sign) in enumerate(zip(rng.integers(0, 3, n), rng.choice([-1, 1], n))):
+        a, b = [k for k in range(3) if k != axis]
+        out[i, axis, axis] = 1
+        out[i, a, b], out[i, b, a] = -sign, sign
+    return out
+
+
+def _turn(x: np.ndarray | None, rotations: np.ndarray) -> np.ndarray | None:
+    return None if x is None else np.einsum("btj,bij->bti", x, rotations).astype(np.float32)
+
+
+def decimate(x: np.ndarray | None, rate_hz: float, target_hz: float) -> np.ndarray | None:
+    """(N, T, 3) -> the same windows at target_hz, polyphase FIR anti-alias filter first."""
+    from fractions import Fraction
+
+    from scipy.signal import resample_poly
+
+    if x is None:
+        return None
+    f = Fraction(target_hz / rate_hz).limit_denominator(100)
+    return resample_poly(x, f.numerator, f.denominator, axis=1, padtype="line").astype(np.float32)
+
+
+def _score(classifier, windows, labels: list[str], acc=None, gyro="same", rate_hz=None, placement=None, up=None):
+    from models.metrics import classification_metrics
+
+    acc = windows.acc if acc is None else acc
+    gyro = windows.gyro if isinstance(gyro, str) else gyro
+    probabilities = classifier.predict_proba(acc, gyro, rate_hz or windows.rate_hz, labels,
+                                             placement or windows.placement, up=up)
+    m = classification_metrics(windows.y, probabilities.argmax(1), windows.labels)
+    return {"accuracy": m["accuracy"], "macro_f1": m["macro_f1"], "per_class_f1": m["per_class_f1"]}
+
+
+def _test_windows(dataset: str, limit: int | None):
+    from models.evaluate import splits
+
+    return splits(dataset, limit, SEED)[2]
+
+
+def dataset_rows(dataset: str, zero_shot, finetuned=None, only: set[str] | None = None, limit: int | None = None):
+    """The rows of one dataset (dicts: dataset, condition, what, model, accuracy, macro_f1 or refused)."""
+    from models.encoder import PLACEMENTS
+    from models.gravity import device_references
+    from models.inference import UnservedPlacement
+
+    w = _test_windows(dataset, limit)
+    rng = np.random.default_rng(SEED)
+    rows: list[dict] = []
+
+    def row(condition: str, what: str, classifier, **kw) -> None:
+        if only and condition not in only:
+            return
+        entry = {"dataset": dataset, "condition": condition, "what": what, "model": classifier.version,
+                 "n_windows": len(w)}
+        try:
+            entry.update(_score(classifier, w, kw.pop("labels", w.labels), **kw))
+        except UnservedPlacement as exc:
+            entry["refused"] = str(exc)
+        rows.append(entry)
+
+    row("told", f"placement told ({w.placement}), the dataset's class names", zero_shot)
+    row("unknown", "placement unknown", zero_shot, placement="unknown")
+    if dataset == "hapt":  # the reference must not hurt a device worn the usual way
+        row("told_adaptive", "placement told, per-device gravity reference (label-free)", zero_shot,
+            up=device_references(w.acc, w.subjects))
+    # one rotation per subject (a device worn its own way); BasicMotions has no subject ids
+    groups = w.subjects if dataset == "hapt" else np.arange(len(w))
+    subject_ids = np.unique(groups)
+    per_subject = random_rotations(len(subject_ids), rng)[np.searchsorted(subject_ids, groups)]
+    acc_m, gyro_m = _turn(w.acc, per_subject), _turn(w.gyro, per_subject)
+    row("mount_subject", "one random rotation per subject, placement unknown, single window", zero_shot,
+        acc=acc_m, gyro=gyro_m, placement="unknown")
+    if dataset == "hapt":  # a per-device reference needs a device's stream; BasicMotions has none
+        up = device_references(acc_m, w.subjects)
+        row("mount_subject_adaptive", "same rotations, per-device gravity reference (label-free), placement unknown",
+            zero_shot, acc=acc_m, gyro=gyro_m, placement="unknown", up=up)
+        row("mount_subject_adaptive_told", "same, placement told", zero_shot, acc=acc_m, gyro=gyro_m, up=up)
+    quarter = quarter_turns(len(w), rng)
+    row("rot90_window", "one random 90-degree turn per window, placement unknown", zero_shot,
+        acc=_turn(w.acc, quarter), gyro=_turn(w.gyro, quarter), placement="unknown")
+    for name, wording in UNSEEN_WORDINGS.get(dataset, {}).items():
+        labels = [wording[label] for label in w.labels]
+        row(f"wording_{name}", "unseen wording: " + " / ".join(labels), zero_shot, labels=labels)
+    for placement in PLACEMENTS:
+        if placement not in ("unknown", w.placement):
+            row(f"hint_{placement}", f"placement hint {placement!r} (the data is {w.placement})", zero_shot,
+                placement=placement)
+    for rate in RATES_HZ:
+        if rate < w.rate_hz:
+            row(f"rate_{rate:g}hz", f"{rate:g} Hz input (anti-aliased)", zero_shot,
+                acc=decimate(w.acc, w.rate_hz, rate), gyro=decimate(w.gyro, w.rate_hz, rate), rate_hz=rate)
+            if w.rate_hz % rate == 0:  # a device without an anti-alias filter: every k-th sample
+                k = int(w.rate_hz // rate)
+                row(f"rate_{rate:g}hz_unfiltered", f"{rate:g} Hz input, every {k}th sample (no anti-alias filter)",
+                    zero_shot, acc=w.acc[:, ::k], gyro=None if w.gyro is None else w.gyro[:, ::k], rate_hz=rate)
+    if finetuned is not None and dataset == "hapt":
+        row("finetuned", "fine-tuned checkpoint, placement told", finetuned)
+        row("finetuned_no_gyro", "fine-tuned checkpoint without its gyroscope", finetuned, gyro=None)
+        up = device_references(w.acc, w.subjects)
+        row("finetuned_adaptive", "fine-tuned checkpoint, per-device gravity reference", finetuned, up=up)
+        row("finetuned_no_gyro_adaptive", "fine-tuned, per-device gravity reference, without gyroscope", finetuned,
+            gyro=None, up=up)
+    return rows
+
+
+def finetuned_name(zero_shot_name: str | None, checkpoint_dir) -> str | None:
+    """`<name>-hapt` beside the zero-shot checkpoint (or in the checkpoint dir), if it exists."""
+    from models.inference import resolve_checkpoint
+
+    base = Path(resolve_checkpoint(zero_shot_name, checkpoint_dir))
+    sibling = base.parent / f"{base.name}-hapt"
+    if (sibling / "config.json").exists():
+        return str(sibling)
+    try:
+        return str(resolve_checkpoint(f"{base.name}-hapt", checkpoint_dir))
+    except FileNotFoundError:
+        return None
+
+
+def run_conditions(model: str | None = None, datasets=("hapt", "basicmotions"), only: set[str] | None = None,
+                   limit: int | None = None, checkpoint_dir=None, out_dir: Path | None = None) -> dict:
+    """All rows for all datasets; with out_dir also writes conditions-<version>.json and .md there."""
+    import json
+
+    from models.inference import MotionClassifier
+
+    start = time.time()
+    zero_shot = MotionClassifier.load(model, device="cpu", checkpoint_dir=checkpoint_dir)
+    tuned = finetuned_name(model, checkpoint_dir)
+    finetuned = MotionClassifier.load(tuned, device="cpu", checkpoint_dir=checkpoint_dir) if tuned else None
+    rows = [r for d in datasets for r in dataset_rows(d, zero_shot, finetuned, only, limit)]
+    report = {"setting": "conditions", "model_version": zero_shot.version,
+              "finetuned_version": finetuned.version if finetuned else None, "seed": SEED, "limit": limit,
+              "command": f"iotlm eval --dataset all --setting zero-shot{f' --model {model}' if model else ''} --json",
+              "rows": rows, "seconds": round(time.time() - start, 1)}
+    if out_dir is not None:
+        out_dir = Path(out_dir)
+        out_dir.mkdir(parents=True, exist_ok=True)
+        (out_dir / f"conditions-{zero_shot.version}.json").write_text(json.dumps(report, indent=1) + "\n")
+        (out_dir / f"conditions-{zero_shot.version}.md").write_text(markdown(report))
+    return report
+
+
+def markdown(report: dict) -> str:
+    lines = [f"Conditions table, `{report['command']}` (zero-shot model {report['model_version']}, "
+             f"fine-tuned {report['finetuned_version']}, seed {report['seed']})", "",
+             "| dataset | condition | what | model | accuracy | macro-F1 |", "|---|---|---|---|---:|---:|"]
+    for r in report["rows"]:
+        if "refused" in r:
+            score = f"refused: {r['refused']} | -"
+        else:
+            score = f"{100 * r['accuracy']:.1f} | {100 * r['macro_f1']:.1f}"
+        lines.append(f"| {r['dataset']} | `{r['condition']}` | {r['what']} | {r['model']} | {score} |")
+    return "\n".join(lines) + "\n"
