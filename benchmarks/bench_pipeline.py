@@ -1,7 +1,7 @@
 """The whole path under load: replayed devices at real time -> Kafka -> worker processes -> PostgreSQL.
 
     iotlm bench pipeline --devices 1000 --duration 30 --workers 2 --json
-    iotlm bench sweep --devices 10,100,1000,2000,5000 --workers 1,2      # the scaling curve and its plot
+    iotlm bench sweep --devices 10,100,300,1000,3000,5000 --workers 1,2   # the scaling curve and its plot
 
 One run (`run_load`):
 1. Frames of `devices` HAPT devices (1 s frames at 50 Hz, the replay's own code) are built and encoded
@@ -15,9 +15,12 @@ One run (`run_load`):
    assembler cuts from the same frames offline (lost, unexpected), rows beyond one per window
    (duplicates), and per window the latency from its last frame's timestamp (the second it was complete
    at the device) to its row's commit time (`created_at`, the server clock of the same machine).
-5. Which stage saturates: CPU seconds of every process on the path over the send window (producer,
-   broker, workers, PostgreSQL, Redis), the workers' CPU split by how long each of their stages was busy
-   (decode + assembly, inference, sink), and whether the producer kept its schedule.
+5. `windows_per_s` is the steady rate (rows committed in the middle half of the send window); the path
+   keeps up while nothing is lost and that rate is at least 95 % of the offered one.
+6. Which stage saturates: CPU seconds of every process on the path over the run (producer, broker,
+   workers, PostgreSQL, Redis), the workers' CPU split by the thread CPU of each of their stages
+   (`WorkerTotals.cpu_s`: decode + assembly, inference, sink, results; the rest is Faust's and the
+   Kafka clients' machinery), and whether the producer kept its schedule.
 
 `stage_ceilings` measures each stage alone on the same frames, in the same run: the generator, the
 product's producer and Kafka's own `ProducerPerformance` (same jars, same record size, acks=all),
