@@ -123,12 +123,15 @@ def run_llm_qa(adapter: str | None = None, per_class: int | None = 50, seed: int
         "agreement": float((llm_pred == cls_pred).mean())}
     asked = np.array([c if rng.random() < 0.5 else int(rng.choice([k for k in range(6) if k != c])) for c in y])
     truth_yes = asked == y
-    picked, _ = llm.choose(features[rows], "yes_no", [f"Is the person {HAPT_LABELS[a]}?" for a in asked], ["yes", "no"])
-    llm_yes = np.array([p == "yes" for p in picked])
+    asked_names = [HAPT_LABELS[a] for a in asked]
+    llm_yes = np.array(llm.is_doing(features[rows], asked_names))  # what the product answers
+    picked, _ = llm.choose(features[rows], "yes_no", [f"Is the person {n}?" for n in asked_names], ["yes", "no"])
+    direct_yes = np.array([p == "yes" for p in picked])  # "yes" vs "no" scored directly: kept for the record
     cls_yes = cls_pred == asked
     report["question_types"]["yes_no"] = {
         "windows": len(rows), "positives": int(truth_yes.sum()),
         "llm": _metrics(truth_yes.astype(int), llm_yes.astype(int), ["no", "yes"]),
+        "llm_direct_yes_no_scoring": _metrics(truth_yes.astype(int), direct_yes.astype(int), ["no", "yes"]),
         "classifier": _metrics(truth_yes.astype(int), cls_yes.astype(int), ["no", "yes"])}
 
     # postural transitions

@@ -108,6 +108,9 @@ def test_shipped_adapter_loads_on_its_pinned_encoder_and_answers_from_the_allowe
     assert features.shape == (2, 5, 384)
     picked, scores = llm.choose(features, "activity", ["What is the person doing?"] * 2, list(HAPT_LABELS))
     assert set(picked) <= set(HAPT_LABELS) and scores.shape == (2, 6) and np.isfinite(scores).all()
+    # yes/no about an activity follows the LLM's own activity choice for that window
+    other = [next(label for label in HAPT_LABELS if label != p) for p in picked]
+    assert llm.is_doing(features, picked) == [True, True] and llm.is_doing(features, other) == [False, False]
     assert llm.generate([[{"role": "user", "content": "Say hello."}]], "dialog", max_new_tokens=5)[0]
 
 
