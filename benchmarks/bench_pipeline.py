@@ -437,27 +437,24 @@ def saturated_stage(result: dict) -> str:
 def encoder_ceiling(settings, model, threads: int) -> float:
     """Windows/s of the workers' classifier alone on ready windows, batches of workers.batch_max, with
     `threads` torch threads (the best of 1..threads: on a shared machine fewer threads can win)."""
-    return max(_encoder_windows_per_s(settings, model, n) for n in range(1, threads + 1))
-
-
-def _encoder_windows_per_s(settings, model, threads: int) -> float:
     import torch
 
     from benchmarks.bench_batching import hapt_windows
     from stream_workers.inference import WindowClassifier
 
+    windows = hapt_windows(2048, model.rate_hz, settings.workers)
+    classify = WindowClassifier(model, settings.workers.labels)
+    classify(windows[:8])
     before = torch.get_num_threads()
-    torch.set_num_threads(threads)
+    best = 0.0
     try:
-        windows = hapt_windows(2048, model.rate_hz, settings.workers)
-        classify = WindowClassifier(model, settings.workers.labels)
-        classify(windows[:8])
-        best = 0.0
-        for _ in range(3):  # best of three: the ceiling, not the noise
-            began = time.perf_counter()
-            for i in range(0, len(windows), settings.workers.batch_max):
-                classify(windows[i:i + settings.workers.batch_max])
-            best = max(best, len(windows) / (time.perf_counter() - began))
+        for n in range(1, threads + 1):
+            torch.set_num_threads(n)
+            for _ in range(3):  # best of three per thread count: the ceiling, not the noise
+                began = time.perf_counter()
+                for i in range(0, len(windows), settings.workers.batch_max):
+                    classify(windows[i:i + settings.workers.batch_max])
+                best = max(best, len(windows) / (time.perf_counter() - began))
     finally:
         torch.set_num_threads(before)
     return best
@@ -543,7 +540,7 @@ def stage_ceilings(settings, load: Load, model, threads: int) -> dict:
 
 
 # ----------------------------------------------------------------------------------------- commands
-def _prepare(settings, threads: int):
+def _prepare(settings):
     """Stack up (each run's database is created beside the stack's own) and the served model."""
     from deploy.stack import Stack
     from models.inference import MotionClassifier
@@ -562,7 +559,7 @@ def spread(values: list[float]) -> dict:
 def pipeline(settings, devices: int, duration_s: float, workers: int, repeats: int, threads: int,
              logs_dir, console) -> dict:
     """`repeats` runs of one load, the stages alone on the same frames, in one process and machine state."""
-    model = _prepare(settings, threads)
+    model = _prepare(settings)
     with console.status(f"building {devices} devices' frames"):
         load = build_load(settings, devices, duration_s, model.rate_hz)
     with console.status("each stage alone: producer, Kafka's ProducerPerformance, decode + assembly, encoder"):
@@ -596,7 +593,7 @@ def sweep(settings, device_counts: list[int], worker_counts: list[int], duration
     """For each worker count, the device counts in order until the first that saturates the path (each
     point after the drain, so a saturated point still counts what it stored late, not as lost), then a
     run at 80 % of the load it sustained."""
-    model = _prepare(settings, threads)
+    model = _prepare(settings)
     hop = settings.workers.hop_s
     loads: dict[int, Load] = {}
 

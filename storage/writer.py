@@ -177,6 +177,7 @@ class BatchWriter:
             f"DO UPDATE SET {spec.on_conflict_update}" if spec.on_conflict_update else "DO NOTHING")
         self._stage = f"stage_{spec.table}"
         self._copy_sql = f"COPY {self._stage} ({cols}) FROM STDIN"
+        self._direct_copy_sql = f"COPY {spec.table} ({cols}) FROM STDIN"  # first-write-wins tables' fast path
         self._merge_sql = f"INSERT INTO {spec.table} ({cols}) SELECT {cols} FROM {self._stage} {conflict}"
         self._insert_head = f"INSERT INTO {spec.table} ({cols}) VALUES "
         self._insert_row = "(" + ", ".join(["%s"] * len(spec.columns)) + ")"
@@ -228,7 +229,7 @@ class BatchWriter:
             # staging path below, which skips the keys already stored.
             cur.execute("SAVEPOINT direct_copy")
             try:
-                self._copy_rows(cur, f"COPY {self.spec.table} ({', '.join(self.spec.columns)}) FROM STDIN", batch)
+                self._copy_rows(cur, self._direct_copy_sql, batch)
                 cur.execute("RELEASE SAVEPOINT direct_copy")
                 return len(batch)
             except psycopg.errors.UniqueViolation:
