@@ -15,7 +15,7 @@ One run (`run_load`):
    assembler cuts from the same frames offline (lost, unexpected), rows beyond one per window
    (duplicates), and per window the latency from its last frame's timestamp (the second it was complete
    at the device) to its row's commit time (`created_at`, the server clock of the same machine).
-5. `windows_per_s` is the steady rate (rows committed in the middle half of the send window); the path
+5. `windows_per_s` is the steady rate (rows committed over whole hops in the middle half of the send window); the path
    keeps up while nothing is lost and that rate is at least 95 % of the offered one.
 6. Which stage saturates: CPU seconds of every process on the path over the run (producer, broker,
    workers, PostgreSQL, Redis), the workers' CPU split by the thread CPU of each of their stages
@@ -360,11 +360,14 @@ def run_load(settings, load: Load, workers: int, logs_dir, console=None) -> dict
         if seq < len(sent["scheduled"]):
             latencies.append(committed - sent["scheduled"][seq])
     # stored per second from the first frame's due time to the last row (what a user waits for), and the
-    # steady rate: rows committed in the middle half of the send window, per second (the offered rate
-    # while the path keeps up, its capacity once saturated: neither start-up nor the drain tail in it)
+    # steady rate: rows committed over the middle half of the send window, per second (the offered rate
+    # while the path keeps up, its capacity once saturated: neither start-up nor the drain tail in it).
+    # The span is a whole number of hops: windows complete in one burst per hop, and a span holding a
+    # fraction of a hop would count one burst more or less than its share (a short run's rate off by 25 %)
     span = max((c for *_, c in rows), default=first_due) - first_due
+    hops = max(1, round(0.5 * len(load.frames) * FRAME_S / hop))
     mid_from = first_due + 0.25 * len(load.frames) * FRAME_S
-    mid_to = first_due + 0.75 * len(load.frames) * FRAME_S
+    mid_to = mid_from + hops * hop
     steady = sum(mid_from <= c < mid_to for *_, c in rows) / (mid_to - mid_from)
     offered = expected_total / (len(load.frames) * FRAME_S)
     stage_cpu = {stage: sum(t.get("cpu_s", {}).get(stage, 0.0) for t in totals)
