@@ -16,7 +16,8 @@ One run (`run_load`):
    (duplicates), and per window the latency from its last frame's timestamp (the second it was complete
    at the device) to its row's commit time (`created_at`, the server clock of the same machine).
 5. `windows_per_s` is the steady rate (rows committed over whole hops in the middle half of the send window); the path
-   keeps up while nothing is lost and that rate is at least 95 % of the offered one.
+   keeps up while nothing is lost and that rate is at least 95 % of the offered one, less one hop's burst
+   over the span (the rate's resolution: a burst committed just past the span's end drops one).
 6. Which stage saturates: CPU seconds of every process on the path over the run (producer, broker,
    workers, PostgreSQL, Redis), the workers' CPU split by the thread CPU of each of their stages
    (`WorkerTotals.cpu_s`: decode + assembly, inference, sink, results; the rest is Faust's and the
@@ -381,6 +382,8 @@ def run_load(settings, load: Load, workers: int, logs_dir, console=None) -> dict
         "frames_per_s": load.n_frames / sent["send_wall_s"],
         "offered_windows_per_s": offered,
         "windows_per_s": steady,
+        # the steady rate's resolution: one hop's burst (a window per device) more or less in its span
+        "windows_per_s_resolution": len(load.devices) / (mid_to - mid_from),
         "windows_per_s_first_frame_to_last_row": len(windows) / span if span > 0 else 0.0,
         "windows_expected": len(expected), "windows_stored": len(windows),
         "lost": len(expected - windows), "unexpected": len(windows - expected),
@@ -410,8 +413,11 @@ def run_load(settings, load: Load, workers: int, logs_dir, console=None) -> dict
 
 
 def keeping_up(result: dict) -> bool:
-    """The path keeps up with the load: every window stored, at the rate they are offered (within 5 %)."""
-    return result["lost"] == 0 and result["windows_per_s"] >= 0.95 * result["offered_windows_per_s"]
+    """The path keeps up with the load: every window stored, at the rate they are offered (within 5 %, and
+    within the steady rate's resolution: a burst committed just past the span's end on a busy machine
+    drops a short run's count by one burst, a quarter or half of it, with no backlog behind it)."""
+    tolerance = 0.05 * result["offered_windows_per_s"] + result.get("windows_per_s_resolution", 0.0)
+    return result["lost"] == 0 and result["windows_per_s"] >= result["offered_windows_per_s"] - tolerance
 
 
 def latency_aim_met(result: dict, hop_s: float) -> bool:

@@ -24,6 +24,12 @@ class TestSaturatedStage:
     def test_storing_fewer_windows_per_second_than_offered_is_saturation(self):
         assert not keeping_up(_result(windows_per_s=80.0))
 
+    def test_one_burst_short_of_the_rate_is_within_the_steady_rates_resolution(self):
+        # 12 devices, a span of three hops: the span counts 2 bursts (6.25/s); one burst late leaves 1
+        short = _result(offered_windows_per_s=6.0, windows_per_s=3.125, windows_per_s_resolution=3.125)
+        assert keeping_up(short)
+        assert not keeping_up(short | {"windows_per_s": 0.0})
+
     def test_a_lost_window_is_never_keeping_up(self):
         assert not keeping_up(_result(lost=1))
 
