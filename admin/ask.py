@@ -3,8 +3,10 @@
 1. The time range asked (`since` seconds before `end`, default the last 10 minutes).
 2. Storage rows for it: episodes and alerts (StorageQueries); their numbers become the answer
    (models.llm.grounding computes durations and counts in Python).
-3. The recent sensor window (the device's raw frames of the last 2.56 s) enters the adapter-LLM as sensor
-   tokens: it answers "what is it doing now" by constrained choice among the activity names.
+3. The recent sensor window enters the adapter-LLM as sensor tokens: a device's raw frames of the last 2.56 s
+   answer "what is it doing now" by constrained choice among the activity names; a room's environment
+   device's last 30 minutes (the room model's window) answer how many people are there and what the room is
+   used for, by constrained choice among the room model's classes.
 4. With `narrate`, the LLM also phrases the facts in one sentence; the sentence is kept only when every
    number in it is one the stored facts support (`faithful`), else it is dropped and the answer says so.
 Every answer cites the range, the rows (count, model versions) and the LLM's versions. Instructions inside a
@@ -20,7 +22,8 @@ from datetime import datetime, timedelta, timezone
 import numpy as np
 from sqlalchemy import text
 
-from models.llm.grounding import episode_facts, faithful, facts_text, grounded_answer
+from models.llm.grounding import (episode_facts, faithful, facts_text, grounded_answer, is_room_state_question,
+                                  room_answer, room_facts_text, room_state_facts)
 
 INJECTION = re.compile(r"\b(ignore|disregard|forget|override|pretend|instead of (your|the) data|system prompt|"
                        r"jailbreak|you are now)\b", re.IGNORECASE)
@@ -77,6 +80,55 @@ def recent_window(engine, device_id: str, end: datetime) -> tuple[np.ndarray, np
     return a[None], g[None], float(rate), placement
 
 
+def recent_room_window(engine, room_id: str, end: datetime) -> tuple[np.ndarray, str] | None:
+    """The room model's window (1, N_INPUT, WINDOW_MIN) ending at `end`, cut from the stored env frames of
+    the room's device heard last, and that device's id; None when the room has no env reports then."""
+    from ingest.codec import decode
+    from models.rooms.windows import CHANNELS, MAX_AGE_S, WINDOW_MIN, window_arrays
+
+    lo = end - timedelta(seconds=WINDOW_MIN * 60.0 + MAX_AGE_S)
+    with engine.connect() as conn:
+        # the room's devices not registered as something else; the one whose newest frame is env and latest
+        latest = conn.execute(text(
+            "SELECT DISTINCT ON (r.device_id) r.device_id, r.t0, r.payload FROM raw_frames r "
+            "JOIN devices d ON d.id = r.device_id WHERE d.room_id = :room AND (d.kind IS NULL OR d.kind = 'env') "
+            "AND r.t0 >= :lo AND r.t0 < :end ORDER BY r.device_id, r.t0 DESC"),
+            {"room": room_id, "lo": lo, "end": end}).fetchall()
+        device = None
+        for device_id, _t0, payload in sorted(latest, key=lambda row: row[1], reverse=True):
+            try:
+                if decode(bytes(payload)).env is not None:
+                    device = device_id
+                    break
+            except Exception:
+                continue
+        if device is None:
+            return None
+        rows = conn.execute(text(
+            "SELECT payload FROM raw_frames WHERE device_id = :d AND t0 >= :lo AND t0 < :end ORDER BY t0, seq"),
+            {"d": device, "lo": lo, "end": end}).fetchall()
+    times, readings = [], {name: [] for name in CHANNELS}
+    for (payload,) in rows:
+        try:
+            frame = decode(bytes(payload))
+        except Exception:  # a stored frame that no longer decodes is skipped, not fatal
+            continue
+        if frame.env is None:
+            continue
+        n = frame.env.n_samples
+        times.append(frame.t0 + np.arange(n) / frame.env.rate_hz)
+        for name in CHANNELS:
+            column = frame.env.channels.get(name)
+            readings[name].append(np.asarray(column, float) if column is not None else np.full(n, np.nan))
+    if not times:
+        return None
+    t = np.concatenate(times)
+    order = np.argsort(t, kind="stable")
+    series = {name: np.concatenate(v)[order] for name, v in readings.items()}
+    series = {name: v for name, v in series.items() if np.isfinite(v).any()}
+    return window_arrays(t[order], series, np.array([end.timestamp()])), str(device)
+
+
 def ask(engine, queries, question: str, *, device_id: str | None = None, room_id: str | None = None,
         since_s: float = 600.0, end: datetime | None = None, history: list[dict] | None = None,
         llm=None, narrate: bool = False) -> dict:
@@ -123,6 +175,18 @@ def ask(engine, queries, question: str, *, device_id: str | None = None, room_id
                   "facts": facts_text(facts, alerts)},
         "ignored_instructions": bool(INJECTION.search(question)),
     }
+    room = None
+    if room_id:
+        from models.rooms.windows import HOP_MIN
+
+        room = room_state_facts(queries.room_states(start, end, room_id), start, end, HOP_MIN * 60.0)
+        answer["cites"]["room_states"] = room["rows"]
+        answer["cites"]["model_versions"] = sorted(set(answer["cites"]["model_versions"]) | set(room["model_versions"]))
+        answer["cites"]["facts"] += f"; room: {room_facts_text(room)}"
+        # a question about the room itself, or one the wearables' episodes cannot answer: its room states
+        if is_room_state_question(question) or (facts["rows"] == 0 and room["rows"]):
+            stated = room_answer(room, subject)
+            answer |= {"answer": stated["answer"], "kind": "room_state", "numbers": stated["numbers"]}
     if answer["ignored_instructions"]:
         answer["answer"] += " (Answered from stored data only; instructions in the question were not followed.)"
     if callable(llm):
@@ -137,11 +201,24 @@ def ask(engine, queries, question: str, *, device_id: str | None = None, room_id
                 picked, _ = llm.choose(features, "activity", ["What is the person doing?"], llm.activity_answers)
                 answer["sensor_now"] = picked[0]
                 answer["answer"] += f" The last {RECENT_S} s of its sensor data look like {picked[0]} (adapter-LLM)."
+        if room_id and llm.env is not None and answer["kind"] in ("current", "summary", "room_state"):
+            window = recent_room_window(engine, room_id, end)
+            if window is not None:
+                from models.llm.data import ROOM_QUESTIONS, room_answers
+
+                x, env_device = window
+                features = llm.env.features(x)
+                answers = room_answers()
+                reading = {kind: llm.choose(features, "room", [ROOM_QUESTIONS[kind][0]], answers[kind],
+                                            modality="env")[0][0] for kind in ("occupancy", "use")}
+                answer["sensor_now"] = reading | {"device": env_device}
+                answer["answer"] += (f" Its environment sensors over the last 30 minutes look like "
+                                     f"{reading['occupancy']}, {reading['use']} (adapter-LLM).")
         if narrate:
             prompt = (f"Facts about {subject} between {start:%H:%M:%S} and {end:%H:%M:%S} UTC: "
-                      f"{facts_text(facts, alerts)}. Question: {question[:300]}\nAnswer in one sentence using only the facts.")
+                      f"{answer['cites']['facts']}. Question: {question[:300]}\nAnswer in one sentence using only the facts.")
             sentence = llm.generate([[{"role": "user", "content": prompt}]], "dialog", max_new_tokens=40)[0]
-            answer["llm_faithful"] = faithful(sentence, facts, alerts)
+            answer["llm_faithful"] = faithful(sentence, facts, alerts, room)
             answer["llm_sentence"] = sentence if answer["llm_faithful"] else None
     answer["seconds"] = round(time.perf_counter() - started, 3)
     return answer

@@ -102,6 +102,15 @@ class StorageQueries:
             start=start, end=end, device_id=device_id, room_id=room_id, kind=kind, open_only=open_only,
         )
 
+    def room_states(self, start: datetime, end: datetime, room_id: str) -> list[dict]:
+        """The room's stored states whose windows end in (start, end], oldest first."""
+        return self._rows(
+            "SELECT device_id, room_id, window_start, window_end, model_version, occupancy, occupancy_count, occupied, "
+            "room_use, air_quality, people FROM room_states WHERE room_id = :room_id AND window_end > :start "
+            "AND window_end <= :end ORDER BY window_end, device_id",
+            start=start, end=end, room_id=room_id,
+        )
+
     def narratives(self, start: datetime, end: datetime, subject_id: str | None = None, room_id: str | None = None,
                    limit: int = 1000) -> list[dict]:
         """The narration stage's lines about [start, end), newest first (Grafana: `at` and `text` as annotations)."""

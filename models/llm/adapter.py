@@ -8,7 +8,8 @@
 
 A modality is one frozen encoder (pinned by checkpoint name and file hash in the adapter's config) plus one
 projection; `motion` is the motion encoder (`models/checkpoints/motion-v1-hapt` by default): its per-segment
-tokens and its pooled embedding, all in the 384-d text space. With every gate at zero and LoRA's B at zero
+tokens and its pooled embedding, all in the 384-d text space; `env` is the room model's encoder (`rooms-v1`).
+A sample carries the modalities it has (a room window has no motion tokens). With every gate at zero and LoRA's B at zero
 the adapter's logits equal the base LLM's exactly (tests/models/test_llm_adapter.py).
 
 The lower layers see only text (the sensor enters in the top layers), so their hidden states depend on the
@@ -27,7 +28,7 @@ import torch.nn as nn
 
 from models.llm.backbone import Backbone
 
-TASKS = ("activity", "yes_no", "transition", "caption", "dialog", "narration")
+TASKS = ("activity", "yes_no", "transition", "caption", "dialog", "narration", "room")
 
 
 @dataclass

@@ -19,18 +19,19 @@ import numpy as np
 import torch
 
 from models.llm.adapter import IoTLMAdapter, load_adapter
-from models.llm.data import SYSTEM, answer_ids, prompt_ids
-from models.llm.modalities import MotionModality
+from models.llm.data import ROOM_SYSTEM, SYSTEM, answer_ids, prompt_ids
+from models.llm.modalities import EnvModality, MotionModality
 
-DEFAULT_ADAPTER = Path(__file__).resolve().parents[1] / "checkpoints" / "iotlm-adapter-v1"
+DEFAULT_ADAPTER = Path(__file__).resolve().parents[1] / "checkpoints" / "iotlm-adapter-v2"
 _shared: dict[str, SensorLLM] = {}
 _shared_lock = threading.Lock()
 
 
 class SensorLLM:
-    def __init__(self, adapter: IoTLMAdapter, motion: MotionModality, meta: dict):
+    def __init__(self, adapter: IoTLMAdapter, motion: MotionModality, meta: dict, env: EnvModality | None = None):
         self.adapter = adapter
         self.motion = motion
+        self.env = env  # None: an adapter trained without the room modality
         self.meta = meta
         self.tokenizer = adapter.backbone.tokenizer
         self.end_id = adapter.backbone.end_id
@@ -43,9 +44,12 @@ class SensorLLM:
         if not (directory / "config.json").exists():
             raise FileNotFoundError(f"no adapter at {directory}: `iotlm train llm-adapter` makes one")
         adapter, meta = load_adapter(directory)
-        pin = meta["adapter"]["modalities"]["motion"]
-        motion = MotionModality(pin["checkpoint"], int(pin.get("n_tokens", 4)), expect_sha256=pin["sha256"])
-        return cls(adapter, motion, meta)
+        pins = meta["adapter"]["modalities"]
+        pin = pins["motion"]
+        motion = MotionModality(pin["checkpoint"], int(pin.get("n_tokens", 4)), expect_sha256=pin["sha256"],
+                                label_scores=bool(pin.get("label_scores", False)))
+        env = EnvModality(pins["env"]["checkpoint"], expect_sha256=pins["env"]["sha256"]) if "env" in pins else None
+        return cls(adapter, motion, meta, env)
 
     @classmethod
     def shared(cls, directory: str | Path | None = None) -> SensorLLM:
@@ -57,8 +61,11 @@ class SensorLLM:
 
     @property
     def versions(self) -> dict:
-        """What an answer cites: the adapter, its LLM and its motion encoder."""
-        return {"adapter": self.version, "llm": self.adapter.config.llm, "motion_encoder": self.motion.classifier.version}
+        """What an answer cites: the adapter, its LLM and its modality encoders."""
+        out = {"adapter": self.version, "llm": self.adapter.config.llm, "motion_encoder": self.motion.classifier.version}
+        if self.env is not None:
+            out["env_encoder"] = self.env.model.version
+        return out
 
     @property
     def activity_answers(self) -> list[str]:
@@ -74,18 +81,22 @@ class SensorLLM:
 
     @torch.inference_mode()
     def choose(self, features: np.ndarray, task: str, questions: list[str], choices: list[str],
-               batch_size: int = 16) -> tuple[list[str], np.ndarray]:
-        """Per window (features row) and question: the most likely allowed answer, and (N, C) log-likelihoods."""
+               batch_size: int = 16, modality: str = "motion") -> tuple[list[str], np.ndarray]:
+        """Per window (features row of `modality`) and question: the most likely allowed answer, and (N, C)
+        log-likelihoods."""
+        if modality == "env" and self.env is None:
+            raise ValueError(f"adapter {self.version} was trained without the room modality")
+        system = ROOM_SYSTEM if modality == "env" else SYSTEM
         answers = [answer_ids(self.tokenizer, c, self.end_id) for c in choices]
         scores = np.zeros((len(features), len(choices)), np.float32)
         with self.lock:
             for start in range(0, len(features), batch_size):
                 rows = range(start, min(start + batch_size, len(features)))
-                feats = {"motion": torch.from_numpy(np.asarray(features[start : rows.stop], np.float32))}
+                feats = {modality: torch.from_numpy(np.asarray(features[start : rows.stop], np.float32))}
                 self.adapter.set_prompts(feats, torch.full((len(rows),), self.task_id(task), dtype=torch.long))
                 seqs, froms = [], []
                 for r in rows:
-                    prompt = prompt_ids(self.tokenizer, questions[r])
+                    prompt = prompt_ids(self.tokenizer, questions[r], system)
                     for a in answers:
                         seqs.append(prompt + a)
                         froms.append(len(prompt))

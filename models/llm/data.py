@@ -10,9 +10,13 @@ at least half of it. Question kinds (each a task token):
 Time-range questions ("how long", "how many times") are answered from storage, not from sensor tokens
 (models/llm/grounding.py); the dialog check replays a device and compares with the episodes table.
 
+Room questions (task token `room`, the env modality: 30-minute windows of simulated rooms, models/rooms):
+how many people (the occupancy bins), what the room is used for (the room model's uses), how the air is.
+
 Splits: the adapter is fitted on HAPT train subjects minus six validation subjects (the same six that chose
 motion-v1-hapt's epoch); choices (step, prompt wording) use the validation subjects; the test subjects 2, 4,
-9, 10, 12, 13, 18, 20, 24 are only read by `iotlm eval --setting llm-qa`.
+9, 10, 12, 13, 18, 20, 24 are only read by `iotlm eval --setting llm-qa`. Rooms split by building exactly as
+the room model did: fit on buildings 0..29 (rooms-v1's training buildings), choices on 200..205, test 500..511.
 """
 
 from __future__ import annotations
@@ -35,6 +39,27 @@ ACTIVITY_QUESTIONS = ("What is the person doing?", "Which activity is this?", "W
                       "What is the wearer doing right now?")
 TRANSITION_QUESTIONS = ("Which postural transition happens here?", "How does the person change posture?")
 CAPTION_QUESTION = "Describe the sensor window in one short sentence."
+ROOM_SYSTEM = "You are IoT-LM, reading a room's environment sensors."
+ROOM_QUESTIONS = {  # kind -> wordings (the first is the one the eval and the ask path use)
+    "occupancy": ("How many people are in the room?", "How full is the room right now?"),
+    "use": ("What is the room being used for?", "What is going on in the room?"),
+    "air": ("How is the air quality in the room?", "What is the air like in the room?"),
+}
+ROOM_FIT_BUILDINGS, ROOM_VALIDATION_BUILDINGS, ROOM_TEST_BUILDINGS = (0, 30), (200, 6), (500, 12)  # (first, n)
+
+
+def room_answers() -> dict[str, list[str]]:
+    from models.rooms.model import DEFAULT_USES
+    from models.rooms.windows import AIR_QUALITY, OCCUPANCY_BINS
+
+    return {"occupancy": list(OCCUPANCY_BINS), "use": list(DEFAULT_USES), "air": list(AIR_QUALITY)}
+
+
+def room_windows(buildings: tuple[int, int], hop_min: int = 10, progress: bool = True):
+    """Windows of every room of the (first, n) simulated buildings (cached beside the room model's)."""
+    from models.rooms.train import building_windows, default_cache
+
+    return building_windows(buildings[0], buildings[1], hop_min, cache=default_cache(), progress=progress)
 
 
 @dataclass
@@ -76,6 +101,7 @@ class Example:
     question: str
     answer: str
     choices: list[str] | None = None  # None: free generation
+    modality: str = "motion"  # which windows `window` indexes: motion (SensorWindows) or env (RoomWindows)
 
 
 def examples(windows: SensorWindows, seed: int = 0, kinds=("activity", "yes_no", "transition", "caption")) -> list[Example]:
@@ -101,6 +127,28 @@ def examples(windows: SensorWindows, seed: int = 0, kinds=("activity", "yes_no",
                 out.append(Example(i, "caption", CAPTION_QUESTION, f"The person is {TRANSITIONS[t]}."))
     order = rng.permutation(len(out))
     return [out[j] for j in order]
+
+
+def room_examples(rooms, n: int, seed: int = 0, balanced: bool = False) -> list[Example]:
+    """`n` room questions, one kind each. Windows are drawn at random (the buildings' own mix of states, most
+    of it empty rooms) or, `balanced`, with every answer of the kind equally often (the rare states, e.g.
+    more than 10 people, otherwise come up a few times in a whole training run)."""
+    rng = np.random.default_rng(seed)
+    answers = room_answers()
+    kinds = list(ROOM_QUESTIONS)
+    picks = [] if balanced else list(rng.choice(len(rooms), size=min(n, len(rooms)), replace=False))
+    out = []
+    for j in range(n if balanced else len(picks)):
+        kind = kinds[int(rng.integers(len(kinds)))]
+        target = getattr(rooms, kind)
+        if balanced:
+            present = np.unique(target)
+            i = int(rng.choice(np.flatnonzero(target == rng.choice(present))))
+        else:
+            i = int(picks[j])
+        out.append(Example(i, "room", str(rng.choice(ROOM_QUESTIONS[kind])), answers[kind][int(target[i])],
+                           answers[kind], modality="env"))
+    return out
 
 
 def prompt_ids(tokenizer, question: str, system: str = SYSTEM) -> list[int]:

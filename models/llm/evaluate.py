@@ -12,6 +12,9 @@ held-out HAPT test subjects, per question type, on the same windows.
   truth (duration within 20 % or 10 s, count exact). Faithfulness: share of answers whose numbers all match the
   facts; also for the LLM's own one-sentence phrasing of the same facts (`llm_sentence`), which is the figure
   that can fail.
+- room_occupancy / room_use / room_air: "how many people are in the room?" and the like about 30-minute windows
+  of the held-out simulated test buildings 500..511, answered by constrained choice among the room model's own
+  classes; the classifier: the room model (rooms-v1, the adapter's frozen env encoder) on the same windows.
 Latency: single answers (one window, all choices scored), p50 / p95 seconds on this CPU.
 """
 
@@ -23,7 +26,8 @@ from datetime import datetime, timedelta, timezone
 import numpy as np
 
 from models.datasets import HAPT_LABELS
-from models.llm.data import ACTIVITY_QUESTIONS, TEST_SUBJECTS, TRANSITIONS, sensor_windows
+from models.llm.data import (ACTIVITY_QUESTIONS, ROOM_QUESTIONS, ROOM_TEST_BUILDINGS, TEST_SUBJECTS, TRANSITIONS,
+                             room_answers, room_windows, sensor_windows)
 from models.metrics import classification_metrics
 
 HOP_S = 1.28
@@ -93,8 +97,29 @@ def _range_questions(llm, rng, span_windows: int = 234, narrate: int = 12) -> di
     return out
 
 
+def _room_questions(llm, per_class: int | None, rng, progress: bool) -> dict:
+    """Room questions on the test buildings' windows (every 5 minutes, as `iotlm eval --dataset rooms`)."""
+    rooms = room_windows(ROOM_TEST_BUILDINGS, hop_min=5, progress=progress)
+    answers = room_answers()
+    out = {}
+    for kind, questions in ROOM_QUESTIONS.items():
+        target = getattr(rooms, kind)
+        labels = answers[kind]
+        rows = _stratified(target, len(labels), per_class, rng)
+        picked, _ = llm.choose(llm.env.features(rooms.x[rows]), "room", [questions[0]] * len(rows), labels,
+                               modality="env")
+        llm_pred = np.array([labels.index(p) for p in picked])
+        p = llm.env.model.predict(rooms.x[rows])
+        cls_pred = {"occupancy": p["occupancy_bin"], "use": p["use_index"], "air": p["air"].argmax(1)}[kind]
+        out[f"room_{kind}"] = {"windows": len(rows), "buildings": list(ROOM_TEST_BUILDINGS),
+                               "llm": _metrics(target[rows], llm_pred, labels),
+                               "classifier": _metrics(target[rows], cls_pred, labels),
+                               "agreement": float((llm_pred == cls_pred).mean())}
+    return out
+
+
 def run_llm_qa(adapter: str | None = None, per_class: int | None = 50, seed: int = 0, latency_answers: int = 20,
-               progress: bool = True) -> dict:
+               room_per_class: int | None = 30, progress: bool = True) -> dict:
     import torch
 
     from models.llm.answer import SensorLLM
@@ -145,6 +170,9 @@ def run_llm_qa(adapter: str | None = None, per_class: int | None = 50, seed: int
     report["question_types"]["transition"] = {
         "windows": len(rows_t), "llm": _metrics(y_t, llm_t, TRANSITIONS), "classifier": _metrics(y_t, cls_t, TRANSITIONS),
         "note": "the classifier scores transition phrases zero-shot: it never saw a transition label"}
+
+    if llm.env is not None:
+        report["question_types"].update(_room_questions(llm, room_per_class, rng, progress))
 
     # duration / count from the episodes the stream would store; faithfulness
     report["question_types"].update(_range_questions(llm, rng))

@@ -6,7 +6,8 @@ model versions) and the numbers it states, so `faithful()` can check any text ag
 
 Question kinds, recognised by their words (a 135M model routes them worse than a few keywords do):
 duration ("how long", "how much time"), count ("how many times", "how often"), current ("now", "right now",
-"currently"), alerts ("alert", "fall"), otherwise a summary of the range.
+"currently"), alerts ("alert", "fall"), otherwise a summary of the range. About a room, "how many people",
+"occupied", "busy" and the like ask for its stored room states (`room_answer`).
 """
 
 from __future__ import annotations
@@ -37,6 +38,11 @@ def question_kind(question: str) -> str:
     if re.search(r"\b(now|right now|currently|at the moment|doing)\b", q):
         return "current"
     return "summary"
+
+
+def is_room_state_question(question: str) -> bool:
+    return bool(re.search(r"\b(people|persons?|occupied|occupancy|empty|busy|crowded|in use|used for|air)\b",
+                          question.lower()))
 
 
 def activity_in(question: str) -> str | None:
@@ -125,12 +131,26 @@ def numbers_in(text: str) -> list[float]:
     return [float(x) for x in _NUMBER.findall(text)]
 
 
-def allowed_numbers(facts: dict, alerts: list[dict] | None = None) -> set[float]:
-    """Every number the facts support, in the forms answers write them (seconds, minutes, clock parts)."""
+def _duration_forms(seconds: float) -> set[float]:
+    s = round(seconds)
+    return {float(s), float(s // 60), float(s % 60), round(s / 60, 1)}
+
+
+def allowed_numbers(facts: dict, alerts: list[dict] | None = None, room: dict | None = None) -> set[float]:
+    """Every number the facts (and a room's state facts) support, in the forms answers write them (seconds,
+    minutes, clock parts)."""
     allowed: set[float] = {0.0, 1.0}
     for v in facts["activities"].values():
-        s = round(v["seconds"])
-        allowed |= {float(s), float(v["episodes"]), float(s // 60), float(s % 60), round(s / 60, 1)}
+        allowed |= _duration_forms(v["seconds"]) | {float(v["episodes"])}
+    if room and room["rows"]:
+        allowed |= _duration_forms(room["occupied_s"]) | {float(room["rows"]), float(room["most_people"]),
+                                                           float(round(room["latest"]["occupancy_count"]))}
+        for seconds in room["uses"].values():
+            allowed |= _duration_forms(seconds)
+        for label in room["occupancies"]:  # the bins' own numbers ("2-4 people")
+            allowed |= {abs(x) for x in numbers_in(label)}
+        t = room["latest"]["window_end"]
+        allowed |= {float(t.hour), float(t.minute), float(t.second)}
     allowed.add(float(len(alerts or [])))
     allowed.add(float(facts["rows"]))
     for t in [facts["start"], facts["end"]] + [facts["latest"][k] for k in ("started_at", "ended_at")
@@ -139,7 +159,46 @@ def allowed_numbers(facts: dict, alerts: list[dict] | None = None) -> set[float]
     return allowed
 
 
-def faithful(text: str, facts: dict, alerts: list[dict] | None = None) -> bool:
+def faithful(text: str, facts: dict, alerts: list[dict] | None = None, room: dict | None = None) -> bool:
     """True when every number in `text` is one the stored facts support."""
-    allowed = allowed_numbers(facts, alerts)
+    allowed = allowed_numbers(facts, alerts, room)
     return all(any(abs(n - a) < 1e-6 for a in allowed) for n in numbers_in(text))
+
+
+def room_state_facts(states: list[dict], start: datetime, end: datetime, hop_s: float) -> dict:
+    """From stored room states (one per window, `hop_s` apart): seconds occupied and per use, the most people,
+    the latest state, what was used."""
+    uses: dict[str, float] = defaultdict(float)
+    for row in states:
+        uses[row["room_use"]] += hop_s
+    return {
+        "start": start, "end": end, "rows": len(states),
+        "occupied_s": hop_s * sum(bool(r["occupied"]) for r in states),
+        "most_people": max((round(r["occupancy_count"]) for r in states), default=0),
+        "uses": dict(uses), "occupancies": sorted({r["occupancy"] for r in states}),
+        "latest": states[-1] if states else None,
+        "model_versions": sorted({r["model_version"] for r in states}),
+    }
+
+
+def room_facts_text(facts: dict) -> str:
+    if not facts["rows"]:
+        return "no room states"
+    uses = ", ".join(f"{u} {fmt_duration(s)}" for u, s in sorted(facts["uses"].items(), key=lambda kv: -kv[1]))
+    return (f"occupied {fmt_duration(facts['occupied_s'])} of {facts['rows']} room-state windows; at most "
+            f"{facts['most_people']} people; uses: {uses}")
+
+
+def room_answer(facts: dict, subject: str) -> dict:
+    """The answer to a room-state question from the stored states alone; the numbers it states."""
+    span = f"between {facts['start']:%H:%M:%S} and {facts['end']:%H:%M:%S} UTC"
+    if not facts["rows"]:
+        return {"answer": f"No room state was recorded for {subject} {span}, so I cannot answer from data.",
+                "numbers": []}
+    latest = facts["latest"]
+    count = round(latest["occupancy_count"])
+    answer = (f"The latest room state of {subject} (to {latest['window_end']:%H:%M:%S} UTC) is {latest['occupancy']} "
+              f"(about {count} people), {latest['room_use']}, air {latest['air_quality']}. {span[0].upper() + span[1:]}: "
+              f"{room_facts_text(facts)}.")
+    numbers = [count, round(facts["occupied_s"]), facts["rows"], facts["most_people"]]
+    return {"answer": answer, "numbers": numbers}

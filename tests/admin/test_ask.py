@@ -149,9 +149,85 @@ def test_the_adapter_llm_reads_the_stored_sensor_window_and_cites_its_versions(a
     from models.datasets import HAPT_LABELS
 
     assert body["sensor_now"] in HAPT_LABELS and body["sensor_now"] in body["answer"]
-    assert body["llm"]["adapter"].startswith("iotlm-adapter-v1") and body["llm"]["motion_encoder"] == "motion-v1-hapt-1.1.0"
+    assert body["llm"]["adapter"].startswith("iotlm-adapter-v2") and body["llm"]["motion_encoder"] == "motion-v1-hapt-1.1.0"
     assert isinstance(body["llm_faithful"], bool)
     assert (body["llm_sentence"] is not None) == body["llm_faithful"]  # an unfaithful sentence is never shown
+
+
+def test_the_adapter_llm_reads_a_rooms_stored_env_window_as_the_room_model_cuts_it(api):
+    """A simulated room's env device: 50 minutes of its frames in raw_frames; the ask path cuts the room
+    model's window from them exactly as the training function does, and the adapter-LLM's reading of it
+    (occupancy, use) comes from the room model's own classes."""
+    import httpx
+
+    from admin.ask import recent_room_window
+    from ingest.codec import encode
+    from ingest.rooms import simulated_room_devices
+    from models.llm.answer import SensorLLM
+    from models.rooms.model import DEFAULT_USES
+    from models.rooms.windows import OCCUPANCY_BINS, window_arrays
+    from storage.lane import engine_from_settings
+    from storage.rooms import RoomStateRow, RoomStateWriter
+    from storage.writer import RawFrameRow, RawFrameWriter
+
+    device_id, signal = next((d, s) for d, s in simulated_room_devices(days=1) if s.interval_s <= 60)
+    room = "ask-room"
+    end = datetime.now(timezone.utc).replace(microsecond=0) - timedelta(minutes=5)
+    frame_s = 10 * signal.interval_s
+    t0 = end.timestamp() - 5 * 600.0
+    engine = engine_from_settings(api.settings)
+    try:
+        with engine.begin() as conn:
+            conn.execute(text("INSERT INTO sites (id, name) VALUES ('ask-site', 'ask') ON CONFLICT DO NOTHING"))
+            conn.execute(text("INSERT INTO buildings (id, site_id, name) VALUES ('ask-b', 'ask-site', 'b') "
+                              "ON CONFLICT DO NOTHING"))
+            conn.execute(text("INSERT INTO rooms (id, building_id, name) VALUES (:r, 'ask-b', 'r') ON CONFLICT DO NOTHING"),
+                         {"r": room})
+            conn.execute(text("INSERT INTO devices (id, placement, room_id, kind) VALUES (:d, 'room', :r, 'env') "
+                              "ON CONFLICT DO NOTHING"), {"d": device_id, "r": room})
+        rows, times, readings = [], [], {}
+        for seq in range(int(3000 / frame_s)):
+            frame, _ = signal.frame(device_id, seq, t0 + seq * frame_s, frame_s)
+            rows.append(RawFrameRow(device_id, datetime.fromtimestamp(frame.t0, timezone.utc), seq, encode(frame),
+                                    datetime.now(timezone.utc)))
+            times.append(frame.t0 + np.arange(frame.env.n_samples) / frame.env.rate_hz)
+            for name, v in frame.env.channels.items():
+                readings.setdefault(name, []).append(np.asarray(v, float))
+        RawFrameWriter(engine).write(rows)
+        utc = lambda s: datetime.fromtimestamp(s, timezone.utc)  # noqa: E731
+        states = [("empty", 0.0, False, "empty"), ("2-4 people", 3.0, True, "meeting"), ("1 person", 1.0, True, "office work")]
+        RoomStateWriter(engine).write([
+            RoomStateRow(device_id, end - timedelta(minutes=5 * (2 - i)), "rooms-v1-1.0.0",
+                         end - timedelta(minutes=30 + 5 * (2 - i)), room, occupancy, count, occupied, 0.9, use, 0.8, "good")
+            for i, (occupancy, count, occupied, use) in enumerate(states)])
+        x, used = recent_room_window(engine, room, end)
+        expected = window_arrays(np.concatenate(times), {k: np.concatenate(v) for k, v in readings.items()},
+                                 np.array([end.timestamp()]))
+        assert used == device_id and np.allclose(x, expected, atol=1e-5)
+        assert recent_room_window(engine, room, end - timedelta(hours=3)) is None  # no reports then
+        # a room-state question is answered from the stored states, with their numbers
+        stated = _ask(api, question="How many people are in the room?", room_id=room, since_s=1200,
+                      end=end.isoformat(), use_llm=False).json()
+        with engine.connect() as conn:
+            occupied, most, latest = conn.execute(text(
+                "SELECT count(*) FILTER (WHERE occupied), max(occupancy_count), "
+                "(array_agg(occupancy_count ORDER BY window_end DESC))[1] FROM room_states WHERE room_id = :r "
+                "AND window_end > :lo AND window_end <= :end"), {"r": room, "lo": end - timedelta(seconds=1200),
+                                                                   "end": end}).one()
+        assert stated["kind"] == "room_state" and stated["cites"]["room_states"] == 3
+        assert stated["numbers"] == [round(latest), occupied * 300, 3, round(most)]
+        assert "1 person" in stated["answer"] and "office work" in stated["answer"]
+    finally:
+        engine.dispose()
+    SensorLLM.shared()
+    with httpx.Client(base_url=api.url, headers={"Authorization": f"Bearer {api.keys['read']}"}, timeout=120) as client:
+        r = client.post("/v1/ask", json={"question": "What is going on in the room right now?", "room_id": room,
+                                         "since_s": 600, "end": end.isoformat()})
+    assert r.status_code == 200, r.text
+    body = r.json()
+    assert body["sensor_now"]["device"] == device_id
+    assert body["sensor_now"]["occupancy"] in OCCUPANCY_BINS and body["sensor_now"]["use"] in DEFAULT_USES
+    assert body["sensor_now"]["use"] in body["answer"] and body["llm"]["env_encoder"] == "rooms-v1-1.0.0"
 
 
 def test_narration_writes_the_narratives_table_as_the_worker(api):

@@ -114,11 +114,54 @@ def test_shipped_adapter_loads_on_its_pinned_encoder_and_answers_from_the_allowe
     assert llm.generate([[{"role": "user", "content": "Say hello."}]], "dialog", max_new_tokens=5)[0]
 
 
-def test_a_changed_motion_checkpoint_is_refused(tmp_path):
-    from models.llm.modalities import MotionModality
+def test_the_shipped_adapter_reads_room_windows_through_its_pinned_room_encoder(backbone):
+    from models.llm.answer import SensorLLM
+    from models.llm.data import ROOM_QUESTIONS, room_answers
+    from models.rooms.windows import N_INPUT, WINDOW_MIN
+
+    llm = SensorLLM.shared()
+    pin = llm.meta["adapter"]["modalities"]["env"]
+    assert pin["checkpoint"] == "rooms-v1" and pin["sha256"] == llm.env.sha256
+    x = np.random.default_rng(0).normal(0, 0.3, (3, N_INPUT, WINDOW_MIN)).astype(np.float32)
+    features = llm.env.features(x)
+    assert features.shape == (3, 1, 512)
+    for kind, questions in ROOM_QUESTIONS.items():
+        choices = room_answers()[kind]
+        picked, scores = llm.choose(features, "room", [questions[0]] * 3, choices, modality="env")
+        assert set(picked) <= set(choices) and scores.shape == (3, len(choices)) and np.isfinite(scores).all()
+
+
+def test_a_changed_modality_checkpoint_is_refused(tmp_path):
+    from models.llm.modalities import EnvModality, MotionModality
 
     with pytest.raises(ValueError, match="sha256"):
         MotionModality("motion-v1-hapt", expect_sha256="0" * 64)
+    with pytest.raises(ValueError, match="sha256"):
+        EnvModality("rooms-v1", expect_sha256="0" * 64)
+
+
+def test_room_questions_are_split_by_building_and_answer_with_the_windows_truth():
+    from models.llm.data import (ROOM_FIT_BUILDINGS, ROOM_TEST_BUILDINGS, ROOM_VALIDATION_BUILDINGS, room_answers,
+                                 room_examples)
+    from models.rooms.train import TEST_FIRST, TRAIN_FIRST, VALIDATION_FIRST, RoomWindows
+
+    spans = [range(first, first + n) for first, n in (ROOM_FIT_BUILDINGS, ROOM_VALIDATION_BUILDINGS, ROOM_TEST_BUILDINGS)]
+    assert all(not set(a) & set(b) for i, a in enumerate(spans) for b in spans[i + 1:])
+    # the room model's own split: the adapter fits where it trained and tests where it was tested
+    assert (spans[0].start, spans[1].start, spans[2].start) == (TRAIN_FIRST, VALIDATION_FIRST, TEST_FIRST)
+    rng = np.random.default_rng(1)
+    n = 200
+    rooms = RoomWindows(x=np.zeros((n, 18, 30), np.float32), count=rng.integers(0, 12, n),
+                        occupancy=rng.integers(0, 5, n), use=rng.integers(0, 8, n), air=rng.integers(0, 3, n),
+                        room=np.array([f"b{i % 3}-r" for i in range(n)]), kind=np.array(["office"] * n))
+    data = room_examples(rooms, 150, seed=0)
+    assert len(data) == 150 and len({e.window for e in data}) == 150  # windows drawn without repeats
+    answers = room_answers()
+    for e in data:
+        kind = next(k for k, choices in answers.items() if e.choices == choices)
+        assert e.task == "room" and e.modality == "env"
+        assert e.answer == answers[kind][int(getattr(rooms, kind)[e.window])]
+    assert {tuple(e.choices) for e in data} == {tuple(v) for v in answers.values()}  # every kind asked
 
 
 def test_instruction_data_is_split_by_subject():
@@ -166,6 +209,25 @@ def test_grounded_numbers_come_from_the_rows_and_invented_ones_are_caught():
     assert faithful("It walked twice, no numbers invented.", facts)
     empty = episode_facts([], t0, t0 + timedelta(seconds=60))
     assert "No activity was recorded" in grounded_answer("How long was it walking?", empty)["answer"]
+
+
+def test_room_state_answers_state_the_stored_states_numbers():
+    from models.llm.grounding import episode_facts, faithful, is_room_state_question, room_answer, room_state_facts
+
+    t0 = datetime(2026, 1, 1, 12, 0, 0, tzinfo=timezone.utc)
+    states = [{"window_end": t0 + timedelta(minutes=5 * i), "occupancy": o, "occupancy_count": c, "occupied": c > 0,
+               "room_use": u, "air_quality": "good", "model_version": "rooms-v1-1.0.0"}
+              for i, (o, c, u) in enumerate([("empty", 0, "empty"), ("5-10 people", 7.4, "meeting"),
+                                             ("2-4 people", 3.2, "meeting")])]
+    facts = room_state_facts(states, t0 - timedelta(minutes=5), t0 + timedelta(minutes=10), hop_s=300)
+    assert (facts["occupied_s"], facts["most_people"], facts["uses"]) == (600, 7, {"empty": 300, "meeting": 600})
+    stated = room_answer(facts, "room r1")
+    assert stated["numbers"] == [3, 600, 3, 7] and "2-4 people" in stated["answer"] and "10 min" in stated["answer"]
+    no_episodes = episode_facts([], facts["start"], facts["end"])
+    assert faithful(stated["answer"], no_episodes, room=facts)
+    assert not faithful("At most 9 people were there.", no_episodes, room=facts)
+    assert is_room_state_question("How many people are in the room?") and not is_room_state_question("How long was it walking?")
+    assert "No room state" in room_answer(room_state_facts([], t0, t0, 300), "room r1")["answer"]
 
 
 def test_narration_queue_drops_and_counts_instead_of_blocking():
