@@ -252,6 +252,35 @@ def register(app: typer.Typer) -> None:
 
     app.add_typer(train_app, name="train")
 
+    sim_app = typer.Typer(help="The IMU simulator's checks against real recordings (docs/simulator.md).",
+                          no_args_is_help=True)
+
+    @sim_app.command("check-foot")
+    def check_foot_command(
+        as_json: bool = typer.Option(False, "--json", help="print one JSON object"),
+        plot: Optional[Path] = typer.Option(None, help="also write the real-vs-simulated figure here (png)"),
+    ) -> None:
+        """The simulator's IMU synthesis driven by optical markers vs a real foot IMU (gaitmap's recording)."""
+        from models.simulator.realcheck import FootDataUnavailable, check_foot, plot_foot
+
+        try:
+            report = check_foot()
+        except FootDataUnavailable as error:
+            raise typer.BadParameter(str(error)) from error
+        if plot is not None:
+            plot_foot(plot)
+        if as_json:
+            print(json.dumps(report))
+            return
+        for side, m in report["feet"].items():
+            print(f"{side} shoe: |gyro| r {m['gyro_magnitude_corr']:.3f}, |acc| r {m['acc_magnitude_corr']:.3f}, "
+                  f"gyro xyz r {', '.join(f'{v:.3f}' for v in m['gyro_corr'])}, "
+                  f"acc xyz r {', '.join(f'{v:.3f}' for v in m['acc_corr'])}, "
+                  f"stride {m['stride_hz_real']:.3f} / {m['stride_hz_sim']:.3f} Hz, "
+                  f"misses: {'; '.join(report['failures'][side]) or 'none'}")
+
+    app.add_typer(sim_app, name="sim")
+
 
 def _read_windows(path: Path):
     """acc (N,T,3), gyro (N,T,3) or None, the rate and the device ids (N,) or None from a user's .npz,
