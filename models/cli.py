@@ -279,6 +279,30 @@ def register(app: typer.Typer) -> None:
                   f"stride {m['stride_hz_real']:.3f} / {m['stride_hz_sim']:.3f} Hz, "
                   f"misses: {'; '.join(report['failures'][side]) or 'none'}")
 
+    @sim_app.command("check-mocap")
+    def check_mocap_command(
+        devices: int = typer.Option(10, help="realistic belt phones per clip"),
+        seed: int = typer.Option(0),
+        as_json: bool = typer.Option(False, "--json", help="print one JSON object"),
+    ) -> None:
+        """DeepMimic walk/run clips (pybullet) through the simulator vs HAPT train subjects' waist walking."""
+        from models.simulator.mocap import MocapUnavailable
+        from models.simulator.validate import mocap_vs_hapt_walking
+
+        try:
+            report = mocap_vs_hapt_walking(devices=devices, seed=seed)
+        except MocapUnavailable as error:
+            raise typer.BadParameter(str(error)) from error
+        if as_json:
+            print(json.dumps(report))
+            return
+        hapt = report["hapt_walking_train_p5_p50_p95"]
+        print("HAPT train walking (waist), p5 / p50 / p95: "
+              + ", ".join(f"{key} {' / '.join(f'{v:.2f}' for v in values)}" for key, values in hapt.items()))
+        for name, stats in report["clips"].items():
+            print(f"{name:14s} " + ", ".join(f"{key} {stats[key]:.2f}{'' if stats['in_range'][key] else ' (outside)'}"
+                                             for key in hapt))
+
     app.add_typer(sim_app, name="sim")
 
 

@@ -112,11 +112,17 @@ def caption(name: str) -> tuple[str, list[str]]:
 
 @dataclass
 class MocapFrames:
+    """A clip as recorded: DeepMimic's pose parameters per frame (the dt column dropped)."""
+
     name: str
     t: np.ndarray  # (F,) s
-    rotations: np.ndarray  # (F, 22, 3, 3) joint frames -> world, simulator axes
-    positions: np.ndarray  # (F, 22, 3) m
+    poses: np.ndarray  # (F, 43): root position (3), root quaternion (w, x, y, z), joints as in the file
     loop: bool
+
+
+# pose columns (after the dt column is dropped): quaternions (root first) and revolute angles
+_QUATS = (3, 7, 11, 15, 20, 24, 29, 34, 38)
+_ANGLES = (19, 28, 33, 42)
 
 
 def _quat(wxyz: np.ndarray) -> np.ndarray:
@@ -127,16 +133,16 @@ def _rz(angle: np.ndarray) -> np.ndarray:
     return Rotation.from_rotvec(np.outer(angle, [0.0, 0.0, 1.0])).as_matrix()
 
 
-def _fk_deepmimic(frames: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(F, 44) DeepMimic frames -> world rotations (F, 22, 3, 3) and positions (F, 22, 3), simulator axes."""
-    F = len(frames)
+def _fk_deepmimic(poses: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(F, 43) DeepMimic poses -> world rotations (F, 22, 3, 3) and positions (F, 22, 3), simulator axes."""
+    F = len(poses)
     R = np.empty((F, len(JOINTS), 3, 3))
     p = np.empty((F, len(JOINTS), 3))
 
-    root_R, root_p = _quat(frames[:, 4:8]), frames[:, 1:4]
-    chest_R = root_R @ _quat(frames[:, 8:12])
+    root_R, root_p = _quat(poses[:, 3:7]), poses[:, 0:3]
+    chest_R = root_R @ _quat(poses[:, 7:11])
     chest_p = root_p + root_R @ (np.array(_OFFSETS["chest"]) * SCALE)
-    neck_R = chest_R @ _quat(frames[:, 12:16])
+    neck_R = chest_R @ _quat(poses[:, 11:15])
     neck_p = chest_p + chest_R @ (np.array(_OFFSETS["neck"]) * SCALE)
     dm: dict[str, tuple[np.ndarray, np.ndarray]] = {
         "pelvis": (root_R, root_p),
@@ -146,18 +152,18 @@ def _fk_deepmimic(frames: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         "neck": (neck_R, neck_p),
         "head": (neck_R, neck_p + neck_R @ (np.array(_HEAD_ON_NECK) * SCALE)),
     }
-    columns = {"right": (16, 20, 21, 25, 29), "left": (30, 34, 35, 39, 43)}
+    columns = {"right": (15, 19, 20, 24, 28), "left": (29, 33, 34, 38, 42)}
     for side, (hip, knee, ankle, shoulder, elbow) in columns.items():
         mirror = np.array([1.0, 1.0, 1.0 if side == "right" else -1.0])  # DeepMimic's z points right
-        hip_R = root_R @ _quat(frames[:, hip:hip + 4])
+        hip_R = root_R @ _quat(poses[:, hip:hip + 4])
         hip_p = root_p + root_R @ (np.array(_OFFSETS["hip"]) * mirror * SCALE)
-        knee_R = hip_R @ _rz(frames[:, knee])
+        knee_R = hip_R @ _rz(poses[:, knee])
         knee_p = hip_p + hip_R @ (np.array(_OFFSETS["knee"]) * SCALE)
-        ankle_R = knee_R @ _quat(frames[:, ankle:ankle + 4])
+        ankle_R = knee_R @ _quat(poses[:, ankle:ankle + 4])
         ankle_p = knee_p + knee_R @ (np.array(_OFFSETS["ankle"]) * SCALE)
-        shoulder_R = chest_R @ _quat(frames[:, shoulder:shoulder + 4])
+        shoulder_R = chest_R @ _quat(poses[:, shoulder:shoulder + 4])
         shoulder_p = chest_p + chest_R @ (np.array(_OFFSETS["shoulder"]) * mirror * SCALE)
-        elbow_R = shoulder_R @ _rz(frames[:, elbow])
+        elbow_R = shoulder_R @ _rz(poses[:, elbow])
         elbow_p = shoulder_p + shoulder_R @ (np.array(_OFFSETS["elbow"]) * SCALE)
         wrist_p = elbow_p + elbow_R @ (np.array(_OFFSETS["wrist"]) * SCALE)
         collar_p = chest_p + chest_R @ (np.array(_OFFSETS["shoulder"]) * mirror * np.array([1.0, 0.9, 0.3]) * SCALE)
@@ -184,39 +190,86 @@ def load_frames(name: str) -> MocapFrames:
     data = json.loads(path.read_text())
     frames = np.asarray(data["Frames"], dtype=float)
     t = np.concatenate([[0.0], np.cumsum(frames[:-1, 0])])
-    R, p = _fk_deepmimic(frames)
-    return MocapFrames(name, t, R, p, data.get("Loop", "none") == "wrap")
+    return MocapFrames(name, t, frames[:, 1:], data.get("Loop", "none") == "wrap")
 
 
-def _heading(R: np.ndarray) -> float:
-    return float(np.arctan2(R[1, 0], R[0, 0]))
+def _yaw_dm(q_wxyz: np.ndarray) -> float:
+    """Heading of a DeepMimic root quaternion: the turn of its forward (x) axis about the vertical (y)."""
+    forward = _quat(q_wxyz[None])[0][:, 0]
+    return float(np.arctan2(-forward[2], forward[0]))
 
 
-def _span(frames: MocapFrames, start_s: float, end_s: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Frames covering [start_s, end_s]: looping clips repeat (each cycle moved on by the last frame's
-    displacement and turn relative to the first), others hold their first and last frames."""
-    t, R, p = frames.t, frames.rotations, frames.positions
+def _span(frames: MocapFrames, start_s: float, end_s: float) -> tuple[np.ndarray, np.ndarray]:
+    """Pose frames covering [start_s, end_s]: looping clips repeat, each cycle's root moved on by the
+    last frame's displacement and turn relative to the first (DeepMimic's own rule); others hold their
+    first and last frames."""
+    t, poses = frames.t, frames.poses
     period = t[-1]
     if not frames.loop:
         dt = float(np.median(np.diff(t)))
         before = np.arange(start_s, 0.0, dt) if start_s < 0 else np.array([])
         after = np.arange(t[-1] + dt, end_s + dt, dt) if end_s > t[-1] else np.array([])
-        times = np.concatenate([before, t, after])
         index = np.concatenate([np.zeros(len(before), int), np.arange(len(t)), np.full(len(after), len(t) - 1)])
-        return times, R[index], p[index]
-    turn = Rotation.from_euler("z", _heading(R[-1, J["pelvis"]]) - _heading(R[0, J["pelvis"]])).as_matrix()
-    c0, c1 = p[0, J["pelvis"]] * [1, 1, 0], p[-1, J["pelvis"]] * [1, 1, 0]
-    cycles_R, cycles_p, cycles_t = [], [], []
-    k_first, k_last = int(np.floor(start_s / period)) - 1, int(np.ceil(end_s / period)) + 1
-    # cycle k: apply the one-cycle transform k times (k < 0: its inverse)
-    for k in range(k_first, k_last + 1):
-        Rk, pk = R[:-1], p[:-1]
-        step_R, step_p = (turn, c1 - turn @ c0) if k >= 0 else (turn.T, c0 - turn.T @ c1)
+        return np.concatenate([before, t, after]), poses[index]
+    turn = Rotation.from_rotvec([0.0, _yaw_dm(poses[-1, 3:7]) - _yaw_dm(poses[0, 3:7]), 0.0])
+    c0, c1 = poses[0, :3] * [1, 0, 1], poses[-1, :3] * [1, 0, 1]  # ground-plane positions (y up)
+    times, out = [], []
+    for k in range(int(np.floor(start_s / period)) - 1, int(np.ceil(end_s / period)) + 2):
+        cycle = poses[:-1].copy()
+        step_turn, step_shift = (turn, c1 - turn.apply(c0)) if k >= 0 else (turn.inv(), c0 - turn.inv().apply(c1))
+        root = Rotation.from_quat(cycle[:, [4, 5, 6, 3]])
         for _ in range(abs(k)):
-            Rk = step_R @ Rk
-            pk = pk @ step_R.T + step_p
-        cycles_R.append(Rk), cycles_p.append(pk), cycles_t.append(t[:-1] + k * period)
-    return np.concatenate(cycles_t), np.concatenate(cycles_R), np.concatenate(cycles_p)
+            cycle[:, :3] = step_turn.apply(cycle[:, :3]) + step_shift
+            root = step_turn * root
+        cycle[:, [4, 5, 6, 3]] = root.as_quat()
+        times.append(t[:-1] + k * period), out.append(cycle)
+    return np.concatenate(times), np.concatenate(out)
+
+
+def repair_seams(poses: np.ndarray, dt: float, ramp_s: float = 0.15) -> tuple[np.ndarray, list[int]]:
+    """Spread one-frame jumps of the whole pose over +-ramp_s; returns the poses and the seams' frame indices.
+
+    DeepMimic's cycles are built from mirrored halves (and loops join end to start): at a seam the
+    pelvis and several joints jump by up to 0.3 rad in one frame (a 9 rad/s blip of the wrist in the
+    walk), which a double derivative turns into spikes no body makes. A transition is a seam when the
+    root's or at least three joints' frame-to-frame turn is twice both neighbours' and 0.05 rad
+    more. Each channel's excess over the neighbours' mean step is then faded in smoothly across the
+    window (min-jerk), half before the seam and half after, so the motion elsewhere is untouched.
+    """
+    poses = poses.copy()
+    F = len(poses)
+    def turns(q: int) -> np.ndarray:
+        R = Rotation.from_quat(poses[:, [q + 1, q + 2, q + 3, q]])
+        return (R[:-1].inv() * R[1:]).magnitude()
+
+    steps = np.stack([turns(q) for q in _QUATS] + [np.abs(np.diff(poses[:, a])) for a in _ANGLES],
+                     axis=1)  # (F-1, channels): root first
+    seams = []
+    for k in range(1, F - 2):
+        neighbours = np.maximum(steps[k - 1], steps[k + 1])
+        spike = (steps[k] > 2.0 * neighbours) & (steps[k] > neighbours + 0.05)
+        if spike[0] or spike.sum() >= 3:
+            seams.append(k)
+    half = max(1, int(round(ramp_s / dt)))
+    m = np.arange(F)
+    for k in seams:
+        # share of the jump already applied at frame m: 0 well before, 0.5 at the seam, 1 well after
+        share = np.clip((m - (k - half) + 0.5) / (2 * half + 1), 0.0, 1.0)
+        share = share**3 * (10.0 - 15.0 * share + 6.0 * share * share)
+        weight = np.where(m <= k, share, share - 1.0)  # frames after the seam take the jump back
+        def excess(x):  # the jump beyond the mean of the neighbouring steps
+            return (x[k + 1] - x[k]) - 0.5 * ((x[k] - x[k - 1]) + (x[k + 2] - x[k + 1]))
+        poses[:, :3] += weight[:, None] * excess(poses[:, :3])
+        for a in _ANGLES:
+            poses[:, a] += weight * excess(poses[:, a])
+        for q in _QUATS:
+            cols = [q + 1, q + 2, q + 3, q]
+            R = Rotation.from_quat(poses[:, cols])
+            step = lambda i: (R[i].inv() * R[i + 1]).as_rotvec()  # noqa: E731
+            expected = R[k] * Rotation.from_rotvec(0.5 * (step(k - 1) + step(k + 1)))
+            jump = (R[k + 1] * expected.inv()).as_rotvec()  # in the parent's frame
+            poses[:, cols] = (Rotation.from_rotvec(weight[:, None] * jump) * R).as_quat()
+    return poses, seams
 
 
 def mocap_body(name: str, duration_s: float | None = None, fs: float = INTERNAL_RATE_HZ,
@@ -227,14 +280,15 @@ def mocap_body(name: str, duration_s: float | None = None, fs: float = INTERNAL_
     duration_s: None = one cycle (the clip as recorded). impacts: add heel-strike jolts (foot_strikes)."""
     frames = load_frames(name)
     duration = frames.t[-1] if duration_s is None else duration_s
-    t_native, R_native, p_native = _span(frames, -_MARGIN_S - 0.2, duration + _MARGIN_S + 0.2)
+    t_native, poses = _span(frames, -_MARGIN_S - 0.3, duration + _MARGIN_S + 0.3)
+    poses, _ = repair_seams(poses, float(np.median(np.diff(frames.t))))
+    R_native, p_native = _fk_deepmimic(poses)
     t = np.arange(-_MARGIN_S, duration + _MARGIN_S, 1.0 / fs)
     positions = CubicSpline(t_native, p_native, axis=0)(t)
     rotations = np.stack([RotationSpline(t_native, Rotation.from_matrix(R_native[:, j]))(t).as_matrix()
                           for j in range(len(JOINTS))], axis=1)  # fmt: skip
-    # The clips hold seams (the walk and run cycles are two mirrored halves joined with a jump of the
-    # pelvis' orientation, 3.8 and 5.7 rad/s for one frame): a zero-phase low-pass spreads them as a
-    # marker filter would; rotations are filtered element-wise and put back on SO(3).
+    # A zero-phase low-pass at the foot check's marker band: the clips' own noise would otherwise be
+    # differentiated twice. Rotations are filtered element-wise and put back on SO(3).
     sos = butter(4, SMOOTH_HZ, fs=fs, output="sos")
     positions = sosfiltfilt(sos, positions, axis=0)
     U, _, Vt = np.linalg.svd(sosfiltfilt(sos, rotations, axis=0))
@@ -292,7 +346,7 @@ def mocap_clip(
     """
     body = mocap_body(name, duration_s, max(INTERNAL_RATE_HZ, 4.0 * rate_hz), impacts=impacts, rng=rng)
     fs = 1.0 / (body.t[1] - body.t[0])
-    duration = body.t[-1] + 1.0 / fs - 2 * _MARGIN_S
+    duration = body.t[-1] + 1.0 / fs - _MARGIN_S  # body.t runs from -_MARGIN_S to duration + _MARGIN_S
     n_out = int(round(duration * rate_hz))
     t_out = np.arange(n_out) / rate_hz
     imu: dict[str, SensorTrace] = {}
