@@ -192,12 +192,14 @@ def register(app: typer.Typer) -> None:
         device: str = typer.Option("auto"),
         recipe: str = typer.Option("v1", help="v1 (motion-v1) | v2 (motion-v2: gravity reference input, random "
                                               "mountings, all placements, low rates, compositional captions)"),
+        mocap_share: float = typer.Option(0.0, help="share of clips from pybullet's DeepMimic mocap (0: procedural "
+                                                    "only, as the shipped checkpoints)"),
     ) -> None:
         """Align the motion encoder with text on simulated clips (no HAPT labels)."""
         from models.train import train_zero_shot
 
         path, _ = train_zero_shot(_settings(), out, init, clips, epochs, seed=seed, device=device, max_steps=max_steps,
-                                  recipe=recipe)
+                                  recipe=recipe, mocap_share=mocap_share)
         print(path)
 
     @train_app.command("finetune")

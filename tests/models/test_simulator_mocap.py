@@ -98,3 +98,17 @@ def test_walk_and_run_against_hapt_train_walking():
             assert 0.5 * hapt[key][1] <= stats[key] <= 1.5 * hapt[key][1], (name, key, stats[key])
     run = report["clips"]["run"]
     assert run["rhythm_hz"] > hapt["rhythm_hz"][2] and run["acc_std"] > hapt["acc_std"][2]
+
+
+def test_zero_shot_data_can_mix_in_mocap(tmp_path):
+    from models.simulator import ACTIVITIES
+    from models.train import build_synthetic_dataset
+
+    data = build_synthetic_dataset(10, 0, tmp_path / "mix.npz", duration_s=4.0, mocap_share=0.6)
+    activities = [str(a) for a in data["activities"]]
+    assert activities[:len(ACTIVITIES)] == list(ACTIVITIES)  # the simulator's indices stay
+    assert "getting up from the floor" in activities and "doing a cartwheel" in activities
+    labels = {activities[int(a)] for a in data["activity"]}
+    assert labels - set(ACTIVITIES)  # some rows came from mocap clips with captions of their own
+    assert data["acc"].shape == data["gyro"].shape and data["acc"].shape[1:] == (200, 3)
+    assert np.isfinite(data["acc"]).all() and len(data["rest_up"]) == len(data["acc"])
