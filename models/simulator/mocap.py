@@ -251,35 +251,34 @@ def repair_seams(poses: np.ndarray, dt: float, ramp_s: float = 0.15) -> tuple[np
         if spike[0] or spike.sum() >= 3:
             seams.append(k)
     half = max(1, int(round(ramp_s / dt)))
-    m = np.arange(F)
     for k in seams:
+        m = np.arange(max(0, k - half), min(F, k + half + 1))  # the weight is 0 outside
         # share of the jump already applied at frame m: 0 well before, 0.5 at the seam, 1 well after
         share = np.clip((m - (k - half) + 0.5) / (2 * half + 1), 0.0, 1.0)
         share = share**3 * (10.0 - 15.0 * share + 6.0 * share * share)
         weight = np.where(m <= k, share, share - 1.0)  # frames after the seam take the jump back
+
         def excess(x):  # the jump beyond the mean of the neighbouring steps
             return (x[k + 1] - x[k]) - 0.5 * ((x[k] - x[k - 1]) + (x[k + 2] - x[k + 1]))
-        poses[:, :3] += weight[:, None] * excess(poses[:, :3])
+
+        poses[m, :3] += weight[:, None] * excess(poses[:, :3])
         for a in _ANGLES:
-            poses[:, a] += weight * excess(poses[:, a])
+            poses[m, a] += weight * excess(poses[:, a])
         for q in _QUATS:
             cols = [q + 1, q + 2, q + 3, q]
-            R = Rotation.from_quat(poses[:, cols])
-            step = lambda i: (R[i].inv() * R[i + 1]).as_rotvec()  # noqa: E731
-            expected = R[k] * Rotation.from_rotvec(0.5 * (step(k - 1) + step(k + 1)))
-            jump = (R[k + 1] * expected.inv()).as_rotvec()  # in the parent's frame
-            poses[:, cols] = (Rotation.from_rotvec(weight[:, None] * jump) * R).as_quat()
+            R = Rotation.from_quat(poses[k - 1:k + 3][:, cols])  # frames k-1 .. k+2
+            before, after = (R[0].inv() * R[1]).as_rotvec(), (R[2].inv() * R[3]).as_rotvec()
+            expected = R[1] * Rotation.from_rotvec(0.5 * (before + after))
+            jump = (R[2] * expected.inv()).as_rotvec()  # in the parent's frame
+            poses[np.ix_(m, cols)] = (Rotation.from_rotvec(weight[:, None] * jump)
+                                      * Rotation.from_quat(poses[np.ix_(m, cols)])).as_quat()
     return poses, seams
 
 
-def mocap_body(name: str, duration_s: float | None = None, fs: float = INTERNAL_RATE_HZ,
-               subject: SubjectParams | None = None, impacts: bool = True,
-               rng: np.random.Generator | None = None) -> BodyMotion:
-    """The clip as the simulator's BodyMotion at fs, padded by _MARGIN_S both sides (t starts at -_MARGIN_S).
-
-    duration_s: None = one cycle (the clip as recorded). impacts: add heel-strike jolts (foot_strikes)."""
+@lru_cache(maxsize=64)
+def _smooth_body(name: str, duration: float, fs: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """t, rotations, positions of a clip at fs, before impacts (cached read-only: clips repeat in training)."""
     frames = load_frames(name)
-    duration = frames.t[-1] if duration_s is None else duration_s
     t_native, poses = _span(frames, -_MARGIN_S - 0.3, duration + _MARGIN_S + 0.3)
     poses, _ = repair_seams(poses, float(np.median(np.diff(frames.t))))
     R_native, p_native = _fk_deepmimic(poses)
@@ -293,6 +292,24 @@ def mocap_body(name: str, duration_s: float | None = None, fs: float = INTERNAL_
     positions = sosfiltfilt(sos, positions, axis=0)
     U, _, Vt = np.linalg.svd(sosfiltfilt(sos, rotations, axis=0))
     rotations = U @ Vt  # the nearest rotation (a filtered rotation is close to one; no reflections arise)
+    for array in (t, rotations, positions):
+        array.setflags(write=False)
+    return t, rotations, positions
+
+
+def mocap_body(name: str, duration_s: float | None = None, fs: float = INTERNAL_RATE_HZ,
+               subject: SubjectParams | None = None, impacts: bool = True,
+               rng: np.random.Generator | None = None, phase: float = 0.0) -> BodyMotion:
+    """The clip as the simulator's BodyMotion at fs, padded by _MARGIN_S both sides (t starts at -_MARGIN_S).
+
+    duration_s: None = one cycle (the clip as recorded). impacts: add heel-strike jolts (foot_strikes).
+    phase: where in its cycle a looping clip starts (fraction; ignored for clips that play once)."""
+    frames = load_frames(name)
+    duration = frames.t[-1] if duration_s is None else duration_s
+    skip = int(round(phase * frames.t[-1] * fs)) if frames.loop else 0
+    t, rotations, positions = _smooth_body(name, float(duration + (frames.t[-1] if frames.loop else 0.0)), float(fs))
+    n = int(round((duration + 2 * _MARGIN_S) * fs))
+    t, rotations, positions = t[:n], rotations[skip:skip + n], positions[skip:skip + n]
     subject = subject or SubjectParams(height_m=HEIGHT_M)
     if impacts:
         positions = apply_impacts(positions, t, foot_strikes(t, rotations, positions, rng or np.random.default_rng(0)))
@@ -338,13 +355,16 @@ def mocap_clip(
     realism: bool = True,
     random_mount: bool = False,
     impacts: bool = True,
+    random_phase: bool = True,
 ) -> Clip:
     """A DeepMimic clip seen by IMUs at `placements`, the same way simulate_clip records a procedural one.
 
-    duration_s: None = the clip's own length (one cycle). The result is a `clip.Clip` whose activity
+    duration_s: None = the clip's own length (one cycle). random_phase: a looping clip starts anywhere
+    in its cycle (one actor's clip repeats; where a window starts is what varies). The result is a `clip.Clip` whose activity
     is the clip's caption (e.g. "getting up from the floor") and whose descriptions paraphrase it.
     """
-    body = mocap_body(name, duration_s, max(INTERNAL_RATE_HZ, 4.0 * rate_hz), impacts=impacts, rng=rng)
+    body = mocap_body(name, duration_s, max(INTERNAL_RATE_HZ, 4.0 * rate_hz), impacts=impacts, rng=rng,
+                      phase=float(rng.random()) if random_phase else 0.0)
     fs = 1.0 / (body.t[1] - body.t[0])
     duration = body.t[-1] + 1.0 / fs - _MARGIN_S  # body.t runs from -_MARGIN_S to duration + _MARGIN_S
     n_out = int(round(duration * rate_hz))
