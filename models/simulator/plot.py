@@ -98,7 +98,7 @@ def plot_mocap(out: Path, seed: int = 0) -> Path:
     fig, axes = plt.subplots(rows, 2 * cols, figsize=(22, 1.8 * rows))
     for k, name in enumerate(names):
         clip = mocap_clip(name, np.random.default_rng(seed), duration_s=None, rate_hz=50.0, placements=placements,
-                          realism=False)
+                          realism=False, random_phase=False)
         ax_acc, ax_gyro = axes[k // cols, 2 * (k % cols)], axes[k // cols, 2 * (k % cols) + 1]
         for placement, color in zip(placements, ("k", "tab:orange", "tab:blue")):
             trace = clip.imu[placement]
