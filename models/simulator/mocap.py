@@ -360,8 +360,9 @@ def mocap_clip(
     """A DeepMimic clip seen by IMUs at `placements`, the same way simulate_clip records a procedural one.
 
     duration_s: None = the clip's own length (one cycle). random_phase: a looping clip starts anywhere
-    in its cycle (one actor's clip repeats; where a window starts is what varies). The result is a `clip.Clip` whose activity
-    is the clip's caption (e.g. "getting up from the floor") and whose descriptions paraphrase it.
+    in its cycle (one actor's clip repeats; where a window starts is what varies). The result is a
+    `clip.Clip` whose activity is the clip's caption (e.g. "getting up from the floor") and whose
+    descriptions paraphrase it.
     """
     body = mocap_body(name, duration_s, max(INTERNAL_RATE_HZ, 4.0 * rate_hz), impacts=impacts, rng=rng,
                       phase=float(rng.random()) if random_phase else 0.0)

@@ -52,7 +52,7 @@ from pathlib import Path
 import numpy as np
 from scipy.signal import butter, sosfiltfilt
 
-from models.simulator.imu import G_WORLD, specific_force_and_rate
+from models.simulator.imu import specific_force_and_rate
 
 GAITMAP_SDIST = "gaitmap-2.6.0.tar.gz"
 CACHE_DIR = Path.home() / ".cache" / "iotlm"
