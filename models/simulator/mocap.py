@@ -226,15 +226,18 @@ def _span(frames: MocapFrames, start_s: float, end_s: float) -> tuple[np.ndarray
     return np.concatenate(times), np.concatenate(out)
 
 
-def repair_seams(poses: np.ndarray, dt: float, ramp_s: float = 0.15) -> tuple[np.ndarray, list[int]]:
+def repair_seams(poses: np.ndarray, dt: float, joins: Sequence[int] = (), ramp_s: float = 0.15
+                 ) -> tuple[np.ndarray, list[int]]:
     """Spread one-frame jumps of the whole pose over +-ramp_s; returns the poses and the seams' frame indices.
 
     DeepMimic's cycles are built from mirrored halves (and loops join end to start): at a seam the
     pelvis and several joints jump by up to 0.3 rad in one frame (a 9 rad/s blip of the wrist in the
     walk), which a double derivative turns into spikes no body makes. A transition is a seam when the
     root's or at least three joints' frame-to-frame turn is twice both neighbours' and 0.05 rad
-    more. Each channel's excess over the neighbours' mean step is then faded in smoothly across the
-    window (min-jerk), half before the seam and half after, so the motion elsewhere is untouched.
+    more; `joins` (where a loop's end meets its start) are seams whatever their size. Each channel's
+    excess over the neighbours' mean step is then faded in smoothly (min-jerk), half before the seam and
+    half after, over +-ramp_s, longer for a big jump (+0.5 s per rad of the largest joint jump, at most
+    +-0.5 s), so the motion elsewhere is untouched.
     """
     poses = poses.copy()
     F = len(poses)
@@ -248,10 +251,11 @@ def repair_seams(poses: np.ndarray, dt: float, ramp_s: float = 0.15) -> tuple[np
     for k in range(1, F - 2):
         neighbours = np.maximum(steps[k - 1], steps[k + 1])
         spike = (steps[k] > 2.0 * neighbours) & (steps[k] > neighbours + 0.05)
-        if spike[0] or spike.sum() >= 3:
+        if spike[0] or spike.sum() >= 3 or k in joins:
             seams.append(k)
-    half = max(1, int(round(ramp_s / dt)))
     for k in seams:
+        jump_rad = float(np.max(steps[k, :len(_QUATS)] - 0.5 * (steps[k - 1, :len(_QUATS)] + steps[k + 1, :len(_QUATS)])))
+        half = max(1, int(round(min(ramp_s + 0.5 * max(jump_rad, 0.0), 0.5) / dt)))
         m = np.arange(max(0, k - half), min(F, k + half + 1))  # the weight is 0 outside
         # share of the jump already applied at frame m: 0 well before, 0.5 at the seam, 1 well after
         share = np.clip((m - (k - half) + 0.5) / (2 * half + 1), 0.0, 1.0)
@@ -280,7 +284,9 @@ def _smooth_body(name: str, duration: float, fs: float) -> tuple[np.ndarray, np.
     """t, rotations, positions of a clip at fs, before impacts (cached read-only: clips repeat in training)."""
     frames = load_frames(name)
     t_native, poses = _span(frames, -_MARGIN_S - 0.3, duration + _MARGIN_S + 0.3)
-    poses, _ = repair_seams(poses, float(np.median(np.diff(frames.t))))
+    cycle = len(frames.t) - 1  # _span lays looping clips out cycle after cycle from a cycle start
+    joins = [k for k in range(len(poses) - 1) if (k + 1) % cycle == 0] if frames.loop else []
+    poses, _ = repair_seams(poses, float(np.median(np.diff(frames.t))), joins)
     R_native, p_native = _fk_deepmimic(poses)
     t = np.arange(-_MARGIN_S, duration + _MARGIN_S, 1.0 / fs)
     positions = CubicSpline(t_native, p_native, axis=0)(t)
