@@ -280,6 +280,8 @@ def register(app: typer.Typer) -> None:
                   f"acc xyz r {', '.join(f'{v:.3f}' for v in m['acc_corr'])}, "
                   f"stride {m['stride_hz_real']:.3f} / {m['stride_hz_sim']:.3f} Hz, "
                   f"misses: {'; '.join(report['failures'][side]) or 'none'}")
+        for source, stats in report["gait_statistics"].items():
+            print(f"{source:20s} " + ", ".join(f"{key} {value:.2f}" for key, value in stats.items()))
 
     @sim_app.command("check-mocap")
     def check_mocap_command(

@@ -28,7 +28,7 @@ DOCUMENTED_MISSES = {
 @pytest.fixture(scope="module")
 def report():
     try:
-        return check_foot()
+        return check_foot(simulated=False)
     except FootDataUnavailable as error:  # only when pip cannot reach the registry
         pytest.skip(f"gaitmap 2.6.0 sdist could not be fetched: {error}")
 
