@@ -14,9 +14,9 @@ the foot box). Looping clips repeat with the root carried forward by each cycle'
 turn; the native 16-60 Hz frames are interpolated to the internal 200 Hz with C2 splines (positions:
 cubic splines, rotations: scipy's RotationSpline), since the IMU needs second derivatives. Devices
 are attached and read through the same `imu.attach_sensor`, `specific_force_and_rate` and
-`sample_device` as every simulated clip. The clips are low-passed at 12 Hz (they hold seams, see
-mocap_body) and carry no heel-strike transients at 16-60 Hz: foot_strikes adds the simulator's
-impact jolts where a foot lands (impacts=False leaves them out).
+`sample_device` as every simulated clip. The clips' seams (one-frame pose jumps) are faded out
+(repair_seams), the kinematics low-passed at 12 Hz, and since the 16-60 Hz mocap has no heel-strike
+transients, foot_strikes adds the simulator's impact jolts where a foot lands (impacts=False: none).
 """
 
 from __future__ import annotations
@@ -228,7 +228,7 @@ def _span(frames: MocapFrames, start_s: float, end_s: float) -> tuple[np.ndarray
 
 def repair_seams(poses: np.ndarray, dt: float, joins: Sequence[int] = (), ramp_s: float = 0.15
                  ) -> tuple[np.ndarray, list[int]]:
-    """Spread one-frame jumps of the whole pose over +-ramp_s; returns the poses and the seams' frame indices.
+    """Spread one-frame jumps of the whole pose out; returns the poses and the seams' frame indices.
 
     DeepMimic's cycles are built from mirrored halves (and loops join end to start): at a seam the
     pelvis and several joints jump by up to 0.3 rad in one frame (a 9 rad/s blip of the wrist in the
@@ -241,6 +241,7 @@ def repair_seams(poses: np.ndarray, dt: float, joins: Sequence[int] = (), ramp_s
     """
     poses = poses.copy()
     F = len(poses)
+
     def turns(q: int) -> np.ndarray:
         R = Rotation.from_quat(poses[:, [q + 1, q + 2, q + 3, q]])
         return (R[:-1].inv() * R[1:]).magnitude()
@@ -254,7 +255,8 @@ def repair_seams(poses: np.ndarray, dt: float, joins: Sequence[int] = (), ramp_s
         if spike[0] or spike.sum() >= 3 or k in joins:
             seams.append(k)
     for k in seams:
-        jump_rad = float(np.max(steps[k, :len(_QUATS)] - 0.5 * (steps[k - 1, :len(_QUATS)] + steps[k + 1, :len(_QUATS)])))
+        rot = slice(0, len(_QUATS))  # the rotation channels
+        jump_rad = float(np.max(steps[k, rot] - 0.5 * (steps[k - 1, rot] + steps[k + 1, rot])))
         half = max(1, int(round(min(ramp_s + 0.5 * max(jump_rad, 0.0), 0.5) / dt)))
         m = np.arange(max(0, k - half), min(F, k + half + 1))  # the weight is 0 outside
         # share of the jump already applied at frame m: 0 well before, 0.5 at the seam, 1 well after
