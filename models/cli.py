@@ -192,12 +192,14 @@ def register(app: typer.Typer) -> None:
         device: str = typer.Option("auto"),
         recipe: str = typer.Option("v1", help="v1 (motion-v1) | v2 (motion-v2: gravity reference input, random "
                                               "mountings, all placements, low rates, compositional captions)"),
+        mocap_share: float = typer.Option(0.0, help="share of clips from pybullet's DeepMimic mocap (0: procedural "
+                                                    "only, as the shipped checkpoints)"),
     ) -> None:
         """Align the motion encoder with text on simulated clips (no HAPT labels)."""
         from models.train import train_zero_shot
 
         path, _ = train_zero_shot(_settings(), out, init, clips, epochs, seed=seed, device=device, max_steps=max_steps,
-                                  recipe=recipe)
+                                  recipe=recipe, mocap_share=mocap_share)
         print(path)
 
     @train_app.command("finetune")
@@ -260,6 +262,61 @@ def register(app: typer.Typer) -> None:
                                            adapter_layers=layers)))
 
     app.add_typer(train_app, name="train")
+
+    sim_app = typer.Typer(help="The IMU simulator's checks against real recordings (docs/simulator.md).",
+                          no_args_is_help=True)
+
+    @sim_app.command("check-foot")
+    def check_foot_command(
+        as_json: bool = typer.Option(False, "--json", help="print one JSON object"),
+        plot: Optional[Path] = typer.Option(None, help="also write the real-vs-simulated figure here (png)"),
+    ) -> None:
+        """The simulator's IMU synthesis driven by optical markers vs a real foot IMU (gaitmap's recording)."""
+        from models.simulator.realcheck import FootDataUnavailable, check_foot, plot_foot
+
+        try:
+            report = check_foot()
+        except FootDataUnavailable as error:
+            raise typer.BadParameter(str(error)) from error
+        if plot is not None:
+            plot_foot(plot)
+        if as_json:
+            print(json.dumps(report))
+            return
+        for side, m in report["feet"].items():
+            print(f"{side} shoe: |gyro| r {m['gyro_magnitude_corr']:.3f}, |acc| r {m['acc_magnitude_corr']:.3f}, "
+                  f"gyro xyz r {', '.join(f'{v:.3f}' for v in m['gyro_corr'])}, "
+                  f"acc xyz r {', '.join(f'{v:.3f}' for v in m['acc_corr'])}, "
+                  f"stride {m['stride_hz_real']:.3f} / {m['stride_hz_sim']:.3f} Hz, "
+                  f"misses: {'; '.join(report['failures'][side]) or 'none'}")
+        for source, stats in report["gait_statistics"].items():
+            print(f"{source:20s} " + ", ".join(f"{key} {value:.2f}" for key, value in stats.items()))
+
+    @sim_app.command("check-mocap")
+    def check_mocap_command(
+        devices: int = typer.Option(10, help="realistic belt phones per clip"),
+        seed: int = typer.Option(0),
+        as_json: bool = typer.Option(False, "--json", help="print one JSON object"),
+    ) -> None:
+        """DeepMimic walk/run clips (pybullet) through the simulator vs HAPT train subjects' waist walking."""
+        from models.simulator.mocap import MocapUnavailable
+        from models.simulator.validate import mocap_vs_hapt_walking
+
+        try:
+            report = mocap_vs_hapt_walking(devices=devices, seed=seed)
+        except MocapUnavailable as error:
+            raise typer.BadParameter(str(error)) from error
+        if as_json:
+            print(json.dumps(report))
+            return
+        hapt = report["hapt_walking_train_p5_p50_p95"]
+        print("HAPT train walking (waist), p5 / p50 / p95: "
+              + ", ".join(f"{key} {' / '.join(f'{v:.2f}' for v in values)}" for key, values in hapt.items()))
+        for name, stats in report["clips"].items():
+            print(f"{name:14s} " + ", ".join(f"{key} {stats[key]:.2f}{'' if stats['in_range'][key] else ' (outside)'}"
+                                             for key in hapt))
+
+    app.add_typer(sim_app, name="sim")
 
 
 def _read_windows(path: Path):

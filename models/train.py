@@ -88,11 +88,16 @@ SIM_PLACEMENTS_V2 = {"waist": "waist", "wrist": "wrist", "pocket": "pocket", "ch
 
 def build_synthetic_dataset(
     n_clips: int, seed: int, cache_path: Path, rate_hz: float = 50.0, duration_s: float = 4.0,
-    placements: tuple[str, ...] = SIM_PLACEMENTS, per_clip: int = 2,
+    placements: tuple[str, ...] = SIM_PLACEMENTS, per_clip: int = 2, mocap_share: float = 0.0,
 ) -> dict[str, np.ndarray]:
     """Simulate clips once to an .npz: one row per (clip, placement) with its clip's descriptions and
     the device's exact gravity reference (`rest_up`). Placements are encoder names (SIM_PLACEMENTS_V2
-    gives the simulator's name where they differ)."""
+    gives the simulator's name where they differ).
+
+    mocap_share > 0: about that share of the clips are pybullet's DeepMimic motion capture clips
+    (models/simulator/mocap.py) instead of procedural ones, drawn evenly from the 20 named clips; their
+    captions that are no simulator activity ("doing a cartwheel", "getting up from the floor", ...)
+    join `activities` after the simulator's. 0 (the default) leaves the procedural dataset as it was."""
     if cache_path.exists():
         with np.load(cache_path, allow_pickle=False) as z:
             return {k: z[k] for k in z.files}
@@ -102,14 +107,27 @@ def build_synthetic_dataset(
 
     rng = np.random.default_rng(seed)
     activities = list(ACTIVITIES)
+    simulated = len(activities)
+    mocap_names, mocap_rng = [], np.random.default_rng([seed, 1])  # its own stream: the default one stays as it was
+    if mocap_share > 0:
+        from models.simulator.mocap import caption, clip_names, mocap_clip
+
+        mocap_names = clip_names()
+        activities += sorted({caption(c)[0] for c in mocap_names} - set(activities))
     acc, gyro, place, activity, clip_of, descriptions, desc_clip, rest_up = [], [], [], [], [], [], [], []
     for i in tqdm(range(n_clips), desc=f"simulating {cache_path.name}"):
-        name = activities[i % len(activities)]  # balanced classes
+        name = activities[i % simulated]  # balanced classes
         chosen = tuple(rng.choice(placements, size=per_clip, replace=False))  # devices per simulated person
         sim_names = [SIM_PLACEMENTS_V2.get(p, p) for p in chosen]
-        # the simulator's realistic mounting (flipped, landscape, tilted, round the belt), NOT its
-        # uniformly random rotation: that would erase the gravity direction that tells postures apart
-        clip = simulate_clip(name, rng, duration_s=duration_s, rate_hz=rate_hz, placements=sim_names, random_mount=False)
+        if mocap_names and mocap_rng.random() < mocap_share:
+            source = mocap_names[int(mocap_rng.integers(len(mocap_names)))]
+            clip = mocap_clip(source, mocap_rng, duration_s=duration_s, rate_hz=rate_hz, placements=sim_names)
+            name = clip.activity
+        else:
+            # the simulator's realistic mounting (flipped, landscape, tilted, round the belt), NOT its
+            # uniformly random rotation: that would erase the gravity direction that tells postures apart
+            clip = simulate_clip(name, rng, duration_s=duration_s, rate_hz=rate_hz, placements=sim_names,
+                                 random_mount=False)
         for p, sim_name in zip(chosen, sim_names):
             acc.append(clip.imu[sim_name].acc.astype(np.float32))
             gyro.append(clip.imu[sim_name].gyro.astype(np.float32))
@@ -154,6 +172,7 @@ def train_zero_shot(
     device: str = "auto",
     max_steps: int | None = None,
     recipe: str = "v1",
+    mocap_share: float = 0.0,
 ) -> tuple[Path, list[dict]]:
     """Align the motion encoder with text on simulated clips; returns (checkpoint dir, history).
 
@@ -166,7 +185,10 @@ def train_zero_shot(
     the device, so posture stays readable relative to it), every placement in SIM_PLACEMENTS_V2 (three
     per clip), simulated 10-17 Hz devices (box anti-alias filter, decimation, interpolation back up)
     for 20 %, gravity-removed windows
-    (linear acceleration) for 10 %, and compositional captions (models/captions.py)."""
+    (linear acceleration) for 10 %, and compositional captions (models/captions.py).
+
+    mocap_share: the share of clips taken from DeepMimic motion capture (build_synthetic_dataset); 0
+    (the default, and what the shipped checkpoints were trained with) uses the procedural simulator only."""
     from tqdm import tqdm
 
     from models.augment import augment
@@ -184,12 +206,14 @@ def train_zero_shot(
 
     # the simulator grows; a cache made with another activity list must not be reused silently
     activity_key = zlib.crc32(",".join(ACTIVITIES).encode())
+    mocap = f"_mocap{mocap_share:g}" if mocap_share > 0 else ""
     if v2:
-        cache = Path.home() / ".cache" / "iotlm" / f"sim_clips_v3_{n_clips}_{seed}_{activity_key:08x}.npz"
-        data = build_synthetic_dataset(n_clips, seed, cache, placements=tuple(SIM_PLACEMENTS_V2), per_clip=3)
+        cache = Path.home() / ".cache" / "iotlm" / f"sim_clips_v3_{n_clips}_{seed}_{activity_key:08x}{mocap}.npz"
+        data = build_synthetic_dataset(n_clips, seed, cache, placements=tuple(SIM_PLACEMENTS_V2), per_clip=3,
+                                       mocap_share=mocap_share)
     else:
-        cache = Path.home() / ".cache" / "iotlm" / f"sim_clips_v2_{n_clips}_{seed}_{activity_key:08x}.npz"
-        data = build_synthetic_dataset(n_clips, seed, cache)
+        cache = Path.home() / ".cache" / "iotlm" / f"sim_clips_v2_{n_clips}_{seed}_{activity_key:08x}{mocap}.npz"
+        data = build_synthetic_dataset(n_clips, seed, cache, mocap_share=mocap_share)
     activities = [str(a) for a in data["activities"]]
 
     model = load_model(init, settings) if init else ContrastiveMotionModel(MotionEncoderConfig(gravity_inputs=v2))
@@ -201,7 +225,12 @@ def train_zero_shot(
     if v2:  # every clip's texts: its activity's compositional captions, stored contiguously per clip
         from models.captions import activity_captions
 
-        pools = {a: activity_captions(a, seed=seed) for a in activities}
+        # mocap-only activities have no compositional attributes: their clips' own descriptions serve
+        clip_activity = dict(zip(data["clip"].tolist(), data["activity"].tolist()))
+        pools = {a: activity_captions(a, seed=seed) if a in ACTIVITIES else
+                 sorted({str(d) for d, c in zip(data["descriptions"], data["desc_clip"].tolist())
+                         if activities[clip_activity[c]] == a}) or [a]
+                 for a in activities}
         pool_vectors = {a: torch.from_numpy(text.embed(pools[a])) for a in tqdm(activities, desc="captions")}
     desc_vectors = torch.from_numpy(text.embed(descriptions))  # (D, 384)
     activity_vectors = torch.from_numpy(text.embed_labels(activities))  # (A, 384) prompt-ensembled names

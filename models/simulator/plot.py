@@ -3,6 +3,7 @@
 simulator.png: accelerometer and gyroscope traces of a few activities at the waist and the
 working wrist (ideal devices, nominal mounting). simulator_activities.png: the magnitudes of
 acceleration and angular rate at waist, wrist and thigh pocket for every activity.
+simulator_mocap.png: the same magnitudes for pybullet's DeepMimic motion capture clips (mocap.py).
 """
 
 from __future__ import annotations
@@ -85,8 +86,47 @@ def plot_catalogue(out: Path, seed: int = 0) -> Path:
     return out
 
 
+def plot_mocap(out: Path, seed: int = 0) -> Path:
+    """Every DeepMimic mocap clip (pybullet) through the simulator: |acc| and |gyro| at waist, right
+    wrist and left ankle (ideal devices, nominal mounting), one recorded cycle each."""
+    from models.simulator.mocap import clip_names, mocap_clip
+
+    placements = ("waist", "right wrist", "left ankle")
+    names = clip_names()
+    cols = 4
+    rows = -(-len(names) // cols)
+    fig, axes = plt.subplots(rows, 2 * cols, figsize=(22, 1.8 * rows))
+    for k, name in enumerate(names):
+        clip = mocap_clip(name, np.random.default_rng(seed), duration_s=None, rate_hz=50.0, placements=placements,
+                          realism=False, random_phase=False)
+        ax_acc, ax_gyro = axes[k // cols, 2 * (k % cols)], axes[k // cols, 2 * (k % cols) + 1]
+        for placement, color in zip(placements, ("k", "tab:orange", "tab:blue")):
+            trace = clip.imu[placement]
+            ax_acc.plot(clip.t, np.linalg.norm(trace.acc, axis=1), color=color, lw=0.7, label=placement)
+            ax_gyro.plot(clip.t, np.linalg.norm(trace.gyro, axis=1), color=color, lw=0.7)
+        ax_acc.set_ylabel(f"{name}\n({clip.activity})", fontsize=7)
+        ax_acc.set_ylim(0, 60)
+        ax_gyro.set_ylim(0, 15)
+        for ax in (ax_acc, ax_gyro):
+            ax.tick_params(labelsize=7)
+            ax.grid(alpha=0.3)
+    for k in range(len(names), rows * cols):
+        axes[k // cols, 2 * (k % cols)].axis("off")
+        axes[k // cols, 2 * (k % cols) + 1].axis("off")
+    for c in range(cols):
+        axes[0, 2 * c].set_title("|acc| m/s$^2$ (clipped at 60)", fontsize=9)
+        axes[0, 2 * c + 1].set_title("|gyro| rad/s", fontsize=9)
+    axes[0, 0].legend(fontsize=7, loc="upper right")
+    fig.suptitle("DeepMimic motion capture (pybullet) through the simulator's IMU physics: one recorded cycle per clip")
+    fig.tight_layout()
+    fig.savefig(out, dpi=70)
+    plt.close(fig)
+    return out
+
+
 if __name__ == "__main__":
     docs = Path(sys.argv[1]) if len(sys.argv) > 1 else DOCS
     docs.mkdir(parents=True, exist_ok=True)
     print(plot_traces(docs / "simulator.png"))
     print(plot_catalogue(docs / "simulator_activities.png"))
+    print(plot_mocap(docs / "simulator_mocap.png"))

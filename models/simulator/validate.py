@@ -92,6 +92,34 @@ def compare(real: Windows, placement: str, rate_hz: float, clips_per_activity: i
     return out
 
 
+MOCAP_GAIT_CLIPS = ("walk", "0walk_forward", "run")
+MOCAP_STATS = ("rhythm_hz", "acc_mean", "acc_std", "gyro_mean")
+
+
+def mocap_vs_hapt_walking(clips: tuple[str, ...] = MOCAP_GAIT_CLIPS, devices: int = 10, seed: int = 0) -> dict:
+    """DeepMimic gait clips' simulated waist IMU against HAPT TRAIN subjects' walking at the waist.
+
+    HAPT side: the 5th, 50th and 95th percentile over 10 s walking windows of each statistic. Mocap
+    side: per clip the median over `devices` realistic phones on the belt (random placement from navel
+    to hip, mounting, errors; 10 s, 50 Hz). `in_range`: the clip's median lies within HAPT's 5-95 %.
+    """
+    from models.simulator.mocap import mocap_clip
+
+    rows = [window_stats(a, g, 50.0) for a, g in load_hapt_windows()["walking"] if len(a) >= 250]
+    hapt = {key: np.percentile([row[key] for row in rows], [5, 50, 95]).round(3).tolist() for key in MOCAP_STATS}
+    rng = np.random.default_rng(seed)
+    out: dict = {"hapt_walking_train_p5_p50_p95": hapt, "hapt_windows": len(rows), "clips": {}}
+    for name in clips:
+        sims = []
+        for _ in range(devices):
+            trace = mocap_clip(name, rng, duration_s=10.0, rate_hz=50.0, placements=("waist",)).imu["waist"]
+            sims.append(window_stats(trace.acc.astype(float), trace.gyro, 50.0))
+        stats = median_stats(sims)
+        out["clips"][name] = {key: round(stats[key], 3) for key in MOCAP_STATS} | {
+            "in_range": {key: bool(hapt[key][0] <= stats[key] <= hapt[key][2]) for key in MOCAP_STATS}}
+    return out
+
+
 def _print_table(title: str, rows: dict[str, tuple[dict[str, float], dict[str, float]]]) -> None:
     print(f"\n{title}")
     keys = list(next(iter(rows.values()))[0])
