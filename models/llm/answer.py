@@ -46,8 +46,7 @@ class SensorLLM:
         adapter, meta = load_adapter(directory)
         pins = meta["adapter"]["modalities"]
         pin = pins["motion"]
-        motion = MotionModality(pin["checkpoint"], int(pin.get("n_tokens", 4)), expect_sha256=pin["sha256"],
-                                label_scores=bool(pin.get("label_scores", False)))
+        motion = MotionModality(pin["checkpoint"], int(pin.get("n_tokens", 4)), expect_sha256=pin["sha256"])
         env = EnvModality(pins["env"]["checkpoint"], expect_sha256=pins["env"]["sha256"]) if "env" in pins else None
         return cls(adapter, motion, meta, env)
 

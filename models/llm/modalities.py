@@ -21,15 +21,10 @@ DEFAULT_ENV_CHECKPOINT = "rooms-v1"
 
 
 class MotionModality:
-    """With `label_scores`, every token also carries the encoder classifier's log-probabilities of its own
-    labels for the window (scaled to [-1, 0]): the adapter then reads the classifier's decision directly
-    instead of re-learning its readout from a few thousand examples (adapter v2 without them answered 3
-    points below the classifier on the validation subjects)."""
-
     name = "motion"
+    feature_dim = 384
 
-    def __init__(self, checkpoint: str = DEFAULT_MOTION_CHECKPOINT, n_tokens: int = 4, expect_sha256: str | None = None,
-                 label_scores: bool = False):
+    def __init__(self, checkpoint: str = DEFAULT_MOTION_CHECKPOINT, n_tokens: int = 4, expect_sha256: str | None = None):
         self.directory = resolve_checkpoint(checkpoint)
         self.sha256 = file_sha256(self.directory / "model.safetensors")
         if expect_sha256 and expect_sha256 != self.sha256:
@@ -38,14 +33,10 @@ class MotionModality:
         self.classifier = MotionClassifier.load(self.directory, device="cpu")
         self.checkpoint = checkpoint
         self.n_tokens = n_tokens
-        self.label_scores = label_scores
-        self.labels = list(self.classifier.default_labels)
-        self.feature_dim = 384 + (len(self.labels) if label_scores else 0)
 
     def pin(self) -> dict:
         return {"checkpoint": self.checkpoint, "version": self.classifier.version, "sha256": self.sha256,
-                "feature_dim": self.feature_dim, "n_tokens": self.n_tokens, "label_scores": self.label_scores,
-                "labels": self.labels}
+                "feature_dim": self.feature_dim, "n_tokens": self.n_tokens}
 
     @torch.inference_mode()
     def features(self, acc: np.ndarray, gyro: np.ndarray | None, rate_hz: float, placement: str = "waist",
@@ -66,12 +57,7 @@ class MotionModality:
             share = F.adaptive_avg_pool1d(w.transpose(1, 2), self.n_tokens).transpose(1, 2).clamp(min=1e-6)
             segments = F.normalize(enc.project(pooled / share), dim=-1)
             whole = model.embed(signal, mask, has_gyro, place).unsqueeze(1)
-            window = torch.cat([segments, whole], dim=1)
-            if self.label_scores:
-                probs = self.classifier.predict_proba(acc[start : start + batch_size], g, rate_hz, self.labels, placement)
-                scores = torch.from_numpy(np.log(np.clip(probs, 1e-10, 1.0)) / 23.0).float()  # log(1e-10) = -23
-                window = torch.cat([window, scores.unsqueeze(1).expand(-1, window.shape[1], -1)], dim=2)
-            out.append(window.numpy())
+            out.append(torch.cat([segments, whole], dim=1).numpy())
         return np.concatenate(out) if out else np.zeros((0, self.n_tokens + 1, self.feature_dim), np.float32)
 
 

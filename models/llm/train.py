@@ -69,7 +69,7 @@ def validation_scores(llm: SensorLLM, motion, rooms, n_motion: int, n_room: int,
 def train_llm_adapter(out: Path | None = None, steps: int = 540, batch_size: int = 12, lr: float = 2e-3,
                       seed: int = 0, motion_checkpoint: str = DEFAULT_MOTION_CHECKPOINT, llm: str | None = None,
                       env_checkpoint: str | None = DEFAULT_ENV_CHECKPOINT, room_share: float = 0.33,
-                      room_windows_n: int = 8000, label_scores: bool = True, adapter_layers: int = 3, val_every: int = 120,
+                      room_windows_n: int = 8000, adapter_layers: int = 3, val_every: int = 120,
                       val_windows: int = 120, progress: bool = True) -> dict:
     from tqdm import tqdm
 
@@ -77,7 +77,7 @@ def train_llm_adapter(out: Path | None = None, steps: int = 540, batch_size: int
     out = Path(out or DEFAULT_ADAPTER)
     started = time.monotonic()
     backbone = load_backbone(llm)
-    motion = MotionModality(motion_checkpoint, label_scores=label_scores)
+    motion = MotionModality(motion_checkpoint)
     env = EnvModality(env_checkpoint) if env_checkpoint else None
     pins = {"motion": motion.pin()} | ({"env": env.pin()} if env else {})
     config = AdapterConfig(llm=backbone.name, adapter_layers=adapter_layers, modalities=pins)
