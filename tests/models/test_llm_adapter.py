@@ -162,6 +162,10 @@ def test_room_questions_are_split_by_building_and_answer_with_the_windows_truth(
         assert e.task == "room" and e.modality == "env"
         assert e.answer == answers[kind][int(getattr(rooms, kind)[e.window])]
     assert {tuple(e.choices) for e in data} == {tuple(v) for v in answers.values()}  # every kind asked
+    # balanced: a rare answer comes up as often as a common one
+    rooms.occupancy[:] = np.where(np.arange(n) < 4, 4, 0)  # 4 windows of "more than 10 people", 196 empty
+    drawn = [e.answer for e in room_examples(rooms, 3000, seed=0, balanced=True) if e.choices == answers["occupancy"]]
+    assert 0.4 < drawn.count("more than 10 people") / len(drawn) < 0.6
 
 
 def test_instruction_data_is_split_by_subject():
