@@ -198,7 +198,7 @@ def ask(engine, queries, question: str, *, device_id: str | None = None, room_id
             if window is not None:
                 acc, gyro, rate, placement = window
                 features = llm.features(acc, gyro, rate, placement)
-                picked, _ = llm.choose(features, "activity", ["What is the person doing?"], llm.activity_answers)
+                picked = llm.activity(features, llm.readings(acc, gyro, rate, placement))
                 answer["sensor_now"] = picked[0]
                 answer["answer"] += f" The last {RECENT_S} s of its sensor data look like {picked[0]} (adapter-LLM)."
         if room_id and llm.env is not None and answer["kind"] in ("current", "summary", "room_state"):

@@ -241,6 +241,8 @@ def register(app: typer.Typer) -> None:
         motion: str = typer.Option("motion-v1-hapt", help="the frozen motion encoder (pinned by hash in the config)"),
         env: str = typer.Option("rooms-v1", help="the frozen room encoder ('none': motion only)"),
         room_share: float = typer.Option(0.33, help="share of the steps on room questions"),
+        reading_share: float = typer.Option(0.7, help="share of activity and yes/no questions carrying the "
+                                                      "classifier's reading of the window"),
         llm: Optional[str] = typer.Option(None, "--llm", help="a Hugging Face causal-LM folder (default: SmolLM2-135M-Instruct)"),
         layers: int = typer.Option(3, help="top decoder layers with adapter prompts and LoRA"),
         threads: int = typer.Option(2, help="torch threads"),
@@ -256,6 +258,7 @@ def register(app: typer.Typer) -> None:
         print(json.dumps(train_llm_adapter(out, steps=steps, batch_size=batch_size, lr=lr, seed=seed,
                                            motion_checkpoint=motion, llm=llm,
                                            env_checkpoint=None if env == "none" else env, room_share=room_share,
+                                           reading_share=reading_share,
                                            adapter_layers=layers)))
 
     app.add_typer(train_app, name="train")

@@ -19,7 +19,7 @@ import numpy as np
 import torch
 
 from models.llm.adapter import IoTLMAdapter, load_adapter
-from models.llm.data import ROOM_SYSTEM, SYSTEM, answer_ids, prompt_ids
+from models.llm.data import ROOM_SYSTEM, SYSTEM, answer_ids, prompt_ids, with_reading
 from models.llm.modalities import EnvModality, MotionModality
 
 DEFAULT_ADAPTER = Path(__file__).resolve().parents[1] / "checkpoints" / "iotlm-adapter-v2"
@@ -105,13 +105,24 @@ class SensorLLM:
             self.adapter.set_prompts(None, None)
         return [choices[i] for i in scores.argmax(1)], scores
 
-    def is_doing(self, features: np.ndarray, activities: list[str]) -> list[bool]:
+    def readings(self, acc, gyro, rate_hz: float, placement: str = "waist") -> list[str]:
+        """The frozen motion encoder's classifier on the same windows: the reading questions carry
+        (`models.llm.data.with_reading`; in the stream it is the window's stored prediction)."""
+        labels = self.activity_answers
+        probs = self.motion.classifier.predict_proba(acc, gyro, rate_hz, labels, placement)
+        return [labels[i] for i in probs.argmax(1)]
+
+    def activity(self, features: np.ndarray, readings: list[str] | None = None) -> list[str]:
+        """"What is the person doing?" per window, with the classifier's reading in front when given."""
+        questions = [with_reading("What is the person doing?", None if readings is None else r)
+                     for r in (readings or [None] * len(features))]
+        return self.choose(features, "activity", questions, self.activity_answers)[0]
+
+    def is_doing(self, features: np.ndarray, activities: list[str], readings: list[str] | None = None) -> list[bool]:
         """Yes/no questions "is the person <activity>?", one per window: answered by the LLM's own choice
-        of activity (`choose` over every activity answer). Scoring "yes" against "no" directly was at
-        chance on the validation subjects (53.7 %); through the activity choice it was 94.7 %."""
-        picked, _ = self.choose(features, "activity", ["What is the person doing?"] * len(features),
-                                self.activity_answers)
-        return [p == a for p, a in zip(picked, activities)]
+        of activity (`activity`). Scoring "yes" against "no" directly was at chance in v1 on the validation
+        subjects (53.7 %); through the activity choice it was 94.7 %."""
+        return [p == a for p, a in zip(self.activity(features, readings), activities)]
 
     @torch.inference_mode()
     def generate(self, messages_per_sample: list[list[dict]], task: str, features: np.ndarray | None = None,

@@ -104,19 +104,34 @@ class Example:
     modality: str = "motion"  # which windows `window` indexes: motion (SensorWindows) or env (RoomWindows)
 
 
-def examples(windows: SensorWindows, seed: int = 0, kinds=("activity", "yes_no", "transition", "caption")) -> list[Example]:
-    """Every window once per applicable kind (a random wording each), shuffled."""
+def with_reading(question: str, reading: str | None) -> str:
+    """The question with the encoder classifier's reading of the same window in front (what storage holds for
+    it: the window's stored prediction), or as it is when there is none."""
+    return question if reading is None else f"The motion classifier reads: {reading}. {question}"
+
+
+def examples(windows: SensorWindows, seed: int = 0, kinds=("activity", "yes_no", "transition", "caption"),
+             readings: np.ndarray | None = None, reading_share: float = 0.7) -> list[Example]:
+    """Every window once per applicable kind (a random wording each), shuffled. `readings`: the classifier's
+    label index per window; activity and yes/no questions carry it (`with_reading`) `reading_share` of the time,
+    so the adapter answers with and without it."""
     rng = np.random.default_rng(seed)
     out: list[Example] = []
+
+    def read(i: int) -> str | None:
+        return HAPT_LABELS[int(readings[i])] if readings is not None and rng.random() < reading_share else None
+
     for i in range(len(windows)):
         a, t = int(windows.activity[i]), int(windows.transition[i])
         if a >= 0:
             label = HAPT_LABELS[a]
             if "activity" in kinds:
-                out.append(Example(i, "activity", str(rng.choice(ACTIVITY_QUESTIONS)), label, list(HAPT_LABELS)))
+                out.append(Example(i, "activity", with_reading(str(rng.choice(ACTIVITY_QUESTIONS)), read(i)), label,
+                                   list(HAPT_LABELS)))
             if "yes_no" in kinds:
                 asked = label if rng.random() < 0.5 else HAPT_LABELS[int(rng.choice([c for c in range(6) if c != a]))]
-                out.append(Example(i, "yes_no", f"Is the person {asked}?", "yes" if asked == label else "no", YES_NO))
+                out.append(Example(i, "yes_no", with_reading(f"Is the person {asked}?", read(i)),
+                                   "yes" if asked == label else "no", YES_NO))
             if "caption" in kinds:
                 out.append(Example(i, "caption", CAPTION_QUESTION, f"The person is {label}."))
         if t >= 0:

@@ -1,8 +1,10 @@
 """`iotlm eval --dataset hapt --setting llm-qa`: the adapter-LLM against the encoder's own classifier, on the
 held-out HAPT test subjects, per question type, on the same windows.
 
-- activity: "what is the person doing?" (four wordings), answered by constrained choice among the six names;
-  the classifier: the adapter's frozen motion encoder scoring the same six names (its fine-tuned head).
+- activity: "what is the person doing?" (four wordings), answered by constrained choice among the six names,
+  the question carrying the classifier's reading of the window (as the ask path does: the stream stores it as
+  the window's prediction), and without it (`llm_sensor_tokens_only`); the classifier: the adapter's frozen
+  motion encoder scoring the same six names (its fine-tuned head).
 - yes_no: "is the person <activity>?", half true; the classifier says yes when its top label is the one asked.
 - transition: which of the six postural transitions a window holds; the classifier scores the six phrases
   zero-shot (it was never trained on transitions).
@@ -27,7 +29,7 @@ import numpy as np
 
 from models.datasets import HAPT_LABELS
 from models.llm.data import (ACTIVITY_QUESTIONS, ROOM_QUESTIONS, ROOM_TEST_BUILDINGS, TEST_SUBJECTS, TRANSITIONS,
-                             room_answers, room_windows, sensor_windows)
+                             room_answers, room_windows, sensor_windows, with_reading)
 from models.metrics import classification_metrics
 
 HOP_S = 1.28
@@ -138,18 +140,25 @@ def run_llm_qa(adapter: str | None = None, per_class: int | None = 50, seed: int
     rows = _stratified(windows.activity, len(HAPT_LABELS), per_class, rng)
     y = windows.activity[rows]
     questions = [ACTIVITY_QUESTIONS[i % len(ACTIVITY_QUESTIONS)] for i in range(len(rows))]
-    picked, _ = llm.choose(features[rows], "activity", questions, list(HAPT_LABELS))
-    llm_pred = np.array([HAPT_LABELS.index(p) for p in picked])
     probs = classifier.predict_proba(windows.acc[rows], windows.gyro[rows], windows.rate_hz, list(HAPT_LABELS), "waist")
     cls_pred = probs.argmax(1)
+    readings = [HAPT_LABELS[i] for i in cls_pred]  # what the stream stores as these windows' predictions
+    picked, _ = llm.choose(features[rows], "activity", [with_reading(q, r) for q, r in zip(questions, readings)],
+                           list(HAPT_LABELS))
+    llm_pred = np.array([HAPT_LABELS.index(p) for p in picked])
+    picked, _ = llm.choose(features[rows], "activity", questions, list(HAPT_LABELS))
+    sensor_only = np.array([HAPT_LABELS.index(p) for p in picked])
     report["question_types"]["activity"] = {
         "windows": len(rows),
         "llm": _metrics(y, llm_pred, HAPT_LABELS), "classifier": _metrics(y, cls_pred, HAPT_LABELS),
-        "agreement": float((llm_pred == cls_pred).mean())}
+        "agreement": float((llm_pred == cls_pred).mean()),
+        "llm_sensor_tokens_only": _metrics(y, sensor_only, HAPT_LABELS),
+        "note": "llm: the question carries the classifier's reading of the window (the product's ask path); "
+                "llm_sensor_tokens_only: the same question without it"}
     asked = np.array([c if rng.random() < 0.5 else int(rng.choice([k for k in range(6) if k != c])) for c in y])
     truth_yes = asked == y
     asked_names = [HAPT_LABELS[a] for a in asked]
-    llm_yes = np.array(llm.is_doing(features[rows], asked_names))  # what the product answers
+    llm_yes = np.array(llm.is_doing(features[rows], asked_names, readings))  # what the product answers
     picked, _ = llm.choose(features[rows], "yes_no", [f"Is the person {n}?" for n in asked_names], ["yes", "no"])
     direct_yes = np.array([p == "yes" for p in picked])  # "yes" vs "no" scored directly: kept for the record
     cls_yes = cls_pred == asked

@@ -190,6 +190,14 @@ def test_instruction_data_is_split_by_subject():
             assert e.answer == TRANSITIONS[windows.transition[e.window]]
     yes = np.mean([e.answer == "yes" for e in data if e.task == "yes_no"])
     assert 0.4 < yes < 0.6
+    # with the classifier's readings, about 70 % of activity and yes/no questions carry the window's own reading
+    readings = np.arange(len(windows)) % len(HAPT_LABELS)
+    read = examples(windows, seed=0, readings=readings)
+    carried = [e for e in read if e.question.startswith("The motion classifier reads:")]
+    asked = [e for e in read if e.task in ("activity", "yes_no")]
+    assert {e.task for e in carried} == {"activity", "yes_no"} and 0.6 < len(carried) / len(asked) < 0.8
+    assert all(e.question.startswith(f"The motion classifier reads: {HAPT_LABELS[readings[e.window]]}. ")
+               for e in carried)
 
 
 def _rows(t0):
