@@ -90,11 +90,12 @@ def train_llm_adapter(out: Path | None = None, steps: int = 540, batch_size: int
     pins = {"motion": motion.pin()} | ({"env": env.pin()} if env else {})
     config = AdapterConfig(llm=backbone.name, adapter_layers=adapter_layers, modalities=pins)
     adapter = IoTLMAdapter(config, backbone)
+    llm_view = SensorLLM(adapter, motion, {"version": ADAPTER_VERSION}, env)
     fit, val = sensor_windows(FIT_SUBJECTS), sensor_windows(VALIDATION_SUBJECTS)
     features = {"motion": motion.features(fit.acc, fit.gyro, fit.rate_hz, "waist")}
     val_motion = {"windows": val, "features": motion.features(val.acc, val.gyro, val.rate_hz, "waist"),
-                  "readings": classifier_readings(motion, val)}
-    fit_readings = [HAPT_LABELS.index(r) for r in classifier_readings(motion, fit)]
+                  "readings": llm_view.readings(val.acc, val.gyro, val.rate_hz)}
+    fit_readings = [HAPT_LABELS.index(r) for r in llm_view.readings(fit.acc, fit.gyro, fit.rate_hz)]
     train_sets = {"motion": examples(fit, seed, readings=np.array(fit_readings), reading_share=reading_share)}
     val_rooms = None
     if env is not None:
@@ -105,7 +106,6 @@ def train_llm_adapter(out: Path | None = None, steps: int = 540, batch_size: int
         features["env"][used] = env.features(fit_rooms.x[used])
         vr = room_windows(ROOM_VALIDATION_BUILDINGS, progress=progress)
         val_rooms = {"windows": vr, "features": env.features(vr.x)}
-    llm_view = SensorLLM(adapter, motion, {"version": ADAPTER_VERSION}, env)
     tok = backbone.tokenizer
     params = [p for p in adapter.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(params, lr=lr, weight_decay=0.0)
@@ -173,12 +173,6 @@ def train_llm_adapter(out: Path | None = None, steps: int = 540, batch_size: int
     adapter.save(out, meta)
     return {"path": str(out), "seconds": seconds, "n_trainable_parameters": adapter.n_trainable(),
             "validation": meta["validation"]}
-
-
-def classifier_readings(motion: MotionModality, windows) -> list[str]:
-    """The frozen encoder classifier's label for every window (what the stream stores as its prediction)."""
-    probs = motion.classifier.predict_proba(windows.acc, windows.gyro, windows.rate_hz, list(HAPT_LABELS), "waist")
-    return [HAPT_LABELS[i] for i in probs.argmax(1)]
 
 
 def _load_state(adapter: IoTLMAdapter, state: dict[str, torch.Tensor]) -> None:

@@ -65,6 +65,21 @@ def sensor_pose(
                          rng, random_mount, nominal)
 
 
+def record_devices(body: BodyMotion, placements: Sequence[str], fs: float, rate_hz: float, n_out: int,
+                   wearing: np.random.Generator, rng: np.random.Generator, realism: bool,
+                   random_mount: bool) -> dict[str, SensorTrace]:
+    """One IMU per placement on `body` (sampled at `fs`): how it is worn and its errors drawn from `wearing`,
+    its sampling noise from `rng`; `n_out` samples at rate_hz."""
+    imu: dict[str, SensorTrace] = {}
+    for placement in placements:
+        pose = sensor_pose(body, placement, wearing, random_mount, nominal=not realism)
+        acc, gyro = specific_force_and_rate(pose.rotation, pose.position, fs)
+        errors = DeviceErrors.random(wearing) if realism else DeviceErrors.ideal()
+        acc, gyro = sample_device(acc, gyro, fs, rate_hz, n_out, _MARGIN_S, errors, rng)
+        imu[placement] = SensorTrace(acc, gyro, pose.joint, pose.rest_up)
+    return imu
+
+
 def simulate_clip(
     activity: str,
     rng: np.random.Generator,
@@ -91,13 +106,7 @@ def simulate_clip(
     t_out = np.arange(n_out) / rate_hz
 
     wearing = rng if device_seed is None else np.random.default_rng(device_seed)
-    imu: dict[str, SensorTrace] = {}
-    for placement in placements:
-        pose = sensor_pose(body, placement, wearing, random_mount, nominal=not realism)
-        acc, gyro = specific_force_and_rate(pose.rotation, pose.position, fs)
-        errors = DeviceErrors.random(wearing) if realism else DeviceErrors.ideal()
-        acc, gyro = sample_device(acc, gyro, fs, rate_hz, n_out, _MARGIN_S, errors, rng)
-        imu[placement] = SensorTrace(acc, gyro, pose.joint, pose.rest_up)
+    imu = record_devices(body, placements, fs, rate_hz, n_out, wearing, rng, realism, random_mount)
 
     joints = np.stack([np.interp(t_out, body.t, body.positions[:, j, k]) for j in range(body.positions.shape[1])
                        for k in range(3)], axis=1).reshape(n_out, -1, 3)

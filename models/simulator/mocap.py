@@ -35,8 +35,7 @@ from scipy.spatial.transform import Rotation, RotationSpline
 
 from models.simulator.activities import ACTIVITIES
 from models.simulator.body import J, JOINTS, SubjectParams
-from models.simulator.clip import _MARGIN_S, INTERNAL_RATE_HZ, BodyMotion, Clip, SensorTrace, sensor_pose
-from models.simulator.imu import DeviceErrors, sample_device, specific_force_and_rate
+from models.simulator.clip import _MARGIN_S, INTERNAL_RATE_HZ, BodyMotion, Clip, record_devices
 from models.simulator.motion import Impact, apply_impacts, foot_strike_gains
 
 # jolt at the pelvis per m/s of the foot's landing speed (set before measuring the clips: a landing at
@@ -378,13 +377,7 @@ def mocap_clip(
     duration = body.t[-1] + 1.0 / fs - _MARGIN_S  # body.t runs from -_MARGIN_S to duration + _MARGIN_S
     n_out = int(round(duration * rate_hz))
     t_out = np.arange(n_out) / rate_hz
-    imu: dict[str, SensorTrace] = {}
-    for placement in placements:
-        pose = sensor_pose(body, placement, rng, random_mount, nominal=not realism)
-        acc, gyro = specific_force_and_rate(pose.rotation, pose.position, fs)
-        errors = DeviceErrors.random(rng) if realism else DeviceErrors.ideal()
-        acc, gyro = sample_device(acc, gyro, fs, rate_hz, n_out, _MARGIN_S, errors, rng)
-        imu[placement] = SensorTrace(acc, gyro, pose.joint, pose.rest_up)
+    imu = record_devices(body, placements, fs, rate_hz, n_out, rng, rng, realism, random_mount)
     joints = np.stack([np.interp(t_out, body.t, body.positions[:, j, k]) for j in range(len(JOINTS))
                        for k in range(3)], axis=1).reshape(n_out, -1, 3)  # fmt: skip
     label, descriptions = caption(name)

@@ -9,6 +9,7 @@ simulator_mocap.png: the same magnitudes for pybullet's DeepMimic motion capture
 from __future__ import annotations
 
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 
 import matplotlib
@@ -18,6 +19,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
 from models.simulator import ACTIVITIES, SubjectParams, simulate_clip  # noqa: E402
+from models.simulator.clip import Clip  # noqa: E402
 
 ACTIVITIES_SHOWN = ("walking", "walking upstairs", "sit-to-stand", "falling", "lying", "waving")
 DOCS = Path(__file__).resolve().parents[2] / "docs"
@@ -53,37 +55,47 @@ def plot_traces(out: Path, seed: int = 0) -> Path:
     return out
 
 
-def plot_catalogue(out: Path, seed: int = 0) -> Path:
-    placements = ("waist", "right wrist", "left pocket")
-    names = list(ACTIVITIES)
-    cols = 3
-    rows = -(-len(names) // cols)
-    fig, axes = plt.subplots(rows, 2 * cols, figsize=(20, 1.6 * rows), sharex=True)
-    for k, activity in enumerate(names):
-        clip = simulate_clip(activity, np.random.default_rng(seed), duration_s=10.0, rate_hz=50.0,
-                             placements=placements, subject=SubjectParams(), realism=False)
+def _magnitude_grid(out: Path, clips: list[tuple[str, Clip]], placements: Sequence[str], cols: int,
+                    figsize: tuple[float, float], acc_max: float, gyro_max: float, title: str | None = None,
+                    sharex: bool = False) -> Path:
+    """|acc| and |gyro| of each (label, clip) at `placements`, `cols` clips per row, to `out`."""
+    rows = -(-len(clips) // cols)
+    fig, axes = plt.subplots(rows, 2 * cols, figsize=figsize, sharex=sharex)
+    for k, (label, clip) in enumerate(clips):
         ax_acc, ax_gyro = axes[k // cols, 2 * (k % cols)], axes[k // cols, 2 * (k % cols) + 1]
         for placement, color in zip(placements, ("k", "tab:orange", "tab:blue")):
             trace = clip.imu[placement]
             ax_acc.plot(clip.t, np.linalg.norm(trace.acc, axis=1), color=color, lw=0.7, label=placement)
             ax_gyro.plot(clip.t, np.linalg.norm(trace.gyro, axis=1), color=color, lw=0.7)
-        ax_acc.set_ylabel(activity, fontsize=8)
-        ax_acc.set_ylim(0, 40)
-        ax_gyro.set_ylim(0, 8)
+        ax_acc.set_ylabel(label, fontsize=8 if "\n" not in label else 7)
+        ax_acc.set_ylim(0, acc_max)
+        ax_gyro.set_ylim(0, gyro_max)
         for ax in (ax_acc, ax_gyro):
             ax.tick_params(labelsize=7)
             ax.grid(alpha=0.3)
-    for k in range(len(names), rows * cols):
+    for k in range(len(clips), rows * cols):
         axes[k // cols, 2 * (k % cols)].axis("off")
         axes[k // cols, 2 * (k % cols) + 1].axis("off")
     for c in range(cols):
-        axes[0, 2 * c].set_title("|acc| m/s$^2$ (clipped at 40)", fontsize=9)
+        axes[0, 2 * c].set_title(f"|acc| m/s$^2$ (clipped at {acc_max:g})", fontsize=9)
         axes[0, 2 * c + 1].set_title("|gyro| rad/s", fontsize=9)
     axes[0, 0].legend(fontsize=7, loc="upper right")
+    if title:
+        fig.suptitle(title)
     fig.tight_layout()
     fig.savefig(out, dpi=70)
     plt.close(fig)
     return out
+
+
+def plot_catalogue(out: Path, seed: int = 0) -> Path:
+    placements = ("waist", "right wrist", "left pocket")
+    names = list(ACTIVITIES)
+    clips = [(activity, simulate_clip(activity, np.random.default_rng(seed), duration_s=10.0, rate_hz=50.0,
+                                      placements=placements, subject=SubjectParams(), realism=False))
+             for activity in names]
+    return _magnitude_grid(out, clips, placements, cols=3, figsize=(20, 1.6 * -(-len(names) // 3)), acc_max=40,
+                           gyro_max=8, sharex=True)
 
 
 def plot_mocap(out: Path, seed: int = 0) -> Path:
@@ -93,35 +105,14 @@ def plot_mocap(out: Path, seed: int = 0) -> Path:
 
     placements = ("waist", "right wrist", "left ankle")
     names = clip_names()
-    cols = 4
-    rows = -(-len(names) // cols)
-    fig, axes = plt.subplots(rows, 2 * cols, figsize=(22, 1.8 * rows))
-    for k, name in enumerate(names):
+    clips = []
+    for name in names:
         clip = mocap_clip(name, np.random.default_rng(seed), duration_s=None, rate_hz=50.0, placements=placements,
                           realism=False, random_phase=False)
-        ax_acc, ax_gyro = axes[k // cols, 2 * (k % cols)], axes[k // cols, 2 * (k % cols) + 1]
-        for placement, color in zip(placements, ("k", "tab:orange", "tab:blue")):
-            trace = clip.imu[placement]
-            ax_acc.plot(clip.t, np.linalg.norm(trace.acc, axis=1), color=color, lw=0.7, label=placement)
-            ax_gyro.plot(clip.t, np.linalg.norm(trace.gyro, axis=1), color=color, lw=0.7)
-        ax_acc.set_ylabel(f"{name}\n({clip.activity})", fontsize=7)
-        ax_acc.set_ylim(0, 60)
-        ax_gyro.set_ylim(0, 15)
-        for ax in (ax_acc, ax_gyro):
-            ax.tick_params(labelsize=7)
-            ax.grid(alpha=0.3)
-    for k in range(len(names), rows * cols):
-        axes[k // cols, 2 * (k % cols)].axis("off")
-        axes[k // cols, 2 * (k % cols) + 1].axis("off")
-    for c in range(cols):
-        axes[0, 2 * c].set_title("|acc| m/s$^2$ (clipped at 60)", fontsize=9)
-        axes[0, 2 * c + 1].set_title("|gyro| rad/s", fontsize=9)
-    axes[0, 0].legend(fontsize=7, loc="upper right")
-    fig.suptitle("DeepMimic motion capture (pybullet) through the simulator's IMU physics: one recorded cycle per clip")
-    fig.tight_layout()
-    fig.savefig(out, dpi=70)
-    plt.close(fig)
-    return out
+        clips.append((f"{name}\n({clip.activity})", clip))
+    return _magnitude_grid(out, clips, placements, cols=4, figsize=(22, 1.8 * -(-len(names) // 4)), acc_max=60,
+                           gyro_max=15, sharex=False, title="DeepMimic motion capture (pybullet) through the "
+                           "simulator's IMU physics: one recorded cycle per clip")
 
 
 if __name__ == "__main__":
