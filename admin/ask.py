@@ -22,12 +22,14 @@ from datetime import datetime, timedelta, timezone
 import numpy as np
 from sqlalchemy import text
 
-from models.llm.grounding import (episode_facts, faithful, facts_text, grounded_answer, is_room_state_question,
-                                  room_answer, room_facts_text, room_state_facts)
+from models.llm.grounding import (comparison_answer, episode_facts, faithful, facts_text, grounded_answer,
+                                  is_room_state_question, room_answer, room_comparison_answer, room_facts_text,
+                                  room_state_facts)
 
 INJECTION = re.compile(r"\b(ignore|disregard|forget|override|pretend|instead of (your|the) data|system prompt|"
                        r"jailbreak|you are now)\b", re.IGNORECASE)
 MAX_SINCE_S = 7 * 86_400
+MAX_COMPARED = 5  # other devices or rooms one question may compare with
 RECENT_S = 2.56  # one motion window: what enters as sensor tokens
 
 
@@ -131,9 +133,10 @@ def recent_room_window(engine, room_id: str, end: datetime) -> tuple[np.ndarray,
 
 def ask(engine, queries, question: str, *, device_id: str | None = None, room_id: str | None = None,
         since_s: float = 600.0, end: datetime | None = None, history: list[dict] | None = None,
-        llm=None, narrate: bool = False) -> dict:
+        llm=None, narrate: bool = False, compare_with: list[str] | None = None) -> dict:
     """The grounded answer as a JSON-able dict. `llm`: a models.llm.answer.SensorLLM, a function giving one
-    (called only once the question is known to be answerable: loading takes 20-30 s), or None (facts only)."""
+    (called only once the question is known to be answerable: loading takes 20-30 s), or None (facts only).
+    `compare_with`: other devices (or rooms, with `room_id`) to set beside the asked one over the same range."""
     started = time.perf_counter()
     question = (question or "").strip()
     if not question:
@@ -144,9 +147,15 @@ def ask(engine, queries, question: str, *, device_id: str | None = None, room_id
         raise AskError(422, "give exactly one of device_id or room_id")
     if not 0 < since_s <= MAX_SINCE_S:
         raise AskError(422, f"since must be between 1 s and {MAX_SINCE_S // 86_400} days")
-    if not subject_known(engine, device_id, room_id):
-        what = f"device {device_id!r}" if device_id else f"room {room_id!r}"
-        raise AskError(404, f"unknown {what}: not registered and no stored results")
+    compare_with = list(dict.fromkeys(compare_with or []))
+    if len(compare_with) > MAX_COMPARED:
+        raise AskError(422, f"compare with at most {MAX_COMPARED} others, not {len(compare_with)}")
+    if (device_id or room_id) in compare_with:
+        raise AskError(422, "a subject cannot be compared with itself")
+    for other in [device_id or room_id, *compare_with]:
+        if not subject_known(engine, other if device_id else None, other if room_id else None):
+            what = f"device {other!r}" if device_id else f"room {other!r}"
+            raise AskError(404, f"unknown {what}: not registered and no stored results")
     end = end or datetime.now(timezone.utc)
     start = end - timedelta(seconds=since_s)
     subject = f"device {device_id}" if device_id else f"room {room_id}"
@@ -187,20 +196,43 @@ def ask(engine, queries, question: str, *, device_id: str | None = None, room_id
         if is_room_state_question(question) or (facts["rows"] == 0 and room["rows"]):
             stated = room_answer(room, subject)
             answer |= {"answer": stated["answer"], "kind": "room_state", "numbers": stated["numbers"]}
+    if compare_with:  # side by side over the same range, each subject's own stored rows
+        if device_id:
+            per = {f"device {d}": episode_facts(queries.episodes(start, end, device_id=d), start, end)
+                   for d in compare_with}
+            compared = comparison_answer(asked, {subject: facts} | per)
+        else:
+            from models.rooms.windows import HOP_MIN
+
+            per = {f"room {r}": room_state_facts(queries.room_states(start, end, r), start, end, HOP_MIN * 60.0)
+                   for r in compare_with}
+            compared = room_comparison_answer({subject: room} | per)
+        answer |= {"answer": compared["answer"], "kind": "comparison", "activity": compared["activity"],
+                   "numbers": compared["numbers"], "compared": compared["per_subject"]}
+        answer["cites"]["compared_rows"] = {name: f["rows"] for name, f in per.items()}
+        answer["cites"]["model_versions"] = sorted(set(answer["cites"]["model_versions"]).union(
+            *(f["model_versions"] for f in per.values())))
     if answer["ignored_instructions"]:
         answer["answer"] += " (Answered from stored data only; instructions in the question were not followed.)"
     if callable(llm):
         llm = llm()
     if llm is not None:
         answer["llm"] = dict(llm.versions)
-        if device_id and result["kind"] in ("current", "summary"):
+        reads_events = "event" in llm.adapter.config.tasks
+        if device_id and not compare_with and (result["kind"] in ("current", "summary")
+                                               or (result["kind"] == "alerts" and reads_events)):
             window = recent_window(engine, device_id, end)
             if window is not None:
                 acc, gyro, rate, placement = window
                 features = llm.features(acc, gyro, rate, placement)
-                picked = llm.activity(features, llm.readings(acc, gyro, rate, placement))
-                answer["sensor_now"] = picked[0]
-                answer["answer"] += f" The last {RECENT_S} s of its sensor data look like {picked[0]} (adapter-LLM)."
+                if result["kind"] == "alerts":  # "did it fall?": what the last window holds, beside the stored alerts
+                    event = llm.events(features)[0]
+                    answer["sensor_event"] = event
+                    answer["answer"] += f" The last {RECENT_S} s of its sensor data show {event} (adapter-LLM)."
+                else:
+                    picked = llm.activity(features, llm.readings(acc, gyro, rate, placement))
+                    answer["sensor_now"] = picked[0]
+                    answer["answer"] += f" The last {RECENT_S} s of its sensor data look like {picked[0]} (adapter-LLM)."
         if room_id and llm.env is not None and answer["kind"] in ("current", "summary", "room_state"):
             window = recent_room_window(engine, room_id, end)
             if window is not None:

@@ -208,6 +208,7 @@ def _since_seconds(value: str) -> float:
 def ask(question: str = typer.Argument(..., help="The question, in words (at most 2000 characters)."),
         device: str = typer.Option(None, "--device", help="Ask about this device."),
         room: str = typer.Option(None, "--room", help="Ask about this room."),
+        vs: list[str] = typer.Option([], "--vs", help="Compare with this device (or room, with --room); repeatable."),
         since: str = typer.Option("10m", help="How far back: 90s, 10m, 2h, 1d."),
         end: str = typer.Option(None, help="End of the range, ISO time with zone (default: now)."),
         no_llm: bool = typer.Option(False, "--no-llm", help="Answer from the stored facts alone (no LLM load)."),
@@ -237,7 +238,8 @@ def ask(question: str = typer.Argument(..., help="The question, in words (at mos
         llm = SensorLLM.shared()
     try:
         result = answer_question(engine, StorageQueries(engine), question, device_id=device, room_id=room,
-                                 since_s=_since_seconds(since), end=end_at, llm=llm, narrate=narrate)
+                                 since_s=_since_seconds(since), end=end_at, llm=llm, narrate=narrate,
+                                 compare_with=vs)
     except AskError as exc:
         typer.echo(f"cannot answer: {exc.reason}", err=True)
         raise typer.Exit(2) from None

@@ -235,7 +235,7 @@ def register(app: typer.Typer) -> None:
     @train_app.command("llm-adapter")
     def train_llm_adapter_command(
         out: Optional[Path] = typer.Option(None, help="output directory (default: checkpoints/iotlm-adapter-v2)"),
-        steps: int = typer.Option(540),
+        steps: int = typer.Option(600),
         batch_size: int = typer.Option(12),
         lr: float = typer.Option(2e-3),
         motion: str = typer.Option("motion-v1-hapt", help="the frozen motion encoder (pinned by hash in the config)"),
@@ -243,13 +243,14 @@ def register(app: typer.Typer) -> None:
         room_share: float = typer.Option(0.33, help="share of the steps on room questions"),
         reading_share: float = typer.Option(0.7, help="share of activity and yes/no questions carrying the "
                                                       "classifier's reading of the window"),
+        sim_share: float = typer.Option(0.12, help="share of the steps on simulated event windows (falls, jumps)"),
         llm: Optional[str] = typer.Option(None, "--llm", help="a Hugging Face causal-LM folder (default: SmolLM2-135M-Instruct)"),
         layers: int = typer.Option(3, help="top decoder layers with adapter prompts and LoRA"),
         threads: int = typer.Option(2, help="torch threads"),
         seed: int = typer.Option(0),
     ) -> None:
-        """The IoT-LM adapter on HAPT fit subjects and simulated fit buildings (validation subjects and buildings
-        choose the step; test subjects and buildings unseen)."""
+        """The IoT-LM adapter on HAPT fit subjects, simulated fit buildings and simulated fit people (validation
+        subjects, buildings and people choose the step; test subjects, buildings and people unseen)."""
         import torch
 
         from models.llm.train import train_llm_adapter
@@ -258,7 +259,7 @@ def register(app: typer.Typer) -> None:
         print(json.dumps(train_llm_adapter(out, steps=steps, batch_size=batch_size, lr=lr, seed=seed,
                                            motion_checkpoint=motion, llm=llm,
                                            env_checkpoint=None if env == "none" else env, room_share=room_share,
-                                           reading_share=reading_share,
+                                           reading_share=reading_share, sim_share=sim_share,
                                            adapter_layers=layers)))
 
     app.add_typer(train_app, name="train")

@@ -31,15 +31,13 @@ from datetime import datetime, timezone
 import numpy as np
 
 from iotlm.settings import WorkerSettings
-from ingest.hapt import STANDARD_GRAVITY
+from models.events import free_fall_impact
 from stream_workers.fleet import Fleet
 from stream_workers.records import Alert, WindowResult
 from stream_workers.windows import Window
 
 STUCK_CHANNELS = ("co2", "temperature", "humidity")
 
-FREEFALL_MIN_S = 0.1
-IMPACT_WITHIN_S = 1.0
 
 
 class AlertRules:
@@ -214,23 +212,15 @@ class AlertRules:
         config = self._config("fall", window.device_id)
         if config is None:
             return None
-        g = np.linalg.norm(window.acc, axis=1) / STANDARD_GRAVITY
-        freefall = g < config.fall_freefall_g
-        min_run = max(1, round(FREEFALL_MIN_S * window.rate_hz))
-        run = 0
-        for i, falling in enumerate(freefall):
-            run = run + 1 if falling else 0
-            if run == min_run:
-                after = g[i + 1 : i + 1 + round(IMPACT_WITHIN_S * window.rate_hz)]
-                if len(after) and after.max() > config.fall_impact_g:
-                    start = i + 1 - min_run
-                    return Alert(
-                        rule="fall", severity="critical", device_id=window.device_id,
-                        at=round(window.start + start / window.rate_hz, 2), room=self.room_of(window.device_id),
-                        message=f"fall: free fall then an impact of {after.max():.1f} g",
-                        details={"impact_g": float(after.max())},
-                    )
-        return None
+        found = free_fall_impact(window.acc, window.rate_hz, config.fall_freefall_g, config.fall_impact_g)
+        if found is None:
+            return None
+        start, impact_g = found
+        return Alert(
+            rule="fall", severity="critical", device_id=window.device_id,
+            at=round(window.start + start / window.rate_hz, 2), room=self.room_of(window.device_id),
+            message=f"fall: free fall then an impact of {impact_g:.1f} g", details={"impact_g": impact_g},
+        )
 
     def _sensor_fault(self, window: Window) -> Alert | None:
         config = self._config("sensor_fault", window.device_id)

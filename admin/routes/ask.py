@@ -34,6 +34,8 @@ class AskRequest(BaseModel):
     since_s: float = Field(600.0, gt=0, le=7 * 86_400, description="Seconds before `end` the question covers.")
     end: Time | None = Field(None, description="End of the range (default: now).")
     history: list[Turn] = Field(default_factory=list, max_length=20, description="Earlier turns of a dialog.")
+    compare_with: list[Ident] = Field(default_factory=list, max_length=5, description=(
+        "Other devices (with device_id) or rooms (with room_id) to compare with over the same range."))
     use_llm: bool = True
     narrate: bool = False
 
@@ -64,7 +66,8 @@ def ask_route(body: AskRequest, request: Request, store: Store, _: ReadKey) -> d
         with store.serialized():
             return ask(store.engine, request.app.state.queries(), body.question, device_id=body.device_id,
                        room_id=body.room_id, since_s=body.since_s, end=body.end,
-                       history=[t.model_dump() for t in body.history], llm=llm, narrate=body.narrate)
+                       history=[t.model_dump() for t in body.history], llm=llm, narrate=body.narrate,
+                       compare_with=body.compare_with)
     except AskError as exc:
         raise HTTPException(exc.status, exc.reason) from None
 

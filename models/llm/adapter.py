@@ -28,7 +28,7 @@ import torch.nn as nn
 
 from models.llm.backbone import Backbone
 
-TASKS = ("activity", "yes_no", "transition", "caption", "dialog", "narration", "room")
+TASKS = ("activity", "yes_no", "transition", "caption", "dialog", "narration", "room", "event")
 
 
 @dataclass

@@ -4,6 +4,7 @@
   the LLM's likelihood of each answer given the sensor tokens (the sum of its tokens' log-probabilities, the
   end-of-turn token included, so "walking" does not win as a prefix of "walking upstairs").
 - `is_doing`: yes/no questions about an activity, through the LLM's own activity choice.
+- `events`: what happens in a window (a fall, a jump, a posture change, no event).
 - `generate`: free text (captions, narration, dialog), greedy, batched, bounded length. Without sensor features
   (phrasing stored facts, narration) it runs the plain LLM: LoRA off, no prompts. The adapter was trained on
   short answers only, and with LoRA on, text-only phrasing collapsed into activity names (docs/llm.md).
@@ -80,9 +81,9 @@ class SensorLLM:
 
     @torch.inference_mode()
     def choose(self, features: np.ndarray, task: str, questions: list[str], choices: list[str],
-               batch_size: int = 16, modality: str = "motion") -> tuple[list[str], np.ndarray]:
+               batch_size: int = 16, modality: str = "motion", histories: list | None = None) -> tuple[list[str], np.ndarray]:
         """Per window (features row of `modality`) and question: the most likely allowed answer, and (N, C)
-        log-likelihoods."""
+        log-likelihoods. `histories`: per question, the conversation's earlier turns (chat messages)."""
         if modality == "env" and self.env is None:
             raise ValueError(f"adapter {self.version} was trained without the room modality")
         system = ROOM_SYSTEM if modality == "env" else SYSTEM
@@ -95,7 +96,7 @@ class SensorLLM:
                 self.adapter.set_prompts(feats, torch.full((len(rows),), self.task_id(task), dtype=torch.long))
                 seqs, froms = [], []
                 for r in rows:
-                    prompt = prompt_ids(self.tokenizer, questions[r], system)
+                    prompt = prompt_ids(self.tokenizer, questions[r], system, histories[r] if histories else ())
                     for a in answers:
                         seqs.append(prompt + a)
                         froms.append(len(prompt))
@@ -123,6 +124,12 @@ class SensorLLM:
         of activity (`activity`). Scoring "yes" against "no" directly was at chance in v1 on the validation
         subjects (53.7 %); through the activity choice it was 94.7 %."""
         return [p == a for p, a in zip(self.activity(features, readings), activities)]
+
+    def events(self, features: np.ndarray) -> list[str]:
+        """"What happens in this window?" per window: one of models.events.EVENTS."""
+        from models.events import EVENTS
+
+        return self.choose(features, "event", ["What happens in this window?"] * len(features), list(EVENTS))[0]
 
     @torch.inference_mode()
     def generate(self, messages_per_sample: list[list[dict]], task: str, features: np.ndarray | None = None,

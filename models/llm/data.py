@@ -6,7 +6,11 @@ at least half of it. Question kinds (each a task token):
 - activity: "what is the person doing?" in several wordings, answered with one of the six activities;
 - yes_no: "is the person <activity>?" (half true, half a wrong activity);
 - transition: which postural transition the window holds;
-- caption: one short sentence describing the window (free generation).
+- caption: one short sentence describing the window (free generation);
+- event: what happens in the window: a fall, a jump, one of four posture changes, or no event (models.events:
+  HAPT's real transitions and activity windows, plus simulated people for falls and jumps, which HAPT lacks);
+- dialog: a second turn after the activity question ("And is the person <activity>?"), answered yes or no,
+  with the first turn's question and answer in the conversation.
 Time-range questions ("how long", "how many times") are answered from storage, not from sensor tokens
 (models/llm/grounding.py); the dialog check replays a device and compares with the episodes table.
 
@@ -39,6 +43,9 @@ ACTIVITY_QUESTIONS = ("What is the person doing?", "Which activity is this?", "W
                       "What is the wearer doing right now?")
 TRANSITION_QUESTIONS = ("Which postural transition happens here?", "How does the person change posture?")
 CAPTION_QUESTION = "Describe the sensor window in one short sentence."
+EVENT_QUESTIONS = ("What happens in this window?", "Did anything happen, such as a fall or a jump?",
+                   "Which event do the sensor readings show?")
+FALL_QUESTION = "Did the person fall?"
 ROOM_SYSTEM = "You are IoT-LM, reading a room's environment sensors."
 ROOM_QUESTIONS = {  # kind -> wordings (the first is the one the eval and the ask path use)
     "occupancy": ("How many people are in the room?", "How full is the room right now?"),
@@ -102,6 +109,7 @@ class Example:
     answer: str
     choices: list[str] | None = None  # None: free generation
     modality: str = "motion"  # which windows `window` indexes: motion (SensorWindows) or env (RoomWindows)
+    history: tuple[dict, ...] = ()  # earlier turns of the conversation (chat messages), before `question`
 
 
 def with_reading(question: str, reading: str | None) -> str:
@@ -110,16 +118,24 @@ def with_reading(question: str, reading: str | None) -> str:
     return question if reading is None else f"The motion classifier reads: {reading}. {question}"
 
 
-def examples(windows: SensorWindows, seed: int = 0, kinds=("activity", "yes_no", "transition", "caption"),
-             readings: np.ndarray | None = None, reading_share: float = 0.7) -> list[Example]:
+def examples(windows: SensorWindows, seed: int = 0,
+             kinds=("activity", "yes_no", "transition", "caption", "event", "dialog"),
+             readings: np.ndarray | None = None, reading_share: float = 0.7, event_share: float = 0.1,
+             dialog_share: float = 0.15) -> list[Example]:
     """Every window once per applicable kind (a random wording each), shuffled. `readings`: the classifier's
     label index per window; activity and yes/no questions carry it (`with_reading`) `reading_share` of the time,
-    so the adapter answers with and without it."""
+    so the adapter answers with and without it. Event questions: every transition window, and `event_share` of
+    the activity windows ("no event"); dialog: `dialog_share` of the activity windows."""
+    from models.events import EVENTS, HAPT_TRANSITION_EVENTS
+
     rng = np.random.default_rng(seed)
     out: list[Example] = []
 
     def read(i: int) -> str | None:
         return HAPT_LABELS[int(readings[i])] if readings is not None and rng.random() < reading_share else None
+
+    def other(a: int) -> str:
+        return HAPT_LABELS[int(rng.choice([c for c in range(6) if c != a]))]
 
     for i in range(len(windows)):
         a, t = int(windows.activity[i]), int(windows.transition[i])
@@ -129,19 +145,40 @@ def examples(windows: SensorWindows, seed: int = 0, kinds=("activity", "yes_no",
                 out.append(Example(i, "activity", with_reading(str(rng.choice(ACTIVITY_QUESTIONS)), read(i)), label,
                                    list(HAPT_LABELS)))
             if "yes_no" in kinds:
-                asked = label if rng.random() < 0.5 else HAPT_LABELS[int(rng.choice([c for c in range(6) if c != a]))]
+                asked = label if rng.random() < 0.5 else other(a)
                 out.append(Example(i, "yes_no", with_reading(f"Is the person {asked}?", read(i)),
                                    "yes" if asked == label else "no", YES_NO))
             if "caption" in kinds:
                 out.append(Example(i, "caption", CAPTION_QUESTION, f"The person is {label}."))
+            if "event" in kinds and rng.random() < event_share:
+                out.append(Example(i, "event", str(rng.choice(EVENT_QUESTIONS)), "no event", list(EVENTS)))
+            if "dialog" in kinds and rng.random() < dialog_share:
+                asked = label if rng.random() < 0.5 else other(a)
+                first = with_reading(str(rng.choice(ACTIVITY_QUESTIONS)), read(i))
+                out.append(Example(i, "dialog", f"And is the person {asked}?", "yes" if asked == label else "no",
+                                   YES_NO, history=({"role": "user", "content": first},
+                                                    {"role": "assistant", "content": label})))
         if t >= 0:
             if "transition" in kinds:
                 out.append(Example(i, "transition", str(rng.choice(TRANSITION_QUESTIONS)), TRANSITIONS[t],
                                    list(TRANSITIONS)))
             if "caption" in kinds:
                 out.append(Example(i, "caption", CAPTION_QUESTION, f"The person is {TRANSITIONS[t]}."))
+            if "event" in kinds:
+                out.append(Example(i, "event", str(rng.choice(EVENT_QUESTIONS)), HAPT_TRANSITION_EVENTS[t],
+                                   list(EVENTS)))
     order = rng.permutation(len(out))
     return [out[j] for j in order]
+
+
+def event_examples(windows, seed: int = 0) -> list[Example]:
+    """One event question per simulated event window (models.events.EventWindows), shuffled."""
+    from models.events import EVENTS
+
+    rng = np.random.default_rng(seed)
+    out = [Example(i, "event", str(rng.choice(EVENT_QUESTIONS)), EVENTS[int(e)], list(EVENTS))
+           for i, e in enumerate(windows.event)]
+    return [out[j] for j in rng.permutation(len(out))]
 
 
 def room_examples(rooms, n: int, seed: int = 0, balanced: bool = False) -> list[Example]:
@@ -166,10 +203,10 @@ def room_examples(rooms, n: int, seed: int = 0, balanced: bool = False) -> list[
     return out
 
 
-def prompt_ids(tokenizer, question: str, system: str = SYSTEM) -> list[int]:
-    """The chat prompt up to the assistant's turn, as token ids."""
-    ids = tokenizer.apply_chat_template([{"role": "system", "content": system}, {"role": "user", "content": question}],
-                                        add_generation_prompt=True)
+def prompt_ids(tokenizer, question: str, system: str = SYSTEM, history=()) -> list[int]:
+    """The chat prompt up to the assistant's turn, as token ids (`history`: earlier turns, chat messages)."""
+    ids = tokenizer.apply_chat_template([{"role": "system", "content": system}, *history,
+                                         {"role": "user", "content": question}], add_generation_prompt=True)
     ids = ids["input_ids"] if hasattr(ids, "keys") else ids
     return [int(i) for i in ids]
 

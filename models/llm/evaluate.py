@@ -17,6 +17,14 @@ held-out HAPT test subjects, per question type, on the same windows.
 - room_occupancy / room_use / room_air: "how many people are in the room?" and the like about 30-minute windows
   of the held-out simulated test buildings 500..511, answered by constrained choice among the room model's own
   classes; the classifier: the room model (rooms-v1, the adapter's frozen env encoder) on the same windows.
+- event (HAPT test subjects: their transitions and activity windows) and event_simulated (simulated test people,
+  seed models.events.SIM_SEEDS["test"], 60 windows per answer, falls and jumps included): "what happens in this
+  window?" among models.events.EVENTS; the classifier scores the source names (HAPT's activities and transitions,
+  or the simulator's activity names) and its top name is mapped to its event. `fall`: the same simulated windows
+  as a fall / no-fall question: the LLM's event answer, the classifier's, and the stream's own fall rule
+  (free fall then impact, models.events.free_fall_impact, at the worker's default thresholds).
+- dialog: the activity question, the LLM's own answer, then "And is the person <activity>?" (half true) in the
+  same conversation; the classifier says yes when its top label is the one asked.
 Latency: single answers (one window, all choices scored), p50 / p95 seconds on this CPU.
 """
 
@@ -28,6 +36,8 @@ from datetime import datetime, timedelta, timezone
 import numpy as np
 
 from models.datasets import HAPT_LABELS
+from models.events import (EVENTS, FALL, HAPT_TRANSITION_EVENTS, SIM_EVENTS, SIM_PLAIN, free_fall_impact,
+                           hapt_event_labels, simulated_event_windows)
 from models.llm.data import (ACTIVITY_QUESTIONS, ROOM_QUESTIONS, ROOM_TEST_BUILDINGS, TEST_SUBJECTS, TRANSITIONS,
                              room_answers, room_windows, sensor_windows, with_reading)
 from models.metrics import classification_metrics
@@ -120,6 +130,57 @@ def _room_questions(llm, per_class: int | None, rng, progress: bool) -> dict:
     return out
 
 
+def _event_questions(llm, windows, features, rows, progress: bool) -> dict:
+    """Events on the HAPT test windows `rows` and on simulated test people; the fall question on the latter."""
+    out = {}
+    classifier = llm.motion.classifier
+    y = hapt_event_labels(windows.activity[rows], windows.transition[rows])
+    names = list(HAPT_LABELS) + list(TRANSITIONS)
+    to_event = [EVENTS.index("no event")] * len(HAPT_LABELS) + [EVENTS.index(e) for e in HAPT_TRANSITION_EVENTS]
+    cls = np.array(to_event)[classifier.predict_proba(windows.acc[rows], windows.gyro[rows], windows.rate_hz, names,
+                                                      "waist").argmax(1)]
+    llm_pred = np.array([EVENTS.index(p) for p in llm.events(features[rows])])
+    present = [EVENTS[c] for c in sorted(set(y.tolist()))]  # HAPT has no falls or jumps
+    out["event"] = {"windows": len(rows), "answers_present": present,
+                    "llm": _metrics(y, llm_pred, EVENTS), "classifier": _metrics(y, cls, EVENTS),
+                    "note": "macro-F1 over the seven answers; falls and jumps never occur in HAPT (see event_simulated)"}
+    sim = simulated_event_windows("test", 60, progress=progress)
+    sim_features = llm.features(sim.acc, sim.gyro, sim.rate_hz, "waist")
+    llm_sim = np.array([EVENTS.index(p) for p in llm.events(sim_features)])
+    names = list(SIM_EVENTS) + list(SIM_PLAIN)
+    to_event = [EVENTS.index(SIM_EVENTS.get(n, "no event")) for n in names]
+    cls_sim = np.array(to_event)[classifier.predict_proba(sim.acc, sim.gyro, sim.rate_hz, names, "waist").argmax(1)]
+    out["event_simulated"] = {"windows": len(sim), "seed": "models.events.SIM_SEEDS['test']",
+                              "llm": _metrics(sim.event, llm_sim, EVENTS), "classifier": _metrics(sim.event, cls_sim, EVENTS)}
+    from iotlm.settings import WorkerSettings
+
+    config = WorkerSettings()
+    rule = np.array([free_fall_impact(a, sim.rate_hz, config.fall_freefall_g, config.fall_impact_g) is not None
+                     for a in sim.acc])
+    fell = sim.event == FALL
+    out["fall"] = {"windows": len(sim), "falls": int(fell.sum()),
+                   "llm": _metrics(fell.astype(int), (llm_sim == FALL).astype(int), ["no", "yes"]),
+                   "classifier": _metrics(fell.astype(int), (cls_sim == FALL).astype(int), ["no", "yes"]),
+                   "fall_rule": _metrics(fell.astype(int), rule.astype(int), ["no", "yes"]),
+                   "fall_rule_thresholds_g": [config.fall_freefall_g, config.fall_impact_g],
+                   "fall_rule_on_jumps": float(rule[sim.event == EVENTS.index("a jump")].mean())}
+    return out
+
+
+def _dialog(llm, features, y, first_answers, readings, rng) -> dict:
+    """Second turns: "And is the person <activity>?" after the activity question and the LLM's own answer."""
+    asked = np.array([c if rng.random() < 0.5 else int(rng.choice([k for k in range(6) if k != c])) for c in y])
+    histories = [({"role": "user", "content": with_reading("What is the person doing?", r)},
+                  {"role": "assistant", "content": a}) for r, a in zip(readings, first_answers)]
+    questions = [f"And is the person {HAPT_LABELS[a]}?" for a in asked]
+    picked, _ = llm.choose(features, "dialog", questions, ["yes", "no"], histories=histories)
+    truth = (asked == y).astype(int)
+    cls_yes = np.array([HAPT_LABELS.index(r) for r in readings]) == asked
+    return {"windows": len(y), "positives": int(truth.sum()),
+            "llm": _metrics(truth, np.array([p == "yes" for p in picked]).astype(int), ["no", "yes"]),
+            "classifier": _metrics(truth, cls_yes.astype(int), ["no", "yes"])}
+
+
 def run_llm_qa(adapter: str | None = None, per_class: int | None = 50, seed: int = 0, latency_answers: int = 20,
                room_per_class: int | None = 30, progress: bool = True) -> dict:
     import torch
@@ -180,6 +241,12 @@ def run_llm_qa(adapter: str | None = None, per_class: int | None = 50, seed: int
         "windows": len(rows_t), "llm": _metrics(y_t, llm_t, TRANSITIONS), "classifier": _metrics(y_t, cls_t, TRANSITIONS),
         "note": "the classifier scores transition phrases zero-shot: it never saw a transition label"}
 
+    # dialog and events draw from their own generator: the other question types keep their windows
+    report["question_types"]["dialog"] = _dialog(llm, features[rows], y, [HAPT_LABELS[i] for i in llm_pred],
+                                                 readings, np.random.default_rng(seed + 1))
+    if "event" in llm.adapter.config.tasks:
+        rows_e = np.concatenate([rows, rows_t])  # the activity windows ("no event") and the transition windows
+        report["question_types"].update(_event_questions(llm, windows, features, rows_e, progress))
     if llm.env is not None:
         report["question_types"].update(_room_questions(llm, room_per_class, rng, progress))
 

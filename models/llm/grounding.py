@@ -7,7 +7,8 @@ model versions) and the numbers it states, so `faithful()` can check any text ag
 Question kinds, recognised by their words (a 135M model routes them worse than a few keywords do):
 duration ("how long", "how much time"), count ("how many times", "how often"), current ("now", "right now",
 "currently"), alerts ("alert", "fall"), otherwise a summary of the range. About a room, "how many people",
-"occupied", "busy" and the like ask for its stored room states (`room_answer`).
+"occupied", "busy" and the like ask for its stored room states (`room_answer`). Comparisons between devices or
+rooms (`comparison_answer`, `room_comparison_answer`) state each subject's stored numbers side by side.
 """
 
 from __future__ import annotations
@@ -19,10 +20,11 @@ from datetime import datetime
 ACTIVITY_WORDS = {  # words a question may use -> the stored label; longest first when matching
     "walking upstairs": "walking upstairs", "upstairs": "walking upstairs", "climbing": "walking upstairs",
     "walking downstairs": "walking downstairs", "downstairs": "walking downstairs",
-    "walking": "walking", "walk": "walking", "sitting": "sitting", "sit": "sitting", "seated": "sitting",
+    "walking": "walking", "walk": "walking", "sitting": "sitting", "sit": "sitting", "sat": "sitting", "seated": "sitting",
     "standing": "standing", "stand": "standing", "lying down": "lying down", "lying": "lying down",
     "lie": "lying down", "laying": "lying down",
 }
+MOVING = ("walking", "walking upstairs", "walking downstairs")  # what "more active" compares when no activity is named
 MAX_QUESTION_CHARS = 2000
 _NUMBER = re.compile(r"(?<![\w.])-?\d+(?:\.\d+)?")
 
@@ -202,3 +204,51 @@ def room_answer(facts: dict, subject: str) -> dict:
               f"{room_facts_text(facts)}.")
     numbers = [count, round(facts["occupied_s"]), facts["rows"], facts["most_people"]]
     return {"answer": answer, "numbers": numbers}
+
+
+def comparison_answer(question: str, facts_by_subject: dict[str, dict]) -> dict:
+    """Devices side by side over one range: the seconds (or, for "how many times", the episodes) of the activity
+    the question names, else the time moving (walking and stairs); who has the most. `facts_by_subject`: subject
+    name -> episode_facts, the asked subject first."""
+    activity, counting = activity_in(question), question_kind(question) == "count"
+    first = next(iter(facts_by_subject.values()))
+    span = f"between {first['start']:%H:%M:%S} and {first['end']:%H:%M:%S} UTC"
+    what = activity or "moving (walking or on stairs)"
+    per = {}
+    for subject, facts in facts_by_subject.items():
+        acts = facts["activities"]
+        if counting and activity:
+            per[subject] = acts.get(activity, {}).get("episodes", 0)
+        else:
+            per[subject] = round(sum(acts.get(a, {}).get("seconds", 0.0) for a in ((activity,) if activity else MOVING)))
+    shown = (lambda v: f"{v} time{'s' if v != 1 else ''}") if counting and activity else fmt_duration
+    parts = "; ".join(f"{subject} {shown(v)}" for subject, v in per.items())
+    top = max(per.values())
+    leaders = [subject for subject, v in per.items() if v == top]
+    if top == 0:
+        verdict = f"none of them was {what}"
+    elif len(leaders) == 1:
+        verdict = f"{leaders[0]} the most"
+    else:
+        verdict = f"{' and '.join(leaders)} equally, the most"
+    no_data = [subject for subject, facts in facts_by_subject.items() if facts["rows"] == 0]
+    note = f" No episodes were recorded for {', '.join(no_data)}." if no_data else ""
+    answer = f"{what[0].upper() + what[1:]} {span}: {parts}: {verdict}.{note}"
+    return {"answer": answer, "kind": "comparison", "activity": activity, "numbers": list(per.values()),
+            "per_subject": per}
+
+
+def room_comparison_answer(facts_by_room: dict[str, dict]) -> dict:
+    """Rooms side by side over one range from their stored room states: time occupied and the most people."""
+    first = next(iter(facts_by_room.values()))
+    span = f"between {first['start']:%H:%M:%S} and {first['end']:%H:%M:%S} UTC"
+    occupied = {room: round(f["occupied_s"]) for room, f in facts_by_room.items()}
+    parts = "; ".join(f"{room} occupied {fmt_duration(occupied[room])}, at most {f['most_people']} people"
+                      + ("" if f["rows"] else " (no room states)") for room, f in facts_by_room.items())
+    top = max(occupied.values())
+    leaders = [room for room, v in occupied.items() if v == top]
+    verdict = ("none was occupied" if top == 0 else f"{leaders[0]} was occupied longest" if len(leaders) == 1
+               else f"{' and '.join(leaders)} were occupied equally long")
+    numbers = list(occupied.values()) + [f["most_people"] for f in facts_by_room.values()]
+    return {"answer": f"{span[0].upper() + span[1:]}: {parts}: {verdict}.", "kind": "comparison", "activity": None,
+            "numbers": numbers, "per_subject": occupied}

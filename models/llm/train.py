@@ -11,8 +11,12 @@ Room questions (the env modality) come from simulated buildings, every answer of
 buildings' own mix is four fifths empty rooms: trained on it, the adapter answered "empty" to nearly every
 room at step 240, validation room macro-F1 0.28-0.49); a step is all motion or all room samples (`room_share`
 of the steps), the room windows' features computed once like the motion ones. The step is
-chosen on the mean of the validation activity macro-F1 and the validation room questions' macro-F1
-(validation buildings 200..205); the test buildings are never simulated here.
+chosen on the mean of the validation activity, event and room questions' macro-F1 (validation buildings
+200..205); the test buildings are never simulated here.
+Event questions (a fall, a jump, a posture change, no event; models.events) come from HAPT's transitions and
+activity windows and from simulated people (`sim_share` of the steps: falls and jumps exist only there); the
+simulated test people (their own seed) are never simulated here either. Dialog examples put an activity
+question and its answer before a yes/no follow-up.
 """
 
 from __future__ import annotations
@@ -28,13 +32,14 @@ from models.datasets import HAPT_LABELS
 from models.llm.adapter import AdapterConfig, IoTLMAdapter
 from models.llm.answer import DEFAULT_ADAPTER, SensorLLM
 from models.llm.backbone import load_backbone
+from models.events import EVENTS, SIM_SEEDS, hapt_event_labels, simulated_event_windows
 from models.llm.data import (FIT_SUBJECTS, ROOM_FIT_BUILDINGS, ROOM_QUESTIONS, ROOM_SYSTEM, ROOM_VALIDATION_BUILDINGS,
-                             SYSTEM, TRANSITIONS, VALIDATION_SUBJECTS, YES_NO, answer_ids, examples, prompt_ids,
-                             room_answers, room_examples, room_windows, sensor_windows, with_reading)
+                             SYSTEM, TRANSITIONS, VALIDATION_SUBJECTS, YES_NO, answer_ids, event_examples, examples,
+                             prompt_ids, room_answers, room_examples, room_windows, sensor_windows, with_reading)
 from models.llm.modalities import DEFAULT_ENV_CHECKPOINT, DEFAULT_MOTION_CHECKPOINT, EnvModality, MotionModality
 from models.metrics import classification_metrics
 
-ADAPTER_VERSION = "iotlm-adapter-v2-1.1.0"
+ADAPTER_VERSION = "iotlm-adapter-v2-1.2.0"
 
 
 def stratified_rows(target: np.ndarray, n_classes: int, per_class: int, rng) -> np.ndarray:
@@ -57,26 +62,32 @@ def choice_accuracy(llm: SensorLLM, features: np.ndarray, target: np.ndarray, la
     return m
 
 
-def validation_scores(llm: SensorLLM, motion, rooms, n_motion: int, n_room: int, seed: int) -> dict:
-    """Validation activity (with the classifier's reading, as the product asks) and per-kind room figures;
-    `score`: the mean of activity and room macro-F1."""
+def validation_scores(llm: SensorLLM, motion, rooms, n_motion: int, n_room: int, seed: int, events=None) -> dict:
+    """Validation activity (with the classifier's reading, as the product asks), events (simulated people and
+    HAPT's windows together) and per-kind room figures; `score`: the mean of the activity, event and room
+    macro-F1 (the ones present)."""
     out = {"activity": choice_accuracy(llm, motion["features"], motion["windows"].activity, list(HAPT_LABELS),
                                        "activity", "What is the person doing?", n_motion, seed,
                                        readings=motion["readings"])}
+    if events is not None:
+        out["event"] = choice_accuracy(llm, events["features"], events["event"], list(EVENTS), "event",
+                                       "What happens in this window?", n_motion, seed)
     if rooms is not None:
         answers = room_answers()
         for kind, questions in ROOM_QUESTIONS.items():
             out[f"room_{kind}"] = choice_accuracy(llm, rooms["features"], getattr(rooms["windows"], kind),
                                                   answers[kind], "room", questions[0], n_room, seed, modality="env")
     room_f1 = [v["macro_f1"] for k, v in out.items() if k.startswith("room_")]
-    out["score"] = float(np.mean([out["activity"]["macro_f1"], np.mean(room_f1)])) if room_f1 else out["activity"]["macro_f1"]
+    parts = [out["activity"]["macro_f1"]] + ([out["event"]["macro_f1"]] if "event" in out else [])
+    out["score"] = float(np.mean(parts + ([np.mean(room_f1)] if room_f1 else [])))
     return out
 
 
-def train_llm_adapter(out: Path | None = None, steps: int = 540, batch_size: int = 12, lr: float = 2e-3,
+def train_llm_adapter(out: Path | None = None, steps: int = 600, batch_size: int = 12, lr: float = 2e-3,
                       seed: int = 0, motion_checkpoint: str = DEFAULT_MOTION_CHECKPOINT, llm: str | None = None,
                       env_checkpoint: str | None = DEFAULT_ENV_CHECKPOINT, room_share: float = 0.33,
                       room_windows_n: int = 8000, reading_share: float = 0.7, adapter_layers: int = 3,
+                      sim_share: float = 0.12, sim_per_event: int = 150,
                       val_every: int = 120,
                       val_windows: int = 120, progress: bool = True) -> dict:
     from tqdm import tqdm
@@ -97,6 +108,14 @@ def train_llm_adapter(out: Path | None = None, steps: int = 540, batch_size: int
                   "readings": llm_view.readings(val.acc, val.gyro, val.rate_hz)}
     fit_readings = [HAPT_LABELS.index(r) for r in llm_view.readings(fit.acc, fit.gyro, fit.rate_hz)]
     train_sets = {"motion": examples(fit, seed, readings=np.array(fit_readings), reading_share=reading_share)}
+    # simulated people for the events HAPT lacks (falls, jumps); validation events: simulated and HAPT together
+    sim_fit = simulated_event_windows("fit", sim_per_event, progress=progress)
+    sim_val = simulated_event_windows("validation", 30, progress=progress)
+    train_sets["sim"] = event_examples(sim_fit, seed)
+    features["sim"] = motion.features(sim_fit.acc, sim_fit.gyro, sim_fit.rate_hz, "waist")
+    val_events = {"features": np.concatenate([motion.features(sim_val.acc, sim_val.gyro, sim_val.rate_hz, "waist"),
+                                              val_motion["features"]]),
+                  "event": np.concatenate([sim_val.event, hapt_event_labels(val.activity, val.transition)])}
     val_rooms = None
     if env is not None:
         fit_rooms = room_windows(ROOM_FIT_BUILDINGS, progress=progress)
@@ -114,17 +133,19 @@ def train_llm_adapter(out: Path | None = None, steps: int = 540, batch_size: int
     bar = tqdm(range(1, steps + 1), desc="llm-adapter", disable=not progress)
     rng = np.random.default_rng(seed)
     for step in bar:
-        modality = "env" if env is not None and rng.random() < room_share else "motion"
-        pool = train_sets[modality]
+        draw = rng.random()
+        source = "env" if env is not None and draw < room_share else "sim" if draw > 1 - sim_share else "motion"
+        modality = "env" if source == "env" else "motion"  # simulated windows are motion windows
+        pool = train_sets[source]
         batch = [pool[int(i)] for i in rng.integers(0, len(pool), batch_size)]
-        feats = {modality: torch.from_numpy(features[modality][[e.window for e in batch]])}
+        feats = {modality: torch.from_numpy(features[source][[e.window for e in batch]])}
         tasks = torch.tensor([config.tasks.index(e.task) for e in batch])
         adapter.train()
         adapter.set_prompts(feats, tasks)
         system = ROOM_SYSTEM if modality == "env" else SYSTEM
         seqs, froms = [], []
         for e in batch:
-            prompt = prompt_ids(tok, e.question, system)
+            prompt = prompt_ids(tok, e.question, system, e.history)
             seqs.append(prompt + answer_ids(tok, e.answer, backbone.end_id))
             froms.append(len(prompt))
         logp = adapter.token_logprobs(seqs, froms)
@@ -135,10 +156,10 @@ def train_llm_adapter(out: Path | None = None, steps: int = 540, batch_size: int
         optimizer.step()
         schedule.step()
         adapter.set_prompts(None, None)
-        bar.set_postfix(loss=f"{loss.item():.3f}", on=modality)
+        bar.set_postfix(loss=f"{loss.item():.3f}", on=source)
         if step % val_every == 0 or step == steps:
             adapter.eval()
-            v = validation_scores(llm_view, val_motion, val_rooms, val_windows, val_windows // 2, seed)
+            v = validation_scores(llm_view, val_motion, val_rooms, val_windows, val_windows // 2, seed, val_events)
             history.append({"step": step, "loss": float(loss.item()), "val_score": v["score"],
                             **{f"val_{k}_macro_f1": m["macro_f1"] for k, m in v.items() if k != "score"},
                             "val_activity_accuracy": v["activity"]["accuracy"]})
@@ -148,7 +169,7 @@ def train_llm_adapter(out: Path | None = None, steps: int = 540, batch_size: int
     _load_state(adapter, best_state)
     adapter.eval()
     # the chosen step on fresh validation draws (another seed), and transitions
-    final = validation_scores(llm_view, val_motion, val_rooms, 300, 120, seed + 1)
+    final = validation_scores(llm_view, val_motion, val_rooms, 300, 120, seed + 1, val_events)
     final["activity_sensor_only"] = choice_accuracy(llm_view, val_motion["features"], val.activity, list(HAPT_LABELS),
                                                     "activity", "What is the person doing?", 300, seed + 1)
     final["transition"] = choice_accuracy(llm_view, val_motion["features"], val.transition, list(TRANSITIONS),
@@ -161,13 +182,17 @@ def train_llm_adapter(out: Path | None = None, steps: int = 540, batch_size: int
             "fit_subjects": list(FIT_SUBJECTS), "validation_subjects": list(VALIDATION_SUBJECTS),
             "room_fit_buildings": list(ROOM_FIT_BUILDINGS), "room_validation_buildings": list(ROOM_VALIDATION_BUILDINGS),
             "examples": {k: len(v) for k, v in train_sets.items()}, "fit_windows": len(fit),
+            "simulated_event_seeds": {k: SIM_SEEDS[k] for k in ("fit", "validation")},
+            "simulated_event_windows": {"fit": len(sim_fit), "validation": len(sim_val)},
             "steps": steps, "batch_size": batch_size, "lr": lr, "room_share": room_share if env else 0.0,
+            "sim_share": sim_share,
             "reading_share": reading_share,
             "seed": seed, "seconds": seconds, "torch_threads": torch.get_num_threads(), "history": history,
-            "selected_on": "mean of validation activity macro-F1 and room-question macro-F1 (constrained choice)",
+            "selected_on": "mean of validation activity, event and room-question macro-F1 (constrained choice)",
         },
         "validation": {k: {"accuracy": v["accuracy"], "macro_f1": v["macro_f1"]} for k, v in final.items() if k != "score"},
         "answers": {"activity": list(HAPT_LABELS), "transition": list(TRANSITIONS), "yes_no": list(YES_NO),
+                    "event": list(EVENTS),
                     **({f"room_{k}": v for k, v in room_answers().items()} if env else {})},
     }
     adapter.save(out, meta)

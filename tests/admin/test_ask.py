@@ -14,17 +14,18 @@ from sqlalchemy import text
 
 pytestmark = pytest.mark.services
 DEVICE = "hapt-s2-replay"
+OTHER = "hapt-s4-replay"  # a second wearer, for comparisons
 
 
-def _replay_episodes(t0: float):
-    """HAPT test subject 2's first recording: classifier windows -> EpisodeTracker, as a worker does it."""
+def _replay_episodes(t0: float, subject: int = 2, device: str = DEVICE):
+    """A HAPT test subject's first recording: classifier windows -> EpisodeTracker, as a worker does it."""
     from ingest.hapt import load_hapt
     from models.datasets import HAPT_LABELS
     from models.inference import MotionClassifier
     from stream_workers.episodes import EpisodeTracker
     from stream_workers.records import WindowResult
 
-    rec = load_hapt([2])[0]
+    rec = load_hapt([subject])[0]
     starts = np.arange(0, min(len(rec.acc), 50 * 300) - 128 + 1, 64)  # its first 5 minutes
     idx = starts[:, None] + np.arange(128)
     classifier = MotionClassifier.load("motion-v1-hapt", device="cpu")
@@ -32,7 +33,7 @@ def _replay_episodes(t0: float):
     tracker, episodes = EpisodeTracker(2, max_gap_s=5.12), {}
     for s, p in zip(starts, probs):
         w0 = t0 + s / 50.0
-        result = WindowResult(DEVICE, w0, w0 + 2.56, classifier.version, HAPT_LABELS[int(p.argmax())], float(p.max()),
+        result = WindowResult(device, w0, w0 + 2.56, classifier.version, HAPT_LABELS[int(p.argmax())], float(p.max()),
                               {})
         for e in tracker.update(result):
             episodes[e.start] = e
@@ -53,6 +54,9 @@ def replayed(api):
     EpisodeWriter(engine).write([EpisodeRow(DEVICE, utc(e.start), utc(e.end), e.model_version, e.activity, e.windows,
                                             e.confidence) for e in episodes])
     end = utc(max(e.end for e in episodes))
+    others, _ = _replay_episodes(t0.timestamp(), 4, OTHER)
+    EpisodeWriter(engine).write([EpisodeRow(OTHER, utc(e.start), utc(e.end), e.model_version, e.activity, e.windows,
+                                            e.confidence) for e in others])
     # the last 4 s of raw frames before `end`: what the adapter-LLM reads as sensor tokens
     n = int((end - t0).total_seconds() * 50)
     frames = []
@@ -71,13 +75,13 @@ def _ask(api, key="read", **body):
         return client.post("/v1/ask", json=body)
 
 
-def _episode_table(engine, start, end) -> dict[str, dict]:
+def _episode_table(engine, start, end, device: str = DEVICE) -> dict[str, dict]:
     """Per label, seconds inside [start, end) and episodes: computed by SQL, independently of the answer path."""
     with engine.connect() as conn:
         rows = conn.execute(text(
             "SELECT label, round(sum(extract(epoch FROM least(ended_at, :end) - greatest(started_at, :start)))) AS s, "
             "count(*) AS n FROM activity_episodes WHERE device_id = :d AND started_at < :end AND ended_at > :start "
-            "GROUP BY label"), {"d": DEVICE, "start": start, "end": end}).fetchall()
+            "GROUP BY label"), {"d": device, "start": start, "end": end}).fetchall()
     return {r.label: {"seconds": int(r.s), "episodes": int(r.n)} for r in rows}
 
 
@@ -135,6 +139,30 @@ def test_bad_questions_get_bounded_answers_never_5xx(api, replayed):
     assert _ask(api, key=None, question="hi", device_id=DEVICE).status_code == 401
 
 
+def test_devices_compared_over_one_range_state_each_ones_numbers_from_the_episodes_table(api, replayed):
+    end, since = replayed["end"], 300.0
+    start = end - timedelta(seconds=since)
+    tables = {d: _episode_table(replayed["engine"], start, end, d) for d in (DEVICE, OTHER)}
+    assert tables[DEVICE] and tables[OTHER]
+    common = {"device_id": DEVICE, "compare_with": [OTHER], "since_s": since, "end": end.isoformat(), "use_llm": False}
+    walked = _ask(api, question="Which of them was walking longer?", **common).json()
+    expected = {f"device {d}": t.get("walking", {"seconds": 0})["seconds"] for d, t in tables.items()}
+    assert walked["kind"] == "comparison" and walked["compared"] == expected
+    leader = max(expected, key=expected.get)
+    assert f"{leader} the most" in walked["answer"] and walked["cites"]["compared_rows"][f"device {OTHER}"] > 0
+    sat = _ask(api, question="Who was sitting more times?", **common).json()
+    assert sat["compared"] == {f"device {d}": t.get("sitting", {"episodes": 0})["episodes"] for d, t in tables.items()}
+    moving = _ask(api, question="Who was more active?", **common).json()  # no activity named: walking and stairs
+    stairs = ("walking", "walking upstairs", "walking downstairs")
+    # Python rounds the sum once per device, SQL once per label: within a second per label
+    assert moving["compared"] == pytest.approx({f"device {d}": sum(t.get(a, {"seconds": 0})["seconds"] for a in stairs)
+                                                for d, t in tables.items()}, abs=len(stairs))
+    bad = {"unknown": ["nobody-here"], "itself": [DEVICE], "too many": [f"d{i}" for i in range(6)]}
+    status = {k: _ask(api, question="Who walked more?", **(common | {"compare_with": v})).status_code
+              for k, v in bad.items()}
+    assert status == {"unknown": 404, "itself": 422, "too many": 422}
+
+
 def test_the_adapter_llm_reads_the_stored_sensor_window_and_cites_its_versions(api, replayed):
     import httpx
 
@@ -152,6 +180,13 @@ def test_the_adapter_llm_reads_the_stored_sensor_window_and_cites_its_versions(a
     assert body["llm"]["adapter"].startswith("iotlm-adapter-v2") and body["llm"]["motion_encoder"] == "motion-v1-hapt-1.1.0"
     assert isinstance(body["llm_faithful"], bool)
     assert (body["llm_sentence"] is not None) == body["llm_faithful"]  # an unfaithful sentence is never shown
+    # a fall question: the stored alerts answer it, and the adapter says what the last window holds
+    with httpx.Client(base_url=api.url, headers={"Authorization": f"Bearer {api.keys['read']}"}, timeout=120) as client:
+        fall = client.post("/v1/ask", json={"question": "Did it fall?", "device_id": DEVICE, "since_s": 300,
+                                            "end": replayed["end"].isoformat()}).json()
+    from models.events import EVENTS
+
+    assert fall["kind"] == "alerts" and fall["sensor_event"] in EVENTS and fall["sensor_event"] in fall["answer"]
 
 
 def test_the_adapter_llm_reads_a_rooms_stored_env_window_as_the_room_model_cuts_it(api):

@@ -170,6 +170,7 @@ def test_room_questions_are_split_by_building_and_answer_with_the_windows_truth(
 
 def test_instruction_data_is_split_by_subject():
     from models.datasets import HAPT_LABELS
+    from models.events import HAPT_TRANSITION_EVENTS
     from models.llm.data import TRANSITIONS, sensor_windows
 
     assert not set(FIT_SUBJECTS) & set(TEST_SUBJECTS)
@@ -180,7 +181,7 @@ def test_instruction_data_is_split_by_subject():
     assert ((windows.activity >= 0) != (windows.transition >= 0)).all()  # each window is one kind
     data = examples(windows, seed=0)
     kinds = {e.task for e in data}
-    assert kinds == {"activity", "yes_no", "transition", "caption"}
+    assert kinds == {"activity", "yes_no", "transition", "caption", "event", "dialog"}
     for e in data:
         if e.choices:
             assert e.answer in e.choices
@@ -188,6 +189,14 @@ def test_instruction_data_is_split_by_subject():
             assert e.answer == HAPT_LABELS[windows.activity[e.window]]
         if e.task == "transition":
             assert e.answer == TRANSITIONS[windows.transition[e.window]]
+        if e.task == "event":  # HAPT has no falls or jumps: a transition's posture change, or no event
+            t = windows.transition[e.window]
+            assert e.answer == ("no event" if t < 0 else HAPT_TRANSITION_EVENTS[t])
+        if e.task == "dialog":  # the follow-up is about the same window as the first turn's answer
+            first, answered = e.history
+            assert first["role"] == "user" and answered == {"role": "assistant",
+                                                            "content": HAPT_LABELS[windows.activity[e.window]]}
+            assert (e.answer == "yes") == (e.question == f"And is the person {answered['content']}?")
     yes = np.mean([e.answer == "yes" for e in data if e.task == "yes_no"])
     assert 0.4 < yes < 0.6
     # with the classifier's readings, about 70 % of activity and yes/no questions carry the window's own reading
@@ -240,6 +249,32 @@ def test_room_state_answers_state_the_stored_states_numbers():
     assert not faithful("At most 9 people were there.", no_episodes, room=facts)
     assert is_room_state_question("How many people are in the room?") and not is_room_state_question("How long was it walking?")
     assert "No room state" in room_answer(room_state_facts([], t0, t0, 300), "room r1")["answer"]
+
+
+def test_rooms_compared_side_by_side_state_each_rooms_stored_occupied_time():
+    from models.llm.grounding import comparison_answer, episode_facts, room_comparison_answer, room_state_facts
+
+    t0 = datetime(2026, 12, 1, 9, 0, tzinfo=timezone.utc)
+    end = t0 + timedelta(minutes=60)
+
+    def states(occupied_windows, people):
+        return [{"occupied": k < occupied_windows, "occupancy_count": people if k < occupied_windows else 0,
+                 "room_use": "meeting" if k < occupied_windows else "empty", "occupancy": "2-4 people",
+                 "window_end": t0 + timedelta(minutes=10 * (k + 1)), "air_quality": "good", "model_version": "r1"}
+                for k in range(6)]
+
+    facts = {f"room {r}": room_state_facts(states(n, p), t0, end, 600.0) for r, n, p in (("a", 2, 3), ("b", 5, 4))}
+    out = room_comparison_answer(facts)
+    assert out["per_subject"] == {"room a": 1200, "room b": 3000} and "room b was occupied longest" in out["answer"]
+    assert "at most 4 people" in out["answer"] and out["kind"] == "comparison"
+    # devices: the asked activity's seconds per device, ties named together
+    rows = _rows(t0)
+    same = comparison_answer("Who was walking longer?", {"device d": episode_facts(rows, t0, end),
+                                                         "device e": episode_facts(rows, t0, end)})
+    assert same["per_subject"] == {"device d": 40, "device e": 40} and "device d and device e equally" in same["answer"]
+    idle = comparison_answer("Who was walking longer?", {"device d": episode_facts([], t0, end),
+                                                         "device e": episode_facts(rows[1:2], t0, end)})
+    assert idle["per_subject"] == {"device d": 0, "device e": 0} and "No episodes were recorded for device d" in idle["answer"]
 
 
 def test_narration_queue_drops_and_counts_instead_of_blocking():
