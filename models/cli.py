@@ -42,7 +42,7 @@ def register(app: typer.Typer) -> None:
     @app.command("eval")
     def eval_command(
         dataset: str = typer.Option("hapt", help="hapt | basicmotions | rooms | all (the conditions table over every offline dataset)"),
-        setting: str = typer.Option("zero-shot", help="zero-shot | few-shot | full | baseline (the feature SVM alone; full reports it too) | llm-qa (the adapter-LLM vs the classifier, docs/llm.md)"),
+        setting: str = typer.Option("zero-shot", help="zero-shot | few-shot | full | baseline (the feature SVM alone; full reports it too) | llm-qa (the adapter-LLM vs the classifier, docs/llm.md) | wording-validation (how unseen label wordings are grounded, on validation subjects)"),
         shots: int = typer.Option(10, help="windows per class for few-shot"),
         model: Optional[str] = typer.Option(None, help="checkpoint directory or name (default: settings)"),
         limit: Optional[int] = typer.Option(None, help="use about this many windows per split (quick checks)"),
@@ -57,6 +57,8 @@ def register(app: typer.Typer) -> None:
         condition: Optional[list[str]] = typer.Option(None, help="--dataset all: only these rows (e.g. told, rate_10hz)"),
         out: Optional[Path] = typer.Option(None, help="--dataset all: write conditions-<version>.json/.md here "
                                                        "(default benchmarks/results/eval; '-' writes nothing)"),
+        ground: Optional[str] = typer.Option(None, help="--dataset all: ground unseen label wordings in the trained "
+                                             "concepts with TEMPERATURE,WEIGHT (e.g. 0.05,0.75; off by default)"),
     ) -> None:
         """Evaluate on held-out test subjects (rooms: held-out simulated buildings): accuracy, macro-F1, confusion."""
         import torch
@@ -79,6 +81,12 @@ def register(app: typer.Typer) -> None:
             report = run_llm_qa(model, per_class=limit or 50, seed=seed, progress=not as_json)
             print(json.dumps(report) if as_json else json.dumps(report, indent=1))
             return
+        if setting == "wording-validation":
+            from models.conditions import wording_validation
+
+            report = wording_validation(model, limit=limit)
+            print(json.dumps(report) if as_json else json.dumps(report, indent=1))
+            return
         if dataset == "all":
             from models.conditions import markdown, run_conditions
 
@@ -86,8 +94,15 @@ def register(app: typer.Typer) -> None:
                 raise typer.BadParameter("--dataset all runs the zero-shot conditions table (--setting zero-shot)",
                                          param_hint="--setting")
             target = None if str(out) == "-" else (out or Path("benchmarks/results/eval"))
+            try:
+                grounding = tuple(float(x) for x in ground.split(",")) if ground else None
+            except ValueError:
+                raise typer.BadParameter(f"{ground!r}: give TEMPERATURE,WEIGHT, e.g. 0.05,0.75", param_hint="--ground") from None
+            if grounding is not None and (len(grounding) != 2 or grounding[0] <= 0 or not 0 <= grounding[1] <= 1):
+                raise typer.BadParameter("TEMPERATURE > 0 and 0 <= WEIGHT <= 1", param_hint="--ground")
             report = run_conditions(model, only=set(condition) if condition else None, limit=limit,
-                                    checkpoint_dir=_settings().models.checkpoint_dir, out_dir=target)
+                                    checkpoint_dir=_settings().models.checkpoint_dir, out_dir=target,
+                                    grounding=grounding)
             print(json.dumps(report) if as_json else markdown(report))
             return
         if seeds is not None:

@@ -50,6 +50,18 @@ UNSEEN_WORDINGS: dict[str, dict[str, dict[str, str]]] = {
               "playing badminton": "volleying with a feathered projectile"},
     },
 }
+# Validation wordings: written after the test wordings, also sharing no content word with the training text (nor
+# with the test wordings); scored on HAPT validation subjects only, to choose how unseen wordings are grounded
+# (`wording_validation`; the test wordings above are not read there).
+VALIDATION_WORDINGS: dict[str, dict[str, str]] = {
+    "v1": {"walking": "pacing about", "walking upstairs": "mounting to the loft",
+           "walking downstairs": "trooping into the basement", "sitting": "on a couch", "standing": "poised, unmoving",
+           "lying down": "napping"},
+    "v2": {"walking": "roaming the hallway", "walking upstairs": "scaling toward the penthouse",
+           "walking downstairs": "returning to the lobby", "sitting": "lounging on a settee",
+           "standing": "posted like a sentry", "lying down": "snoozing"},
+}
+GROUNDING_GRID = tuple((t, w) for t in (0.02, 0.05, 0.1) for w in (0.0, 0.25, 0.5, 0.75, 1.0))
 STOPWORDS = frozenset(
     "a an the of to in on at by with for from and or is are its it their his her then while into onto over "
     "toward towards via as".split())
@@ -75,10 +87,44 @@ def training_vocabulary() -> set[str]:
 
 
 def unseen_wording_overlap() -> dict[str, set[str]]:
-    """wording -> the training content words it shares (all empty when the wordings are unseen)."""
+    """wording -> the training content words it shares (all empty when the wordings are unseen); validation
+    wordings also against the test wordings."""
     vocabulary = training_vocabulary()
-    return {w: _content_words(w) & vocabulary for sets in UNSEEN_WORDINGS.values() for s in sets.values()
-            for w in s.values()}
+    test_words = set().union(*(_content_words(w) for sets in UNSEEN_WORDINGS.values() for s in sets.values()
+                               for w in s.values()))
+    out = {w: _content_words(w) & vocabulary for sets in UNSEEN_WORDINGS.values() for s in sets.values()
+           for w in s.values()}
+    out |= {w: _content_words(w) & (vocabulary | test_words) for s in VALIDATION_WORDINGS.values() for w in s.values()}
+    return out
+
+
+def wording_validation(model: str | None = None, grid=GROUNDING_GRID, limit: int | None = None) -> dict:
+    """Validation wordings on the HAPT validation subjects, per (temperature, weight) of the grounding of unseen
+    wordings (models.text.ground_in_concepts), placement told; `chosen`: the best mean macro-F1 over the sets
+    (ties: the smaller weight). Test subjects and test wordings are not read."""
+    import torch
+
+    from models.evaluate import splits
+    from models.inference import MotionClassifier
+    from models.metrics import classification_metrics
+
+    classifier = MotionClassifier.load(model or "motion-v1", device="cpu")
+    w = splits("hapt", limit, SEED)[1]
+    with torch.inference_mode():
+        motion = torch.from_numpy(classifier.embed(w.acc, w.gyro, w.rate_hz, w.placement))
+        rows = []
+        for grounding in grid:
+            classifier.grounding = grounding
+            row = {"temperature": grounding[0], "weight": grounding[1]}
+            for name, wording in VALIDATION_WORDINGS.items():
+                vectors = classifier.label_vectors([wording[label] for label in w.labels])
+                m = classification_metrics(w.y, classifier.model.logits(motion, vectors).argmax(1).numpy(), w.labels)
+                row[name] = {"accuracy": m["accuracy"], "macro_f1": m["macro_f1"]}
+            row["mean_macro_f1"] = float(np.mean([row[n]["macro_f1"] for n in VALIDATION_WORDINGS]))
+            rows.append(row)
+    best = max(rows, key=lambda r: (round(r["mean_macro_f1"], 4), -r["weight"]))
+    return {"model": classifier.version, "validation_subjects": sorted({int(x) for x in np.unique(w.subjects)}),
+            "n_windows": len(w), "rows": rows, "chosen": [best["temperature"], best["weight"]]}
 
 
 def random_rotations(n: int, rng: np.random.Generator) -> np.ndarray:
@@ -213,8 +259,10 @@ def finetuned_name(zero_shot_name: str | None, checkpoint_dir) -> str | None:
 
 
 def run_conditions(model: str | None = None, datasets=("hapt", "basicmotions"), only: set[str] | None = None,
-                   limit: int | None = None, checkpoint_dir=None, out_dir: Path | None = None) -> dict:
-    """All rows for all datasets; with out_dir also writes conditions-<version>.json and .md there."""
+                   limit: int | None = None, checkpoint_dir=None, out_dir: Path | None = None,
+                   grounding: tuple[float, float] | None = None) -> dict:
+    """All rows for all datasets; with out_dir also writes conditions-<version>.json and .md there (with
+    `grounding` (temperature, weight) for unseen wordings: conditions-<version>-grounded.json / .md)."""
     import json
 
     from models.inference import MotionClassifier
@@ -223,16 +271,22 @@ def run_conditions(model: str | None = None, datasets=("hapt", "basicmotions"), 
     zero_shot = MotionClassifier.load(model, device="cpu", checkpoint_dir=checkpoint_dir)
     tuned = finetuned_name(model, checkpoint_dir)
     finetuned = MotionClassifier.load(tuned, device="cpu", checkpoint_dir=checkpoint_dir) if tuned else None
+    if grounding is not None:
+        for classifier in (zero_shot, finetuned):
+            if classifier is not None:
+                classifier.grounding = tuple(grounding)
     rows = [r for d in datasets for r in dataset_rows(d, zero_shot, finetuned, only, limit)]
     report = {"setting": "conditions", "model_version": zero_shot.version,
               "finetuned_version": finetuned.version if finetuned else None, "seed": SEED, "limit": limit,
-              "command": f"iotlm eval --dataset all --setting zero-shot{f' --model {model}' if model else ''} --json",
-              "rows": rows, "seconds": round(time.time() - start, 1)}
+              "command": f"iotlm eval --dataset all --setting zero-shot{f' --model {model}' if model else ''}"
+                         f"{' --ground {},{}'.format(*grounding) if grounding else ''} --json",
+              "grounding": list(zero_shot.grounding), "rows": rows, "seconds": round(time.time() - start, 1)}
     if out_dir is not None:
         out_dir = Path(out_dir)
         out_dir.mkdir(parents=True, exist_ok=True)
-        (out_dir / f"conditions-{zero_shot.version}.json").write_text(json.dumps(report, indent=1) + "\n")
-        (out_dir / f"conditions-{zero_shot.version}.md").write_text(markdown(report))
+        name = f"conditions-{zero_shot.version}{'-grounded' if grounding else ''}"
+        (out_dir / f"{name}.json").write_text(json.dumps(report, indent=1) + "\n")
+        (out_dir / f"{name}.md").write_text(markdown(report))
     return report
 
 

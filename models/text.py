@@ -66,6 +66,33 @@ class TextEncoder:
         return vectors / np.linalg.norm(vectors, axis=1, keepdims=True)
 
 
+def trained_concepts(encoder: TextEncoder) -> tuple[list[str], np.ndarray]:
+    """The texts motion-v1 was aligned with, as unit vectors: every simulator activity's name (prompt-ensembled,
+    as labels are) and each of its paraphrased descriptions. (phrases, (n, 384))."""
+    from models.simulator import ACTIVITIES
+
+    names = list(ACTIVITIES)
+    descriptions = [d for spec in ACTIVITIES.values() for d in spec.descriptions]
+    vectors = np.concatenate([encoder.embed_labels(names), encoder.embed(descriptions)])
+    return [label_to_phrase(n) for n in names] + descriptions, vectors
+
+
+def ground_in_concepts(vectors: np.ndarray, concepts: np.ndarray, temperature: float, weight: float) -> np.ndarray:
+    """Label vectors pulled toward the trained concepts they resemble: (1 - weight) x the label's own vector +
+    weight x the softmax(cosine / temperature)-weighted mean of the concept vectors, renormalised. A wording
+    the encoder never saw lies off the text the motion side was aligned with; its nearest trained texts are
+    where the motion side knows what to expect."""
+    if weight == 0 or len(vectors) == 0:
+        return vectors
+    sims = vectors @ concepts.T / temperature
+    w = np.exp(sims - sims.max(1, keepdims=True))
+    w /= w.sum(1, keepdims=True)
+    pulled = w @ concepts
+    pulled /= np.linalg.norm(pulled, axis=1, keepdims=True)
+    out = (1 - weight) * vectors + weight * pulled
+    return (out / np.linalg.norm(out, axis=1, keepdims=True)).astype(np.float32)
+
+
 def label_to_phrase(label: str) -> str:
     """'WALKING_UPSTAIRS' -> 'walking upstairs'; 'LAYING' -> 'lying down' (HAPT's word for it)."""
     phrase = label.replace("_", " ").replace("-", " ").strip().lower()

@@ -29,10 +29,10 @@ import numpy as np
 import torch
 
 from models.datasets import HAPT_LABELS
+from models.events import EVENTS, SIM_SEEDS, hapt_event_labels, simulated_event_windows
 from models.llm.adapter import AdapterConfig, IoTLMAdapter
 from models.llm.answer import DEFAULT_ADAPTER, SensorLLM
 from models.llm.backbone import load_backbone
-from models.events import EVENTS, SIM_SEEDS, hapt_event_labels, simulated_event_windows
 from models.llm.data import (FIT_SUBJECTS, ROOM_FIT_BUILDINGS, ROOM_QUESTIONS, ROOM_SYSTEM, ROOM_VALIDATION_BUILDINGS,
                              SYSTEM, TRANSITIONS, VALIDATION_SUBJECTS, YES_NO, answer_ids, event_examples, examples,
                              prompt_ids, room_answers, room_examples, room_windows, sensor_windows, with_reading)

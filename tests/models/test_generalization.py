@@ -187,3 +187,29 @@ def test_full_shot_over_seeds_reports_spread_baseline_and_fusion():
                for r in report["runs"])
     assert 0 <= report["baseline"]["accuracy"] <= 1 and report["baseline"]["c"] > 0
     assert report["n_windows"]["test"] == 60
+
+
+def test_grounding_pulls_a_vector_onto_its_nearest_concepts_and_leaves_weight_zero_alone():
+    from models.text import ground_in_concepts
+
+    rng = np.random.default_rng(0)
+    concepts = rng.normal(size=(5, 384)).astype(np.float32)
+    concepts /= np.linalg.norm(concepts, axis=1, keepdims=True)
+    label = concepts[2] + 0.3 * concepts[4]
+    label = (label / np.linalg.norm(label))[None]
+    assert np.array_equal(ground_in_concepts(label, concepts, 0.05, 0.0), label)
+    pulled = ground_in_concepts(label, concepts, 0.01, 1.0)  # a sharp softmax: the nearest concept itself
+    assert np.allclose(pulled[0], concepts[2], atol=1e-3)
+    half = ground_in_concepts(label, concepts, 0.05, 0.5)
+    assert np.isclose(np.linalg.norm(half), 1.0) and half[0] @ concepts[2] > label[0] @ concepts[2]
+
+
+def test_grounding_changes_only_wordings_the_encoder_never_saw():
+    classifier = MotionClassifier.load("motion-v1", device="cpu")
+    known, unseen = ["walking", "sitting"], ["pacing about"]
+    classifier.grounding = (0.05, 0.0)
+    raw = classifier.label_vectors(known + unseen).numpy()
+    classifier.grounding = (0.05, 0.5)
+    grounded = classifier.label_vectors(known + unseen).numpy()
+    assert np.array_equal(raw[:2], grounded[:2])  # trained names keep their own vectors
+    assert not np.allclose(raw[2], grounded[2]) and np.isclose(np.linalg.norm(grounded[2]), 1.0, atol=1e-5)
