@@ -117,9 +117,10 @@ class MotionClassifier:
         grounded in the trained concepts (`models.text.ground_in_concepts`; off by default: docs/models.md)."""
         phrases = [label_to_phrase(label) for label in labels]
         head = {label_to_phrase(h): i for i, h in enumerate(self.model.head_labels)}
-        unseen = [p for p in dict.fromkeys(phrases) if p not in head and p not in self._trained_phrases()]
+        unseen = ([p for p in dict.fromkeys(phrases) if p not in head and p not in self._trained_phrases()]
+                  if self.grounding[1] > 0 else [])  # off by default: no simulator import on the stream's path
         missing = [p for p in phrases if p not in self.text_vectors]
-        if missing or (self.grounding[1] > 0 and any((p, self.grounding) not in self._grounded for p in unseen)):
+        if missing or any((p, self.grounding) not in self._grounded for p in unseen):
             self._ground(missing, unseen)
         rows = [
             self.model.head[head[p]].detach().cpu() if p in head
