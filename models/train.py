@@ -28,6 +28,15 @@ MODEL_VERSION = "1.0.0"
 DEFAULT_LABELS = list(HAPT_LABELS) + ["running", "cycling", "jumping", "falling", "standing up", "sitting down"]
 
 
+def training_environment() -> dict:
+    """torch build, threads, CPU and Python: not recorded for motion-v1, whose weights this code and data
+    do not reproduce elsewhere (docs/models.md, Reproducing)."""
+    import platform
+
+    return {"torch": torch.__version__, "torch_threads": torch.get_num_threads(), "python": platform.python_version(),
+            "machine": platform.machine(), "processor": platform.processor() or None}
+
+
 def _setup_torch(seed: int, threads: int | None) -> None:
     torch.manual_seed(seed)
     np.random.seed(seed)
@@ -384,6 +393,8 @@ def train_zero_shot(
                     f"activities {activities}; masked reconstruction on unlabelled HAPT subjects {fit_subjects}",
             "uses_hapt_labels": False, "epochs": epochs, "steps": step,
             "seconds": round(time.time() - start, 1), "device": device, "history": history,
+            # what a rerun needs to match bit for bit (the same code and data elsewhere gave other weights)
+            "environment": training_environment(),
         },
         "metrics": {},
     }
@@ -562,7 +573,7 @@ def train_finetune(
             "fit_subjects": sorted({int(s) for s in fit.subjects}), "validation_subjects": list(validation_subjects),
             "hyperparameters": {"epochs": epochs, "lr": lr, "batch_size": 128, "label_smoothing": label_smoothing,
                                 "max_rotation_deg": max_angle_deg, "seed": seed, "gyro_dropout": gyro_dropout},
-            "seconds": seconds, "history": history,
+            "seconds": seconds, "history": history, "environment": training_environment(),
         },
         "metrics": metrics,
     }

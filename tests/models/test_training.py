@@ -69,3 +69,11 @@ def test_span_mask_and_nt_xent():
     assert 0.1 < hidden.float().mean() < 0.3
     a = torch.randn(8, 16)
     assert nt_xent(a, a) < nt_xent(a, torch.randn(8, 16))
+
+
+def test_a_training_run_records_the_environment_a_bit_identical_rerun_needs():
+    from models.train import training_environment
+
+    env = training_environment()
+    assert env["torch"] == torch.__version__ and env["torch_threads"] == torch.get_num_threads() >= 1
+    assert env["python"].count(".") == 2 and env["machine"]
