@@ -55,7 +55,7 @@ class EventWindows:
     acc: np.ndarray  # (N, 128, 3) m/s^2
     gyro: np.ndarray
     event: np.ndarray  # index into EVENTS
-    source: list[str]  # the simulator activity, or "hapt"
+    source: list[str]  # the simulator activity of each window
     rate_hz: float = RATE_HZ
 
     def __len__(self) -> int:
@@ -81,10 +81,9 @@ def simulated_event_windows(split: str, per_event: int = 60, progress: bool = Tr
     from models.simulator.clip import simulate_clip
 
     rng = np.random.default_rng(SIM_SEEDS[split])
-    sources = [(a, e) for a, e in SIM_EVENTS.items()]
     plan = []
     for event in EVENTS:
-        names = [a for a, e in sources if e == event] if event != "no event" else list(SIM_PLAIN)
+        names = [a for a, e in SIM_EVENTS.items() if e == event] if event != "no event" else list(SIM_PLAIN)
         plan += [str(names[i % len(names)]) for i in range(per_event)]
     acc, gyro, labels = [], [], []
     for activity in tqdm(plan, desc=f"simulated events ({split})", disable=not progress):

@@ -120,8 +120,9 @@ class MotionClassifier:
         unseen = ([p for p in dict.fromkeys(phrases) if p not in head and p not in self._trained_phrases()]
                   if self.grounding[1] > 0 else [])  # off by default: no simulator import on the stream's path
         missing = [p for p in phrases if p not in self.text_vectors]
-        if missing or any((p, self.grounding) not in self._grounded for p in unseen):
-            self._ground(missing, unseen)
+        ungrounded = [p for p in unseen if (p, self.grounding) not in self._grounded]
+        if missing or ungrounded:
+            self._ground(missing, ungrounded)
         rows = [
             self.model.head[head[p]].detach().cpu() if p in head
             else torch.from_numpy(self._grounded.get((p, self.grounding), self.text_vectors[p]))
@@ -137,20 +138,20 @@ class MotionClassifier:
             self._trained = {label_to_phrase(a) for a in ACTIVITIES} | set(self.config.get("text_phrases", []))
         return self._trained
 
-    def _ground(self, missing: list[str], unseen: list[str]) -> None:
+    def _ground(self, missing: list[str], ungrounded: list[str]) -> None:
+        """Text vectors for the `missing` phrases; grounded vectors for the `ungrounded` ones (grounding on)."""
         from models.text import TextEncoder, ground_in_concepts, trained_concepts
 
         if self._text_encoder is None:
             self._text_encoder = TextEncoder()
         if missing:
             self.text_vectors.update(zip(missing, self._text_encoder.embed_labels(missing)))
-        todo = [p for p in unseen if (p, self.grounding) not in self._grounded]
-        if todo and self.grounding[1] > 0:
+        if ungrounded:
             if self._concepts is None:
-                self._concepts = trained_concepts(self._text_encoder)[1]
-            raw = np.stack([self.text_vectors[p] for p in todo])
+                self._concepts = trained_concepts(self._text_encoder)
+            raw = np.stack([self.text_vectors[p] for p in ungrounded])
             grounded = ground_in_concepts(raw, self._concepts, *self.grounding)
-            self._grounded.update({(p, self.grounding): v for p, v in zip(todo, grounded)})
+            self._grounded.update({(p, self.grounding): v for p, v in zip(ungrounded, grounded)})
 
     @property
     def gravity_inputs(self) -> bool:

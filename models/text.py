@@ -66,15 +66,13 @@ class TextEncoder:
         return vectors / np.linalg.norm(vectors, axis=1, keepdims=True)
 
 
-def trained_concepts(encoder: TextEncoder) -> tuple[list[str], np.ndarray]:
-    """The texts motion-v1 was aligned with, as unit vectors: every simulator activity's name (prompt-ensembled,
-    as labels are) and each of its paraphrased descriptions. (phrases, (n, 384))."""
+def trained_concepts(encoder: TextEncoder) -> np.ndarray:
+    """The texts motion-v1 was aligned with, as unit vectors (n, 384): every simulator activity's name
+    (prompt-ensembled, as labels are) and each of its paraphrased descriptions."""
     from models.simulator import ACTIVITIES
 
-    names = list(ACTIVITIES)
     descriptions = [d for spec in ACTIVITIES.values() for d in spec.descriptions]
-    vectors = np.concatenate([encoder.embed_labels(names), encoder.embed(descriptions)])
-    return [label_to_phrase(n) for n in names] + descriptions, vectors
+    return np.concatenate([encoder.embed_labels(list(ACTIVITIES)), encoder.embed(descriptions)])
 
 
 def ground_in_concepts(vectors: np.ndarray, concepts: np.ndarray, temperature: float, weight: float) -> np.ndarray:

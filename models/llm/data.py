@@ -45,7 +45,6 @@ TRANSITION_QUESTIONS = ("Which postural transition happens here?", "How does the
 CAPTION_QUESTION = "Describe the sensor window in one short sentence."
 EVENT_QUESTIONS = ("What happens in this window?", "Did anything happen, such as a fall or a jump?",
                    "Which event do the sensor readings show?")
-FALL_QUESTION = "Did the person fall?"
 ROOM_SYSTEM = "You are IoT-LM, reading a room's environment sensors."
 ROOM_QUESTIONS = {  # kind -> wordings (the first is the one the eval and the ask path use)
     "occupancy": ("How many people are in the room?", "How full is the room right now?"),
@@ -118,6 +117,11 @@ def with_reading(question: str, reading: str | None) -> str:
     return question if reading is None else f"The motion classifier reads: {reading}. {question}"
 
 
+def asked_activity(true: int, rng: np.random.Generator) -> int:
+    """The activity a yes/no question asks about: the true one half the time, else another drawn at random."""
+    return int(true) if rng.random() < 0.5 else int(rng.choice([c for c in range(len(HAPT_LABELS)) if c != true]))
+
+
 def examples(windows: SensorWindows, seed: int = 0,
              kinds=("activity", "yes_no", "transition", "caption", "event", "dialog"),
              readings: np.ndarray | None = None, reading_share: float = 0.7, event_share: float = 0.1,
@@ -134,9 +138,6 @@ def examples(windows: SensorWindows, seed: int = 0,
     def read(i: int) -> str | None:
         return HAPT_LABELS[int(readings[i])] if readings is not None and rng.random() < reading_share else None
 
-    def other(a: int) -> str:
-        return HAPT_LABELS[int(rng.choice([c for c in range(6) if c != a]))]
-
     for i in range(len(windows)):
         a, t = int(windows.activity[i]), int(windows.transition[i])
         if a >= 0:
@@ -145,7 +146,7 @@ def examples(windows: SensorWindows, seed: int = 0,
                 out.append(Example(i, "activity", with_reading(str(rng.choice(ACTIVITY_QUESTIONS)), read(i)), label,
                                    list(HAPT_LABELS)))
             if "yes_no" in kinds:
-                asked = label if rng.random() < 0.5 else other(a)
+                asked = HAPT_LABELS[asked_activity(a, rng)]
                 out.append(Example(i, "yes_no", with_reading(f"Is the person {asked}?", read(i)),
                                    "yes" if asked == label else "no", YES_NO))
             if "caption" in kinds:
@@ -153,7 +154,7 @@ def examples(windows: SensorWindows, seed: int = 0,
             if "event" in kinds and rng.random() < event_share:
                 out.append(Example(i, "event", str(rng.choice(EVENT_QUESTIONS)), "no event", list(EVENTS)))
             if "dialog" in kinds and rng.random() < dialog_share:
-                asked = label if rng.random() < 0.5 else other(a)
+                asked = HAPT_LABELS[asked_activity(a, rng)]
                 first = with_reading(str(rng.choice(ACTIVITY_QUESTIONS)), read(i))
                 out.append(Example(i, "dialog", f"And is the person {asked}?", "yes" if asked == label else "no",
                                    YES_NO, history=({"role": "user", "content": first},

@@ -39,7 +39,7 @@ from models.datasets import HAPT_LABELS
 from models.events import (EVENTS, FALL, HAPT_TRANSITION_EVENTS, SIM_EVENTS, SIM_PLAIN, free_fall_impact,
                            hapt_event_labels, simulated_event_windows)
 from models.llm.data import (ACTIVITY_QUESTIONS, ROOM_QUESTIONS, ROOM_TEST_BUILDINGS, TEST_SUBJECTS, TRANSITIONS,
-                             room_answers, room_windows, sensor_windows, with_reading)
+                             asked_activity, room_answers, room_windows, sensor_windows, with_reading)
 from models.metrics import classification_metrics
 
 HOP_S = 1.28
@@ -169,7 +169,7 @@ def _event_questions(llm, windows, features, rows, progress: bool) -> dict:
 
 def _dialog(llm, features, y, first_answers, readings, rng) -> dict:
     """Second turns: "And is the person <activity>?" after the activity question and the LLM's own answer."""
-    asked = np.array([c if rng.random() < 0.5 else int(rng.choice([k for k in range(6) if k != c])) for c in y])
+    asked = np.array([asked_activity(c, rng) for c in y])
     histories = [({"role": "user", "content": with_reading("What is the person doing?", r)},
                   {"role": "assistant", "content": a}) for r, a in zip(readings, first_answers)]
     questions = [f"And is the person {HAPT_LABELS[a]}?" for a in asked]
@@ -216,7 +216,7 @@ def run_llm_qa(adapter: str | None = None, per_class: int | None = 50, seed: int
         "llm_sensor_tokens_only": _metrics(y, sensor_only, HAPT_LABELS),
         "note": "llm: the question carries the classifier's reading of the window (the product's ask path); "
                 "llm_sensor_tokens_only: the same question without it"}
-    asked = np.array([c if rng.random() < 0.5 else int(rng.choice([k for k in range(6) if k != c])) for c in y])
+    asked = np.array([asked_activity(c, rng) for c in y])
     truth_yes = asked == y
     asked_names = [HAPT_LABELS[a] for a in asked]
     llm_yes = np.array(llm.is_doing(features[rows], asked_names, readings))  # what the product answers
