@@ -7,7 +7,8 @@ along the workers' whole path (`MotionClassifier.predict_proba`: resampling, mas
 text-space scoring). The ONNX Runtime variant swaps only the encoder's forward pass (the same weights,
 exported by torch.onnx with a dynamic batch) and checks that its probabilities match torch's within
 `TOLERANCE`. Single = one window per call; batched = `--batch-size` windows per call (the workers'
-`batch_max`). Every figure is the median of `--repeats` runs, interleaved engine by engine so the
+`batch_max`). A checkpoint with a fused feature SVM (`--model motion-v1-hapt`, models/fusion.py) is also timed
+with it ("fused", batched): the encoder rows then leave the SVM out. Every figure is the median of `--repeats` runs, interleaved engine by engine so the
 machine's noise falls on both alike, with the spread (min-max). FLOPs per window come from torch's
 FLOP counter; the machine's peak is cores x clock x FLOPs per cycle of its vector units (AVX-512:
 64 fp32 FLOPs per cycle, AVX2 with FMA: 32, else 8), an upper bound no real code reaches.
@@ -115,10 +116,11 @@ def run(model: str | None = None, batch_size: int = 256, repeats: int = 5, threa
     index = np.resize(np.arange(len(data)), windows_per_run)
     acc, gyro, labels = data.acc[index], data.gyro[index], list(data.labels)
     onnx = OnnxEncoder(classifier, threads)
-    torch_embed = classifier.model.embed
+    torch_embed, fusion = classifier.model.embed, classifier.fusion
 
     def use(engine: str) -> None:
-        classifier.model.embed = torch_embed if engine == "torch" else onnx
+        classifier.model.embed = onnx if engine == "onnxruntime" else torch_embed
+        classifier.fusion = fusion if engine == "fused" else None
 
     def probabilities(engine: str, n: int) -> np.ndarray:
         use(engine)
@@ -126,6 +128,8 @@ def run(model: str | None = None, batch_size: int = 256, repeats: int = 5, threa
 
     difference = float(np.abs(probabilities("torch", 512) - probabilities("onnxruntime", 512)).max())
     cases = [("torch", batch_size), ("torch", 1), ("onnxruntime", batch_size), ("onnxruntime", 1)]
+    if fusion is not None:
+        cases.append(("fused", batch_size))
     rates: dict[tuple[str, int], list[float]] = {case: [] for case in cases}
     for repeat in range(repeats):
         for engine, size in cases:
@@ -138,7 +142,7 @@ def run(model: str | None = None, batch_size: int = 256, repeats: int = 5, threa
             rates[(engine, size)].append(n / (time.perf_counter() - started))
             if progress:
                 progress(repeat, engine, size)
-    use("torch")
+    use("fused" if fusion is not None else "torch")
     median = {case: statistics.median(values) for case, values in rates.items()}
     flops = flops_per_window(classifier)
     peak, peak_how = peak_flops(threads)
@@ -155,6 +159,8 @@ def run(model: str | None = None, batch_size: int = 256, repeats: int = 5, threa
         "onnxruntime_windows_per_s": round(median[("onnxruntime", batch_size)], 1),
         "onnxruntime_single_windows_per_s": round(median[("onnxruntime", 1)], 1),
         "torch_vs_onnxruntime": round(batched / median[("onnxruntime", batch_size)], 2),
+        "fused_windows_per_s": round(median[("fused", batch_size)], 1) if fusion is not None else None,
+        "encoder_vs_fused": round(batched / median[("fused", batch_size)], 2) if fusion is not None else None,
         "spread_windows_per_s": {f"{engine}@{size}": [round(min(v), 1), round(max(v), 1)]
                                  for (engine, size), v in rates.items()},
         "max_probability_difference": difference,

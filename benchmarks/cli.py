@@ -23,17 +23,19 @@ def encoder(model: str = typer.Option(None, help="Checkpoint name or folder (def
     from benchmarks.machine import append_results_md, write_result
 
     with Progress(transient=True) as bar:
-        task = bar.add_task("encoder", total=repeats * 4)
+        task = bar.add_task("encoder", total=repeats * 5)  # 4 cases, 5 with a fused SVM
         result = run(model, batch_size, repeats, threads,
                      progress=lambda repeat, engine, size: bar.update(
                          task, advance=1, description=f"run {repeat + 1}: {engine} batch {size}"))
     write_result("encoder", result)
-    append_results_md("Encoder: torch vs ONNX Runtime", f"iotlm bench encoder --batch-size {batch_size} "
+    model_option = f"--model {model} " if model else ""
+    append_results_md("Encoder: torch vs ONNX Runtime", f"iotlm bench encoder {model_option}--batch-size {batch_size} "
                       f"--repeats {repeats} --threads {threads}", result,
                       ["batched_windows_per_s", "single_windows_per_s", "ratio", "onnxruntime_windows_per_s",
                        "onnxruntime_single_windows_per_s", "torch_vs_onnxruntime", "spread_windows_per_s",
                        "max_probability_difference", "flops_per_window", "achieved_gflops", "peak_gflops",
-                       "share_of_peak", "peak_rss_mib"])
+                       "share_of_peak", "peak_rss_mib"]
+                      + (["fused_windows_per_s", "encoder_vs_fused"] if result["fused_windows_per_s"] else []))
     if as_json:
         typer.echo(json.dumps(result))
     else:

@@ -24,6 +24,7 @@ MODEL_NAME = "motion"
 COLUMNS = ("id, name, version, path, status, parent_id, job_id, labels, training, metrics, files, content_hash, "
            "reason, previous_id, created_at, promoted_at, retired_at")
 CHECKPOINT_FILES = ("config.json", "model.safetensors")
+OPTIONAL_CHECKPOINT_FILES = ("features.safetensors",)  # a fused feature SVM (models/fusion.py), hashed when present
 
 
 class RegistryError(Exception):
@@ -37,7 +38,8 @@ class RegistryError(Exception):
 def file_hashes(directory: Path) -> tuple[dict[str, str], str]:
     """({file: sha256}, sha256 over 'name:hash' lines) of a checkpoint directory's files."""
     files = {}
-    for name in CHECKPOINT_FILES:
+    present = [name for name in OPTIONAL_CHECKPOINT_FILES if (Path(directory) / name).exists()]
+    for name in CHECKPOINT_FILES + tuple(present):
         digest = hashlib.sha256()
         with (Path(directory) / name).open("rb") as f:
             for block in iter(lambda: f.read(1 << 20), b""):

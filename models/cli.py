@@ -42,7 +42,7 @@ def register(app: typer.Typer) -> None:
     @app.command("eval")
     def eval_command(
         dataset: str = typer.Option("hapt", help="hapt | basicmotions | rooms | all (the conditions table over every offline dataset)"),
-        setting: str = typer.Option("zero-shot", help="zero-shot | few-shot | full | baseline (the feature SVM alone; full reports it too) | llm-qa (the adapter-LLM vs the classifier, docs/llm.md) | wording-validation (how unseen label wordings are grounded, on validation subjects)"),
+        setting: str = typer.Option("zero-shot", help="zero-shot | few-shot | full | baseline (the feature SVM alone; full reports it too) | llm-qa (the adapter-LLM vs the classifier, docs/llm.md) | wording-validation (how unseen label wordings are grounded, on validation subjects) | zero-shot-validation (compares zero-shot training runs on validation subjects)"),
         shots: int = typer.Option(10, help="windows per class for few-shot"),
         model: Optional[str] = typer.Option(None, help="checkpoint directory or name (default: settings)"),
         limit: Optional[int] = typer.Option(None, help="use about this many windows per split (quick checks)"),
@@ -52,8 +52,8 @@ def register(app: typer.Typer) -> None:
         seeds: Optional[str] = typer.Option(None, help="--setting full: comma-separated seeds, e.g. 0,1,2: per-seed "
                                             "fine-tunes, feature baseline, fusion and seed ensemble, mean and std"),
         gyro_dropout: float = typer.Option(0.2, help="--setting full --seeds: share of fine-tuning windows without gyro"),
-        reference: bool = typer.Option(False, help="--setting full --seeds: the deep model sees windows turned by each "
-                                                   "subject's label-free gravity reference (per-device-adaptive)"),
+        reference: bool = typer.Option(True, "--reference/--no-reference", help="--setting full --seeds: the deep model "
+                                       "fits on windows turned by each subject's label-free gravity reference (the shipped recipe)"),
         condition: Optional[list[str]] = typer.Option(None, help="--dataset all: only these rows (e.g. told, rate_10hz)"),
         out: Optional[Path] = typer.Option(None, help="--dataset all: write conditions-<version>.json/.md here "
                                                        "(default benchmarks/results/eval; '-' writes nothing)"),
@@ -85,6 +85,12 @@ def register(app: typer.Typer) -> None:
             from models.conditions import wording_validation
 
             report = wording_validation(model, limit=limit)
+            print(json.dumps(report) if as_json else json.dumps(report, indent=1))
+            return
+        if setting == "zero-shot-validation":
+            from models.evaluate import zero_shot_validation
+
+            report = zero_shot_validation(model, _settings().models.checkpoint_dir)
             print(json.dumps(report) if as_json else json.dumps(report, indent=1))
             return
         if dataset == "all":
@@ -223,12 +229,15 @@ def register(app: typer.Typer) -> None:
         out: Optional[Path] = typer.Option(None, help="output directory (default: checkpoints/<init>-hapt)"),
         epochs: int = typer.Option(15),
         seed: int = typer.Option(0),
-        gyro_dropout: float = typer.Option(0.0, help="share of training windows without gyroscope (motion-v2-hapt: 0.2)"),
+        gyro_dropout: float = typer.Option(0.2, help="share of training windows without gyroscope"),
+        reference: bool = typer.Option(True, "--reference/--no-reference", help="fit on windows turned by each subject's gravity reference"),
+        features: bool = typer.Option(True, "--features/--no-features", help="fuse the feature SVM (models/fusion.py)"),
     ) -> None:
         """Full fine-tuning on HAPT train subjects (selection on validation subjects), then test."""
         from models.train import train_finetune
 
-        print(train_finetune(_settings(), init, out, epochs, seed, gyro_dropout=gyro_dropout))
+        print(train_finetune(_settings(), init, out, epochs, seed, gyro_dropout=gyro_dropout, reference=reference,
+                             features=features))
 
     @train_app.command("rooms")
     def train_rooms_command(

@@ -5,6 +5,8 @@ A checkpoint is a directory `models/checkpoints/<name>/` with `model.safetensors
 between the window's embedding and one vector per label, softmaxed over the requested labels:
 - a label that a fine-tuned head knows (same phrase) uses the head's learned prototype;
 - any other label uses its prompt-ensembled text embedding, so every checkpoint answers any label set.
+A fine-tuned checkpoint may carry a feature SVM (`features.safetensors`, models/fusion.py) fused with the
+encoder for the windows and labels it serves (motion-v1-hapt 1.2.0); other windows get the encoder alone.
 Text vectors for the default and head labels are stored in the checkpoint, so the usual label set
 needs no language model at run time; other labels load all-MiniLM-L6-v2 once (a few seconds).
 """
@@ -19,6 +21,7 @@ import torch
 
 from ingest.placements import SERVED_PLACEMENTS, unserved_reason
 from models.encoder import ContrastiveMotionModel, MotionEncoderConfig, placement_index, prepare_motion
+from models.fusion import FeatureFusion, fuse
 from models.text import label_to_phrase
 
 # Grounding of unseen label wordings in the trained concepts, (temperature, weight): off. (0.05, 0.75) won on
@@ -95,6 +98,7 @@ class MotionClassifier:
         self._grounded: dict[tuple, np.ndarray] = {}  # (phrase, grounding) -> grounded vector
         self._trained: set[str] | None = None
         self._concepts: np.ndarray | None = None
+        self.fusion = None  # models.fusion.FeatureFusion, when the checkpoint ships one
 
     @classmethod
     def load(cls, path_or_name: str | Path | None = None, device: str = "auto", checkpoint_dir: Path | None = None) -> MotionClassifier:
@@ -109,7 +113,9 @@ class MotionClassifier:
         if "text_vectors" in tensors:
             text_vectors = dict(zip(config["text_phrases"], tensors.pop("text_vectors").numpy()))
         model.load_state_dict(tensors)
-        return cls(model, config, text_vectors, resolve_device(device))
+        classifier = cls(model, config, text_vectors, resolve_device(device))
+        classifier.fusion = FeatureFusion.load(directory)
+        return classifier
 
     def label_vectors(self, labels: list[str]) -> torch.Tensor:
         """(C, 384): the head prototype for labels the head knows, else the label's text vector; with
@@ -188,7 +194,9 @@ class MotionClassifier:
         """(B, T, 3) acc in m/s^2 (gravity included), optional gyro rad/s -> (B, len(labels)) probabilities.
         `up`: the device's gravity reference ((3,) or (B, 3), models.gravity), when known: an input of
         models with gravity inputs (motion-v2); older models get windows turned so that it matches the
-        "up" they were trained with (waist only: models.gravity.ADAPTIVE_PLACEMENTS)."""
+        "up" they were trained with (waist only: models.gravity.ADAPTIVE_PLACEMENTS). A checkpoint's feature
+        SVM (self.fusion) scores the raw windows it serves, and its opinion is fused with the encoder's."""
+        raw_acc, raw_gyro = acc, gyro
         if up is not None and not self.gravity_inputs:
             from models.gravity import ADAPTIVE_PLACEMENTS, align_to_reference
 
@@ -197,4 +205,8 @@ class MotionClassifier:
             up = None
         motion = torch.from_numpy(self.embed(acc, gyro, rate_hz, placement, up=up)).to(self.device)
         logits = self.model.logits(motion, self.label_vectors(labels))
-        return torch.softmax(logits, dim=-1).cpu().numpy()
+        p = torch.softmax(logits, dim=-1).cpu().numpy()
+        phrases = [label_to_phrase(label) for label in labels]
+        if self.fusion is not None and len(p) and self.fusion.serves(phrases, raw_gyro, rate_hz, np.shape(raw_acc)[1], placement):
+            p = fuse(p, self.fusion.feature_proba(raw_acc, raw_gyro, rate_hz, phrases), self.fusion.weight)
+        return p

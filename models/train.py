@@ -20,10 +20,11 @@ import torch
 from iotlm.settings import PROJECT_ROOT, Settings
 from models.datasets import HAPT_LABELS, HAPT_TRAIN_SUBJECTS, HAPT_VALIDATION_SUBJECTS
 from models.encoder import ContrastiveMotionModel, MotionEncoderConfig
+from models.fusion import FEATURES_FILE
 from models.inference import MotionClassifier, resolve_device, save_checkpoint
 
 RUNS_DIR = PROJECT_ROOT / "runs"
-MODEL_VERSION = "1.0.0"
+MODEL_VERSION = "1.1.0"
 # label words whose text vectors ship inside every checkpoint (no language model needed for these)
 DEFAULT_LABELS = list(HAPT_LABELS) + ["running", "cycling", "jumping", "falling", "standing up", "sitting down"]
 
@@ -522,23 +523,88 @@ def finetune(
 # of models.datasets.HAPT_VALIDATION_SUBJECTS (1, 11, 21) saturate at 100 % after ~144 steps, so
 # selection on them picked an early checkpoint (motion-v1-hapt 1.0.0).
 FINETUNE_VALIDATION_SUBJECTS = (1, 6, 11, 16, 21, 26)
-FINETUNE_VERSION = "1.1.0"
+FINETUNE_VERSION = "1.2.0"
+
+
+def aligned_windows(windows):
+    """The windows turned by each subject's label-free gravity reference (a subject = one device; models/gravity.py)."""
+    from dataclasses import replace
+
+    from models.gravity import align_to_reference, device_references
+
+    acc, gyro = align_to_reference(windows.acc, windows.gyro, device_references(windows.acc, windows.subjects))
+    return replace(windows, acc=acc, gyro=gyro)
+
+
+def finetune_full_shot(classifier: MotionClassifier, fit, val, seed: int = 0, epochs: int = 15,
+                       gyro_dropout: float = 0.2, reference: bool = True, features: bool = True,
+                       **finetune_options) -> dict:
+    """The product's full-shot recipe (motion-v1-hapt 1.2.0), shared by `iotlm train finetune` and the
+    seed runs of `iotlm eval --setting full --seeds` (models/fullshot.py), so the seeds measure what ships:
+    1. fine-tune the encoder (cross-entropy, checkpoint chosen once per epoch on `val`, gyroscope dropped for
+       `gyro_dropout` of the windows) on windows turned by each subject's label-free gravity reference
+       (`reference`: what the workers feed it once a device has walked; HAPT's own phones are near that "up");
+    2. `features`: the feature SVM (C chosen on `val`) fused with it, the fusion weight chosen on `val` by an
+       SVM fitted on `fit` only, the shipped SVM refitted on fit + val (models/fusion.py).
+    Sets classifier.model and classifier.fusion; returns what was chosen (history, C, weight)."""
+    from models.baselines import fit_feature_svm
+    from models.fusion import FeatureFusion, choose_weight, fit_svm, svm_proba
+    from models.gravity import device_references
+    from models.text import label_to_phrase
+
+    deep_fit, deep_val = (aligned_windows(fit), aligned_windows(val)) if reference else (fit, val)
+    vectors = classifier.label_vectors(fit.labels).cpu().numpy()
+    classifier.fusion = None
+    classifier.model, history = finetune(classifier.model, deep_fit, deep_val, vectors, epochs=epochs, seed=seed,
+                                         eval_every=steps_per_epoch(fit), gyro_dropout=gyro_dropout, **finetune_options)
+    chosen = {"history": history, "reference": reference, "gyro_dropout": gyro_dropout}
+    if features:
+        c = fit_feature_svm(fit, val, seed).c
+        up = device_references(val.acc, val.subjects) if reference else None
+        deep_val_p = classifier.predict_proba(val.acc, val.gyro, val.rate_hz, val.labels, val.placement, up=up)
+        weight, scores = choose_weight(val.y, deep_val_p, svm_proba(fit_svm(fit, c, seed), val), val.labels)
+        labels = [label_to_phrase(label) for label in fit.labels]
+        info = {"c": c, "validation_macro_f1_by_weight": {str(w): v for w, v in scores.items()}}
+        classifier.fusion = FeatureFusion(fit_svm(fit, c, seed, also=val), labels, weight, fit.rate_hz,
+                                          fit.acc.shape[1], fit.placement, info)
+        chosen.update(c=c, fusion_weight=weight, validation_macro_f1_by_weight=scores)
+    return chosen
+
+
+def full_shot_test_metrics(classifier: MotionClassifier, test) -> dict:
+    """Test metrics of a full-shot classifier, single window and per device (each test subject's label-free
+    reference), with its feature fusion and without, and without the gyroscope."""
+    from models.gravity import device_references
+    from models.metrics import classification_metrics
+
+    up = device_references(test.acc, test.subjects)
+    fusion, out = classifier.fusion, {}
+    variants = (("single_window", test.gyro, None, True), ("per_device", test.gyro, up, True),
+                ("single_window_deep", test.gyro, None, False), ("per_device_deep", test.gyro, up, False),
+                ("per_device_no_gyro", None, up, True))  # the SVM needs the gyroscope: this one is the encoder's
+    for name, gyro, reference, fused in variants:
+        classifier.fusion = fusion if fused else None
+        p = classifier.predict_proba(test.acc, gyro, test.rate_hz, test.labels, test.placement, up=reference)
+        m = classification_metrics(test.y, p.argmax(1), test.labels)
+        out[name] = {**{k: m[k] for k in ("accuracy", "macro_f1", "per_class_f1")}, "probabilities": p}
+    classifier.fusion = fusion
+    return out
 
 
 def train_finetune(
     settings: Settings, init: str | None = None, out_dir: Path | None = None, epochs: int = 15, seed: int = 0,
-    threads: int | None = 1, lr: float = 3e-4, label_smoothing: float = 0.05, max_angle_deg: float = 10.0,
-    validation_subjects: tuple[int, ...] = FINETUNE_VALIDATION_SUBJECTS, eval_every_epoch: bool = True,
-    measure_test: bool = True, gyro_dropout: float = 0.0,
+    threads: int | None = 1, validation_subjects: tuple[int, ...] = FINETUNE_VALIDATION_SUBJECTS,
+    measure_test: bool = True, gyro_dropout: float = 0.2, reference: bool = True, features: bool = True,
+    device: str = "auto",
 ) -> Path:
     """Fine-tune `init` (default: the settings' default checkpoint) on the HAPT train subjects minus
-    `validation_subjects`, keep the checkpoint with the best validation macro-F1 (about ten checks,
-    or one per epoch with eval_every_epoch), then measure once on the test subjects and save. With
-    measure_test=False the test subjects are not touched (for comparing configurations on validation)."""
+    `validation_subjects` with the full-shot recipe (`finetune_full_shot`: per-device reference, gyroscope
+    dropout, fused feature SVM; every choice on the validation subjects), then measure once on the test
+    subjects and save. With measure_test=False the test subjects are not touched."""
+    from models.baselines import fit_feature_svm
     from models.datasets import HAPT_TEST_SUBJECTS, hapt_windows
-    from models.metrics import classification_metrics, predict_windows
-
     from models.inference import resolve_checkpoint
+    from models.metrics import classification_metrics
 
     assert not set(validation_subjects) & set(HAPT_TEST_SUBJECTS), "validation must use train subjects"
     _setup_torch(seed, threads)
@@ -548,35 +614,45 @@ def train_finetune(
     fit = hapt_windows([s for s in HAPT_TRAIN_SUBJECTS if s not in validation_subjects])
     val = hapt_windows(validation_subjects)
     start = time.time()
-    label_vectors = classifier.label_vectors(fit.labels).cpu().numpy()
-    classifier.model, history = finetune(
-        classifier.model, fit, val, label_vectors, epochs=epochs, lr=lr, seed=seed, label_smoothing=label_smoothing,
-        max_angle_deg=max_angle_deg, eval_every=steps_per_epoch(fit) if eval_every_epoch else None,
-        gyro_dropout=gyro_dropout)
+    chosen = finetune_full_shot(classifier, fit, val, seed, epochs, gyro_dropout, reference, features,
+                                device=resolve_device(device))  # the encoder's steps on CUDA when present
+    history = chosen.pop("history")
     seconds = round(time.time() - start, 1)
     best = max(history, key=lambda h: (h["val_macro_f1"], h["step"]))  # finetune's rule: ties -> later
     metrics = {"validation": {"accuracy": best["val_accuracy"], "macro_f1": best["val_macro_f1"],
                               "loss": best["val_loss"], "step": best["step"]}}
     if measure_test:
         test = hapt_windows(HAPT_TEST_SUBJECTS)
-        report = classification_metrics(test.y, predict_windows(classifier, test), test.labels)
-        metrics.update({"hapt_test": {k: report[k] for k in ("accuracy", "macro_f1", "per_class_f1")},
+        report = full_shot_test_metrics(classifier, test)
+        baseline = fit_feature_svm(fit, val, seed)
+        base_m = classification_metrics(test.y, baseline.predict(test), test.labels)
+        metrics.update({"hapt_test": {name: {k: m[k] for k in ("accuracy", "macro_f1", "per_class_f1")}
+                                      for name, m in report.items()},
+                        "hapt_test_feature_baseline": {k: base_m[k] for k in ("accuracy", "macro_f1")},
                         "test_subjects": sorted({int(s) for s in test.subjects})})
-        print(f"test accuracy {report['accuracy']:.3f} macro-F1 {report['macro_f1']:.3f}")
+        for name, m in report.items():
+            print(f"test {name}: accuracy {m['accuracy']:.3f} macro-F1 {m['macro_f1']:.3f}")
+        print(f"test feature baseline: accuracy {base_m['accuracy']:.3f} macro-F1 {base_m['macro_f1']:.3f}")
     meta = {
         "version": f"{base}-hapt-{FINETUNE_VERSION if base == 'motion-v1' else '2.0.0'}",
         "default_labels": list(HAPT_LABELS),
         "served_placements": list(classifier.served_placements),
         "training": {
-            "kind": "supervised fine-tuning (cross-entropy, text-initialised label prototypes)",
+            "kind": "supervised fine-tuning (cross-entropy, text-initialised label prototypes) + fused feature SVM",
             "init": classifier.version, "data": f"HAPT UCI-HAR windows, {len(fit)} fit / {len(val)} validation",
             "fit_subjects": sorted({int(s) for s in fit.subjects}), "validation_subjects": list(validation_subjects),
-            "hyperparameters": {"epochs": epochs, "lr": lr, "batch_size": 128, "label_smoothing": label_smoothing,
-                                "max_rotation_deg": max_angle_deg, "seed": seed, "gyro_dropout": gyro_dropout},
+            "hyperparameters": {"epochs": epochs, "lr": 3e-4, "batch_size": 128, "label_smoothing": 0.05,
+                                "max_rotation_deg": 10.0, "seed": seed, **chosen},
             "seconds": seconds, "history": history, "environment": training_environment(),
         },
         "metrics": metrics,
     }
     print(f"validation (best, step {best['step']}) accuracy {best['val_accuracy']:.3f} "
-          f"macro-F1 {best['val_macro_f1']:.3f} loss {best['val_loss']:.3f}")
-    return save_checkpoint(classifier.model, out_dir, meta, classifier.text_vectors)
+          f"macro-F1 {best['val_macro_f1']:.3f} loss {best['val_loss']:.3f}; "
+          f"fusion weight {chosen.get('fusion_weight')}")
+    directory = save_checkpoint(classifier.model, out_dir, meta, classifier.text_vectors)
+    if classifier.fusion is not None:
+        classifier.fusion.save(directory)
+    elif (directory / FEATURES_FILE).exists():
+        (directory / FEATURES_FILE).unlink()  # an older fusion must not outlive the model it was fitted beside
+    return directory

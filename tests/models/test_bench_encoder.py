@@ -16,3 +16,11 @@ def test_the_onnx_runtime_encoder_matches_torch_and_every_figure_is_reported():
     # 4 transformer layers over 16 tokens of width 128 cost far more than the fused kernel's count
     assert result["flops_per_window"] > 10_000_000
     assert result["single_windows_per_s"] > 0 and result["onnxruntime_windows_per_s"] > 0
+
+
+def test_a_checkpoint_with_a_fused_svm_is_timed_with_and_without_it():
+    from benchmarks.bench_encoder import run
+
+    result = run("motion-v1-hapt", batch_size=16, repeats=1, threads=1, windows_per_run=32)
+    assert result["outputs_match"] and result["fused_windows_per_s"] > 0 and result["encoder_vs_fused"] > 0
+    assert run(batch_size=16, repeats=1, threads=1, windows_per_run=32)["fused_windows_per_s"] is None

@@ -173,17 +173,20 @@ def test_gravity_inputs_are_config_driven_and_turn_with_the_device(tmp_path):
         loaded.embed(acc, None, 50.0, "wrist")  # served placements come from the checkpoint
 
 
-def test_full_shot_over_seeds_reports_spread_baseline_and_fusion():
-    """Tiny split, one epoch: the report has per-seed runs, mean and std, the baseline of the same run,
-    a fusion weight chosen from the grid on validation, and the per-device-reference switch."""
-    from models.fullshot import WEIGHTS, run_full_shot
+def test_full_shot_over_seeds_reports_spread_baseline_and_both_settings():
+    """Tiny split, one epoch: per-seed runs of the shipped recipe, mean and std, the baseline of the same run,
+    a fusion weight chosen from the grid on validation, single-window and per-device rows apart."""
+    from models.fullshot import VARIANTS, run_full_shot
+    from models.fusion import WEIGHTS
 
-    report = run_full_shot("motion-v1", seeds=(0, 1), epochs=1, limit=60, reference=True)
-    assert [r["seed"] for r in report["runs"]] == [0, 1] and report["per_device_reference"]
-    deep = report["deep"]["accuracy"]
-    assert len(deep["values"]) == 2 and np.isclose(deep["mean"], np.mean(deep["values"]))
-    assert np.isclose(deep["std"], np.std(deep["values"], ddof=1))
-    assert all(r["fusion_weight"] in WEIGHTS and set(r["validation_macro_f1_by_weight"]) == set(WEIGHTS)
+    report = run_full_shot("motion-v1", seeds=(0, 1), epochs=1, limit=60)
+    assert [r["seed"] for r in report["runs"]] == [0, 1] and report["recipe"]["reference"]
+    for variant in VARIANTS:
+        accuracy = report[variant]["accuracy"]
+        assert len(accuracy["values"]) == 2 and np.isclose(accuracy["mean"], np.mean(accuracy["values"]))
+        assert np.isclose(accuracy["std"], np.std(accuracy["values"], ddof=1))
+        assert 0 <= report["seed_ensemble"][variant]["accuracy"] <= 1
+    assert all(r["fusion_weight"] in WEIGHTS and len(r["validation_macro_f1_by_weight"]) == len(WEIGHTS)
                for r in report["runs"])
     assert 0 <= report["baseline"]["accuracy"] <= 1 and report["baseline"]["c"] > 0
     assert report["n_windows"]["test"] == 60
