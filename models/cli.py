@@ -42,7 +42,7 @@ def register(app: typer.Typer) -> None:
     @app.command("eval")
     def eval_command(
         dataset: str = typer.Option("hapt", help="hapt | basicmotions | rooms | all (the conditions table over every offline dataset)"),
-        setting: str = typer.Option("zero-shot", help="zero-shot | few-shot | full | baseline (the feature SVM alone; full reports it too) | llm-qa (the adapter-LLM vs the classifier, docs/llm.md) | wording-validation (how unseen label wordings are grounded, on validation subjects) | zero-shot-validation (compares zero-shot training runs on validation subjects)"),
+        setting: str = typer.Option("zero-shot", help="zero-shot | few-shot | full | baseline (the feature SVM alone; full reports it too) | llm-qa (the adapter-LLM vs the classifier, docs/llm.md) | wording-validation (how unseen label wordings are grounded, on validation subjects) | zero-shot-validation (compares zero-shot training runs on validation subjects) | reference-validation (the workers' online gravity reference on train subjects; --limit S: their first S seconds)"),
         shots: int = typer.Option(10, help="windows per class for few-shot"),
         model: Optional[str] = typer.Option(None, help="checkpoint directory or name (default: settings)"),
         limit: Optional[int] = typer.Option(None, help="use about this many windows per split (quick checks)"),
@@ -85,6 +85,12 @@ def register(app: typer.Typer) -> None:
             from models.conditions import wording_validation
 
             report = wording_validation(model, limit=limit)
+            print(json.dumps(report) if as_json else json.dumps(report, indent=1))
+            return
+        if setting == "reference-validation":
+            from models.conditions import reference_validation
+
+            report = reference_validation(model, first_s=float(limit) if limit else None)
             print(json.dumps(report) if as_json else json.dumps(report, indent=1))
             return
         if setting == "zero-shot-validation":

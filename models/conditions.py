@@ -127,6 +127,56 @@ def wording_validation(model: str | None = None, grid=GROUNDING_GRID, limit: int
             "n_windows": len(w), "rows": rows, "chosen": [best["temperature"], best["weight"]]}
 
 
+def reference_validation(model: str | None = None, thresholds=(3, 10, 25, 50, 100), first_s: float | None = None,
+                         subjects: tuple[int, ...] | None = None) -> dict:
+    """The workers' online gravity reference (models.gravity.GravityReference, updated window by window as a worker
+    does) on the HAPT TRAIN subjects' recordings from their start, as worn and under one random mounting per
+    subject: accuracy (placement waist) per minimum number of gait windows before the reference is used, and
+    without one. `first_s`: only each recording's first seconds (the start of a stream). Test subjects are not read.
+    `chosen`: the threshold with the best mean of the two conditions (fixed 2026-12-07 before the first run)."""
+    from ingest.hapt import load_hapt
+    from models.datasets import HAPT_TRAIN_SUBJECTS, HAPT_LABELS
+    from models.gravity import GravityReference
+    from models.inference import MotionClassifier
+
+    subjects = tuple(subjects or HAPT_TRAIN_SUBJECTS)
+    assert set(subjects) <= set(HAPT_TRAIN_SUBJECTS), "train subjects only"
+    classifier = MotionClassifier.load(model or "motion-v1", device="cpu")
+    recordings = load_hapt(subjects)
+    mountings = random_rotations(len(recordings), np.random.default_rng(SEED + 7))
+    size, hop, never = 128, 64, float("inf")
+    rows = {}
+    for condition in ("as_worn", "mounted"):
+        correct, judged = dict.fromkeys((*thresholds, never), 0), 0
+        for recording, mounting in zip(recordings, mountings):
+            end = len(recording.acc) if first_s is None else int(first_s * recording.rate_hz)
+            acc, gyro = recording.acc[:end], recording.gyro[:end]
+            if condition == "mounted":
+                acc, gyro = acc @ mounting.T, gyro @ mounting.T
+            labels = np.clip(recording.labels[:end].astype(int), 0, None)
+            starts = range(0, len(acc) - size + 1, hop)
+            acc_w = np.stack([acc[i:i + size] for i in starts])
+            gyro_w = np.stack([gyro[i:i + size] for i in starts])
+            reference, ups, counts = GravityReference(), [], []
+            for window in acc_w:  # in time order, as the stream sends them
+                reference.update(window)
+                total = np.asarray(reference.gait_sum)
+                ups.append(total / max(np.linalg.norm(total), 1e-9))
+                counts.append(reference.gait_count)
+            keep = np.array([np.isin(labels[i:i + size], range(1, 7)).all() for i in starts])
+            truth = np.array([np.bincount(labels[i:i + size], minlength=7)[1:7].argmax() for i in starts])[keep]
+            for k in correct:
+                up = np.where((np.array(counts) >= k)[:, None], np.array(ups), 0.0)[keep]  # zeros: no reference yet
+                p = classifier.predict_proba(acc_w[keep], gyro_w[keep], recording.rate_hz, list(HAPT_LABELS), "waist", up=up)
+                correct[k] += int((p.argmax(1) == truth).sum())
+            judged += int(keep.sum())
+        rows[condition] = {("never" if k == never else str(k)): correct[k] / judged for k in correct}
+    mean = {k: (rows["as_worn"][k] + rows["mounted"][k]) / 2 for k in rows["as_worn"]}
+    return {"model": classifier.version, "subjects": list(subjects), "first_s": first_s,
+            "accuracy_by_min_gait_windows": rows, "mean": mean,
+            "chosen": max((k for k in mean if k != "never"), key=lambda k: (round(mean[k], 4), -int(k)))}
+
+
 def random_rotations(n: int, rng: np.random.Generator) -> np.ndarray:
     """(n, 3, 3) uniformly random rotations (QR of Gaussian matrices, sign-fixed)."""
     q, r = np.linalg.qr(rng.normal(size=(n, 3, 3)))

@@ -39,7 +39,7 @@ from models.llm.data import (FIT_SUBJECTS, ROOM_FIT_BUILDINGS, ROOM_QUESTIONS, R
 from models.llm.modalities import DEFAULT_ENV_CHECKPOINT, DEFAULT_MOTION_CHECKPOINT, EnvModality, MotionModality
 from models.metrics import classification_metrics
 
-ADAPTER_VERSION = "iotlm-adapter-v2-1.2.0"
+ADAPTER_VERSION = "iotlm-adapter-v2-1.3.0"
 
 
 def stratified_rows(target: np.ndarray, n_classes: int, per_class: int, rng) -> np.ndarray:

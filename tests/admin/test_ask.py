@@ -104,7 +104,7 @@ def test_a_dialog_about_the_replayed_minutes_matches_the_episodes_table(api, rep
         assert _seconds(duration) == table[label]["seconds"], label
         assert int(count) == table[label]["episodes"], label
     assert body["cites"]["episodes"] == sum(v["episodes"] for v in table.values())
-    assert body["cites"]["model_versions"] == ["motion-v1-hapt-1.1.0"]
+    assert body["cites"]["model_versions"] == ["motion-v1-hapt-1.2.0"]
 
     longest = max(table, key=lambda k: table[k]["seconds"])
     history = [{"role": "user", "content": "What was the device doing in the last minutes?"},
@@ -177,7 +177,7 @@ def test_the_adapter_llm_reads_the_stored_sensor_window_and_cites_its_versions(a
     from models.datasets import HAPT_LABELS
 
     assert body["sensor_now"] in HAPT_LABELS and body["sensor_now"] in body["answer"]
-    assert body["llm"]["adapter"].startswith("iotlm-adapter-v2") and body["llm"]["motion_encoder"] == "motion-v1-hapt-1.1.0"
+    assert body["llm"]["adapter"].startswith("iotlm-adapter-v2") and body["llm"]["motion_encoder"] == "motion-v1-hapt-1.2.0"
     assert isinstance(body["llm_faithful"], bool)
     assert (body["llm_sentence"] is not None) == body["llm_faithful"]  # an unfaithful sentence is never shown
     # a fall question: the stored alerts answer it, and the adapter says what the last window holds

@@ -216,3 +216,30 @@ def test_grounding_changes_only_wordings_the_encoder_never_saw():
     grounded = classifier.label_vectors(known + unseen).numpy()
     assert np.array_equal(raw[:2], grounded[:2])  # trained names keep their own vectors
     assert not np.allclose(raw[2], grounded[2]) and np.isclose(np.linalg.norm(grounded[2]), 1.0, atol=1e-5)
+
+
+def test_reference_validation_reads_train_subjects_only_and_never_means_no_reference():
+    """The online-reference check (iotlm eval --setting reference-validation): per threshold and condition an
+    accuracy; 'never' is the classifier without a reference; test subjects are refused."""
+    from ingest.hapt import load_hapt
+    from models.conditions import reference_validation
+    from models.datasets import HAPT_LABELS
+
+    report = reference_validation("motion-v1", thresholds=(3, 1000), first_s=60.0, subjects=(1,))
+    rows = report["accuracy_by_min_gait_windows"]
+    assert set(rows) == {"as_worn", "mounted"} and set(rows["as_worn"]) == {"3", "1000", "never"}
+    assert report["chosen"] in ("3", "1000") and report["subjects"] == [1]
+    # a threshold no minute of walking reaches behaves as no reference at all
+    assert rows["as_worn"]["1000"] == rows["as_worn"]["never"] and rows["mounted"]["1000"] == rows["mounted"]["never"]
+    classifier, hits = MotionClassifier.load("motion-v1", device="cpu"), []
+    for recording in load_hapt([1]):  # each of the subject's recordings is a stream from its start
+        labels = np.clip(recording.labels[:3000].astype(int), 0, None)
+        starts = [i for i in range(0, 3000 - 127, 64) if np.isin(labels[i:i + 128], range(1, 7)).all()]
+        truth = [np.bincount(labels[i:i + 128], minlength=7)[1:7].argmax() for i in starts]
+        p = classifier.predict_proba(np.stack([recording.acc[i:i + 128] for i in starts]),
+                                     np.stack([recording.gyro[i:i + 128] for i in starts]), recording.rate_hz,
+                                     list(HAPT_LABELS), "waist")
+        hits += list(p.argmax(1) == np.array(truth))
+    assert np.isclose(rows["as_worn"]["never"], np.mean(hits))
+    with pytest.raises(AssertionError):
+        reference_validation("motion-v1", subjects=(2,))  # a test subject
