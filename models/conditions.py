@@ -135,7 +135,7 @@ def reference_validation(model: str | None = None, thresholds=(3, 10, 25, 50, 10
     without one. `first_s`: only each recording's first seconds (the start of a stream). Test subjects are not read.
     `chosen`: the threshold with the best mean of the two conditions (fixed 2026-12-07 before the first run)."""
     from ingest.hapt import load_hapt
-    from models.datasets import HAPT_TRAIN_SUBJECTS, HAPT_LABELS
+    from models.datasets import HAPT_LABELS, HAPT_TRAIN_SUBJECTS
     from models.gravity import GravityReference
     from models.inference import MotionClassifier
 
@@ -167,7 +167,8 @@ def reference_validation(model: str | None = None, thresholds=(3, 10, 25, 50, 10
             truth = np.array([np.bincount(labels[i:i + size], minlength=7)[1:7].argmax() for i in starts])[keep]
             for k in correct:
                 up = np.where((np.array(counts) >= k)[:, None], np.array(ups), 0.0)[keep]  # zeros: no reference yet
-                p = classifier.predict_proba(acc_w[keep], gyro_w[keep], recording.rate_hz, list(HAPT_LABELS), "waist", up=up)
+                p = classifier.predict_proba(acc_w[keep], gyro_w[keep], recording.rate_hz, list(HAPT_LABELS), "waist",
+                                             up=up)
                 correct[k] += int((p.argmax(1) == truth).sum())
             judged += int(keep.sum())
         rows[condition] = {("never" if k == never else str(k)): correct[k] / judged for k in correct}

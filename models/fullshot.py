@@ -22,7 +22,7 @@ VARIANTS = ("single_window", "per_device", "single_window_deep", "per_device_dee
 def run_full_shot(model: str | None = None, seeds=(0, 1, 2), epochs: int = 15, gyro_dropout: float = 0.2,
                   checkpoint_dir=None, limit: int | None = None, reference: bool = True) -> dict:
     """Per-seed fine-tunes with the product's recipe, the baseline, the seed ensemble; mean and std over seeds.
-    reference=False: the deep model fits and selects on raw windows (the recipe before motion-v1-hapt 1.2.0)."""
+    reference=False: the deep model fits and selects on raw windows (as the earlier single-window runs did)."""
     import torch
 
     from models.baselines import fit_feature_svm
@@ -48,9 +48,9 @@ def run_full_shot(model: str | None = None, seeds=(0, 1, 2), epochs: int = 15, g
         report = full_shot_test_metrics(classifier, test)
         for variant in VARIANTS:
             probabilities[variant].append(report[variant].pop("probabilities"))
+        by_weight = {str(w): v for w, v in chosen["validation_macro_f1_by_weight"].items()}
         runs.append({"seed": seed, "c": chosen["c"], "fusion_weight": chosen["fusion_weight"],
-                     "validation_macro_f1_by_weight": {str(w): v for w, v in chosen["validation_macro_f1_by_weight"].items()},
-                     **report})
+                     "validation_macro_f1_by_weight": by_weight, **report})
         print(f"seed {seed}: single window {report['single_window']['accuracy']:.3f} (deep "
               f"{report['single_window_deep']['accuracy']:.3f}), per device {report['per_device']['accuracy']:.3f} "
               f"(deep {report['per_device_deep']['accuracy']:.3f}), fusion weight {chosen['fusion_weight']}  "
