@@ -84,19 +84,25 @@ class FeatureBaseline:
         return self.pipeline.predict(window_features(windows.acc, windows.gyro, windows.rate_hz))
 
 
-def fit_feature_svm(fit, validation, seed: int = 0) -> FeatureBaseline:
-    """C chosen by macro-F1 on `validation`, then refit on fit + validation (both training subjects)."""
+def svm_pipeline(c: float, seed: int = 0, probability: bool = False):
+    """StandardScaler + RBF SVC: the baseline's model (probability=True: Platt-scaled, for models/fusion.py)."""
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import StandardScaler
     from sklearn.svm import SVC
 
+    return make_pipeline(StandardScaler(), SVC(C=c, kernel="rbf", gamma="scale", probability=probability,
+                                               random_state=seed))
+
+
+def fit_feature_svm(fit, validation, seed: int = 0) -> FeatureBaseline:
+    """C chosen by macro-F1 on `validation`, then refit on fit + validation (both training subjects)."""
     from models.metrics import classification_metrics
 
     x_fit = window_features(fit.acc, fit.gyro, fit.rate_hz)
     x_val = window_features(validation.acc, validation.gyro, validation.rate_hz)
 
     def model(c: float):
-        return make_pipeline(StandardScaler(), SVC(C=c, kernel="rbf", gamma="scale", random_state=seed))
+        return svm_pipeline(c, seed)
 
     scores = {}
     for c in C_GRID:

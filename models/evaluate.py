@@ -37,11 +37,12 @@ def splits(dataset: str, limit: int | None, seed: int, validation_subjects: tupl
     return fit.limit(limit, seed), val.limit(limit, seed), test.limit(limit, seed)
 
 
-def _feature_baseline(fit, val, test, seed: int) -> dict:
-    """The classic baseline (models/baselines.py) on the given split: C chosen on `val` only."""
+def _feature_baseline(fit, val, test, seed: int, baseline=None) -> dict:
+    """The classic baseline (models/baselines.py) on the given split: C chosen on `val` only (`baseline`: already
+    fitted on that split)."""
     from models.baselines import fit_feature_svm
 
-    baseline = fit_feature_svm(fit, val, seed)
+    baseline = baseline or fit_feature_svm(fit, val, seed)
     metrics = classification_metrics(test.y, baseline.predict(test), test.labels)
     return {"name": f"RBF-SVM on {baseline.n_features} time/frequency features (models/baselines.py)",
             "c": baseline.c, "validation_macro_f1": baseline.validation_macro_f1, **metrics}
@@ -64,9 +65,7 @@ def run_evaluation(
     import torch
 
     from models.inference import MotionClassifier
-    from models.train import (
-        FINETUNE_VALIDATION_SUBJECTS, few_shot_subset, finetune, finetune_full_shot, full_shot_test_metrics,
-    )  # fmt: skip
+    from models.train import FINETUNE_VALIDATION_SUBJECTS, few_shot_subset, finetune, finetune_full_shot
 
     torch.manual_seed(seed)
     start = time.time()
@@ -76,7 +75,7 @@ def run_evaluation(
     if setting not in ("zero-shot", "few-shot", "full", "baseline"):
         raise ValueError(f"unknown setting {setting!r}: zero-shot, few-shot, full or baseline")
     fit, val, test = splits(dataset, limit, seed, FINETUNE_VALIDATION_SUBJECTS if full else None)
-    version, n_fit = None, 0
+    version, n_fit, baseline = None, 0, None
     if setting == "baseline":
         report, n_fit = _feature_baseline(fit, val, test, seed), len(fit)
     else:
@@ -87,14 +86,22 @@ def run_evaluation(
             label_vectors = classifier.label_vectors(fit.labels).cpu().numpy()
             classifier.model, _ = finetune(classifier.model, fit, val, label_vectors, epochs=epochs, seed=seed)
         elif setting == "full":  # HAPT: what `iotlm train finetune` ships, without saving it
+            from models.baselines import fit_feature_svm
+
+            baseline = fit_feature_svm(fit, val, seed)
             hapt = dataset == "hapt"  # BasicMotions: 10 Hz, gravity removed, no reference or SVM to fuse
-            finetune_full_shot(classifier, fit, val, seed, epochs, reference=hapt, features=hapt)
+            finetune_full_shot(classifier, fit, val, seed, epochs, reference=hapt, features=hapt, c=baseline.c)
         n_fit = len(fit) if setting != "zero-shot" else 0
         report = classification_metrics(test.y, predict_windows(classifier, test), test.labels)  # single window
         if setting == "full" and dataset == "hapt":
-            per_device = full_shot_test_metrics(classifier, test)["per_device"]
-            report["per_device"] = {k: per_device[k] for k in ("accuracy", "macro_f1", "per_class_f1")}
-            report["baseline"] = _feature_baseline(fit, val, test, seed)
+            from models.gravity import device_references
+
+            up = device_references(test.acc, test.subjects)  # each test subject's label-free reference
+            p = classifier.predict_proba(test.acc, test.gyro, test.rate_hz, test.labels, test.placement, up=up)
+            m = classification_metrics(test.y, p.argmax(1), test.labels)
+            report["per_device"] = {k: m[k] for k in ("accuracy", "macro_f1", "per_class_f1")}
+        if setting == "full":
+            report["baseline"] = _feature_baseline(fit, val, test, seed, baseline)
     test_subjects = sorted({int(s) for s in test.subjects}) if dataset == "hapt" else []
     reference = {"source": "UniMTS (seed 001), UCI-HAR, 6 classes", **UNIMTS_UCI_HAR.get(setting, {})} if dataset == "hapt" else None
     report.update({
@@ -117,9 +124,10 @@ def zero_shot_validation(model: str | None = None, checkpoint_dir=None) -> dict:
 
     windows = hapt_windows(HAPT_VALIDATION_SUBJECTS)
     classifier = MotionClassifier.load(model, device="cpu", checkpoint_dir=checkpoint_dir)
-    rows = {placement: classification_metrics(windows.y, predict_windows(classifier, replace(windows, placement=placement)),
-                                              windows.labels)
-            for placement in (windows.placement, "unknown")}
+    rows = {}
+    for placement in (windows.placement, "unknown"):
+        predicted = predict_windows(classifier, replace(windows, placement=placement))
+        rows[placement] = classification_metrics(windows.y, predicted, windows.labels)
     return {"dataset": "hapt", "setting": "zero-shot-validation", "model_version": classifier.version,
             "subjects": list(HAPT_VALIDATION_SUBJECTS), "n_windows": len(windows),
             "score": float(np.mean([m["macro_f1"] for m in rows.values()])),

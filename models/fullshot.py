@@ -44,7 +44,8 @@ def run_full_shot(model: str | None = None, seeds=(0, 1, 2), epochs: int = 15, g
         torch.manual_seed(seed)
         classifier = MotionClassifier.load(model, device="cpu", checkpoint_dir=checkpoint_dir)
         version = classifier.version
-        chosen = finetune_full_shot(classifier, fit, val, seed, epochs, gyro_dropout, reference, features=True)
+        chosen = finetune_full_shot(classifier, fit, val, seed, epochs, gyro_dropout, reference, features=True,
+                                    c=baseline.c)
         report = full_shot_test_metrics(classifier, test)
         for variant in VARIANTS:
             probabilities[variant].append(report[variant].pop("probabilities"))

@@ -10,7 +10,7 @@ The SVM travels as plain arrays in `features.safetensors` beside the model and i
 scikit-learn in tests/models/test_fusion.py), so loading a checkpoint never unpickles anything.
 
 The SVM knows one placement, rate and window (HAPT's waist phone, 50 Hz, 2.56 s) and needs the gyroscope;
-`FeatureFusion.feature_proba` answers None for windows it cannot score, and those get the deep model alone.
+`FeatureFusion.serves` says which calls it can score, and the others get the deep model alone.
 """
 
 from __future__ import annotations
@@ -194,17 +194,13 @@ def _fit_window(x: np.ndarray, rate_hz: float, target_hz: float, n_samples: int)
 
 
 def fit_svm(windows, c: float, seed: int = 0, also=None) -> PortableSVM:
-    """StandardScaler + RBF SVC(C, probability) on `windows` (+ `also`), as arrays."""
-    from sklearn.pipeline import make_pipeline
-    from sklearn.preprocessing import StandardScaler
-    from sklearn.svm import SVC
-
-    from models.baselines import window_features
+    """The baseline's StandardScaler + RBF SVC, with Platt probabilities, on `windows` (+ `also`), as arrays."""
+    from models.baselines import svm_pipeline, window_features
 
     sets = [windows] + ([also] if also is not None else [])
     x = np.concatenate([window_features(w.acc, w.gyro, w.rate_hz) for w in sets])
     y = np.concatenate([w.y for w in sets])
-    model = make_pipeline(StandardScaler(), SVC(C=c, kernel="rbf", gamma="scale", probability=True, random_state=seed))
+    model = svm_pipeline(c, seed, probability=True)
     with warnings.catch_warnings():
         # scikit-learn 1.9 deprecates SVC(probability=True) (removed in 1.11: pyproject pins below it); its Platt
         # scaling is what the measured fusion used, and PortableSVM reproduces it exactly

@@ -538,14 +538,15 @@ def aligned_windows(windows):
 
 def finetune_full_shot(classifier: MotionClassifier, fit, val, seed: int = 0, epochs: int = 15,
                        gyro_dropout: float = 0.2, reference: bool = True, features: bool = True,
-                       **finetune_options) -> dict:
+                       c: float | None = None, **finetune_options) -> dict:
     """The product's full-shot recipe (motion-v1-hapt 1.2.0), shared by `iotlm train finetune` and the
     seed runs of `iotlm eval --setting full --seeds` (models/fullshot.py), so the seeds measure what ships:
     1. fine-tune the encoder (cross-entropy, checkpoint chosen once per epoch on `val`, gyroscope dropped for
        `gyro_dropout` of the windows) on windows turned by each subject's label-free gravity reference
        (`reference`: what the workers feed it once a device has walked; HAPT's own phones are near that "up");
     2. `features`: the feature SVM (C chosen on `val`) fused with it, the fusion weight chosen on `val` by an
-       SVM fitted on `fit` only, the shipped SVM refitted on fit + val (models/fusion.py).
+       SVM fitted on `fit` only, the shipped SVM refitted on fit + val (models/fusion.py). `c`: that C when the
+       caller has already chosen it on the same split (the feature baseline's, `fit_feature_svm(fit, val).c`).
     Sets classifier.model and classifier.fusion; returns what was chosen (history, C, weight)."""
     from models.baselines import fit_feature_svm
     from models.fusion import FeatureFusion, choose_weight, fit_svm, svm_proba
@@ -559,7 +560,7 @@ def finetune_full_shot(classifier: MotionClassifier, fit, val, seed: int = 0, ep
                                          eval_every=steps_per_epoch(fit), gyro_dropout=gyro_dropout, **finetune_options)
     chosen = {"history": history, "reference": reference, "gyro_dropout": gyro_dropout}
     if features:
-        c = fit_feature_svm(fit, val, seed).c
+        c = c or fit_feature_svm(fit, val, seed).c
         up = device_references(val.acc, val.subjects) if reference else None
         deep_val_p = classifier.predict_proba(val.acc, val.gyro, val.rate_hz, val.labels, val.placement, up=up)
         weight, scores = choose_weight(val.y, deep_val_p, svm_proba(fit_svm(fit, c, seed), val), val.labels)
@@ -614,7 +615,10 @@ def train_finetune(
     fit = hapt_windows([s for s in HAPT_TRAIN_SUBJECTS if s not in validation_subjects])
     val = hapt_windows(validation_subjects)
     start = time.time()
+    # the feature baseline: its C (chosen on validation) is the fused SVM's too, and it is the test's yardstick
+    baseline = fit_feature_svm(fit, val, seed) if features or measure_test else None
     chosen = finetune_full_shot(classifier, fit, val, seed, epochs, gyro_dropout, reference, features,
+                                c=baseline.c if baseline else None,
                                 device=resolve_device(device))  # the encoder's steps on CUDA when present
     history = chosen.pop("history")
     seconds = round(time.time() - start, 1)
@@ -624,7 +628,6 @@ def train_finetune(
     if measure_test:
         test = hapt_windows(HAPT_TEST_SUBJECTS)
         report = full_shot_test_metrics(classifier, test)
-        baseline = fit_feature_svm(fit, val, seed)
         base_m = classification_metrics(test.y, baseline.predict(test), test.labels)
         metrics.update({"hapt_test": {name: {k: m[k] for k in ("accuracy", "macro_f1", "per_class_f1")}
                                       for name, m in report.items()},
